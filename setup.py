@@ -1,0 +1,38 @@
+"""arm_jax: Rubric-ARM (alternating RL for rubric-based reward models) in JAX/Flax."""
+
+import setuptools
+
+# Versions resolved and tested together; change them only with the test suite green.
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "ml-collections==1.1.0",
+    "transformers==5.24.0",
+    "tokenizers==0.23.3",
+    "safetensors==0.8.0",
+    "tensorflow-datasets==4.9.10",
+    "array-record==0.8.6",
+    "grain==0.2.18",
+    "gguf==0.19.0",
+    "jinja2>=3.1",
+    "numpy>=2.0",
+]
+
+EXTRAS_REQUIRE = {
+    # torch is only a reference implementation for parity tests; 2.13.0 is the CPU wheel.
+    "test": ["pytest>=8", "torch==2.13.0"],
+}
+
+setuptools.setup(
+    name="arm_jax",
+    version="0.1.0",
+    description="Rubric-ARM: rubric generator + judge reward models trained by alternating RL, in JAX",
+    packages=setuptools.find_packages(include=["arm_jax", "arm_jax.*"]),
+    package_data={"arm_jax": ["templates/*.txt"]},
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+)
