@@ -23,7 +23,8 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     # torch is only a reference implementation for parity tests; 2.13.0 is the CPU wheel.
-    "test": ["pytest>=8", "torch==2.13.0"],
+    # accelerate lets transformers load the GGUF reference model.
+    "test": ["pytest>=8", "torch==2.13.0", "accelerate==1.15.0"],
 }
 
 setuptools.setup(

@@ -1,12 +1,15 @@
 """The shipped SmolLM2-135M-Instruct GGUF: logits and tokenizer against transformers."""
 
+import copy
 import os
 
+import jax
 import numpy as np
 import pytest
 
 from arm_jax import assets
 from arm_jax.models import load_pretrained
+from arm_jax.sampling import Sampler, SamplingParams
 from arm_jax.tokenizer import load_tokenizer
 from hf_reference import hf_logits
 
@@ -39,6 +42,27 @@ def tokenizer(gguf_path):
   return load_tokenizer(gguf_path)
 
 
+@pytest.fixture(scope="module")
+def hf_model(gguf_path):
+  """transformers' own GGUF import (its dequantisation and q/k un-permutation), f32."""
+  import torch
+  import transformers
+
+  return transformers.AutoModelForCausalLM.from_pretrained(
+      os.path.dirname(gguf_path), gguf_file=os.path.basename(gguf_path),
+      dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def ours(gguf_path):
+  return load_pretrained(gguf_path)
+
+
+def _chat_ids(tokenizer):
+  return [tokenizer.apply_chat_template(m, add_generation_prompt=True)["input_ids"]
+          for m in MESSAGES]
+
+
 def test_gguf_tokenizer_matches_transformers(tokenizer, reference_tokenizer):
   for text in TEXTS:
     ids = tokenizer.encode(text)
@@ -67,7 +91,7 @@ def test_tokenizer_save_and_load_hf_directory(tmp_path, tokenizer):
           tokenizer.apply_chat_template(MESSAGES[1], tokenize=False, add_generation_prompt=True))
 
 
-def test_gguf_logits_match_transformers(gguf_path, tokenizer):
+def test_gguf_logits_match_transformers(ours, hf_model, tokenizer):
   """Left-padded chat prompts through our GGUF import vs transformers' GGUF import.
 
   Over thirty f32 layers, summation order alone moves logits (|max| ~ 40) by ~1e-4: measured
@@ -76,29 +100,47 @@ def test_gguf_logits_match_transformers(gguf_path, tokenizer):
   error may exceed transformers' f32 error by at most 1e-4.
   """
   import torch
-  import transformers
 
-  model, params = load_pretrained(gguf_path)
+  model, params = ours
   cfg = model.config
   assert (cfg.num_layers, cfg.num_heads, cfg.num_kv_heads, cfg.tie_word_embeddings) == (30, 9, 3, True)
-  prompts = [tokenizer.apply_chat_template(m, add_generation_prompt=True)["input_ids"]
-             for m in MESSAGES]
+  prompts = _chat_ids(tokenizer)
   t = max(map(len, prompts))
   ids = np.zeros((len(prompts), t), np.int32)
   mask = np.zeros_like(ids)
   for row, p in enumerate(prompts):
     ids[row, t - len(p):] = p
     mask[row, t - len(p):] = 1
-  ours = np.asarray(model.apply({"params": params}, ids, attention_mask=mask))
-  ref32 = transformers.AutoModelForCausalLM.from_pretrained(
-      os.path.dirname(gguf_path), gguf_file=os.path.basename(gguf_path),
-      dtype=torch.float32).eval()
-  hf32 = [hf_logits(ref32, np.asarray([p]))[0] for p in prompts]
-  ref64 = ref32.to(torch.float64)  # in place: ref32 is not used after this
+  logits = np.asarray(model.apply({"params": params}, ids, attention_mask=mask))
+  hf32 = [hf_logits(hf_model, np.asarray([p]))[0] for p in prompts]
+  ref64 = copy.deepcopy(hf_model).to(torch.float64)
   for row, p in enumerate(prompts):
     truth = hf_logits(ref64, np.asarray([p]))[0]
-    ours_err = np.abs(ours[row, t - len(p):] - truth).max()
+    ours_err = np.abs(logits[row, t - len(p):] - truth).max()
     hf32_err = np.abs(hf32[row] - truth).max()
     print(f"prompt {row}: {len(p)} tokens, ours-f32 vs f64 {ours_err:.2e}, "
           f"transformers-f32 vs f64 {hf32_err:.2e}")
     assert ours_err <= hf32_err + 1e-4, (row, ours_err, hf32_err)
+
+
+def test_greedy_chat_generation_equals_transformers(ours, hf_model, tokenizer):
+  import torch
+
+  model, params = ours
+  prompts = _chat_ids(tokenizer)
+  eos = tokenizer.eos_token_id
+  out = Sampler(model, stop_ids=[eos])(params, prompts, SamplingParams(40, greedy=True),
+                                       jax.random.key(0))
+  t = max(map(len, prompts))
+  ids = np.zeros((len(prompts), t), np.int64)
+  mask = np.zeros_like(ids)
+  for row, p in enumerate(prompts):
+    ids[row, t - len(p):] = p
+    mask[row, t - len(p):] = 1
+  ref = hf_model.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                          max_new_tokens=40, do_sample=False, eos_token_id=eos,
+                          pad_token_id=tokenizer.pad_token_id)[:, t:].numpy()
+  for row in range(len(prompts)):
+    n = out.lengths[row]
+    assert out.tokens[row][:n].tolist() == ref[row][:n].tolist()
+    assert n == 40 or out.tokens[row][n - 1] == eos

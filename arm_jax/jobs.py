@@ -1,0 +1,61 @@
+"""Jobs that main.py runs, selected by `config.job`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import ml_collections
+from absl import logging
+
+from arm_jax import assets
+from arm_jax import sharding as sharding_lib
+from arm_jax.generate import generate_texts, sampling_from_flags
+from arm_jax.models import load_pretrained
+from arm_jax.tokenizer import load_tokenizer
+
+
+def mesh_and_rules(config: ml_collections.ConfigDict):
+  mesh = sharding_lib.make_mesh(tuple(config.mesh_shape), tuple(config.mesh_axes))
+  rules = sharding_lib.rules_from_config(config.rules) if config.get("rules") else \
+      sharding_lib.DEFAULT_RULES
+  return mesh, rules
+
+
+def run_generate(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+  """Loads the model into the config's mesh, generates for each prompt, writes JSONL."""
+  path = config.model.path or assets.smollm2_gguf()
+  mesh, rules = mesh_and_rules(config)
+  start = time.time()
+  model, params = load_pretrained(path, dtype=config.model.dtype, mesh=mesh, rules=rules)
+  tokenizer = load_tokenizer(path)
+  logging.info("loaded %s (%.1fM params) on mesh %s in %.1fs", path,
+               model.config.num_params / 1e6, dict(mesh.shape), time.time() - start)
+  s = config.sampling
+  sampling = sampling_from_flags(s.max_new_tokens, s.temperature, s.top_p, s.top_k)
+  start = time.time()
+  texts = generate_texts(model, params, tokenizer, list(config.prompts), sampling, config.seed,
+                         config.chat, s.num_samples)
+  seconds = time.time() - start
+  records = []
+  for i, text in enumerate(texts):
+    prompt = config.prompts[i // s.num_samples]
+    records.append({"prompt": prompt, "sample": i % s.num_samples, "completion": text})
+    print(f"### {prompt}\n{text}\n")
+  os.makedirs(workdir, exist_ok=True)
+  out = os.path.join(workdir, "generations.jsonl")
+  with open(out, "w") as f:
+    for r in records:
+      f.write(json.dumps(r) + "\n")
+  print(f"{len(records)} completions in {seconds:.1f}s (including compilation) -> {out}")
+  return records
+
+
+JOBS = {"generate": run_generate}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str):
+  if config.job not in JOBS:
+    raise ValueError(f"config.job={config.job!r}; expected one of {sorted(JOBS)}")
+  return JOBS[config.job](config, workdir)

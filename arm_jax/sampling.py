@@ -1,0 +1,233 @@
+"""Jitted batched generation: prefill + `lax.while_loop` decode over a preallocated KV cache.
+
+Everything per token stays on device: sampling (greedy / temperature / top-k / top-p), the
+cache write, per-row stop, and the log-prob of each emitted token under the model's own
+temperature-1 distribution (what GRPO's importance ratio recomputes in training).
+Prompts are left-padded to a length bucket, so only a handful of shapes ever compile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from arm_jax import sharding as sharding_lib
+from arm_jax.models.config import dtype_from_name
+from arm_jax.models.decoder import Decoder, KVCache
+
+STOP, LENGTH = 0, 1  # stop reasons
+STOP_REASONS = ("stop", "length")
+DEFAULT_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+  """Static decoding settings: one compiled loop per distinct value."""
+
+  max_new_tokens: int = 128
+  greedy: bool = False
+  temperature: float = 1.0
+  top_p: float = 1.0
+  top_k: int = 0  # 0 = off
+
+  def __post_init__(self):
+    if self.max_new_tokens < 1:
+      raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+    if not self.greedy and self.temperature <= 0:
+      raise ValueError(f"temperature must be > 0 when sampling, got {self.temperature}; "
+                       "use greedy=True for argmax decoding")
+    if not 0 < self.top_p <= 1:
+      raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+    if self.top_k < 0:
+      raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+
+
+class SampleOutput(NamedTuple):
+  """Rows are prompt-major: row i * num_samples + j is sample j of prompt i.
+
+  tokens [n, max_new_tokens] (pad_id after the stop); logprobs [n, max_new_tokens] (0 after);
+  lengths [n] count emitted tokens including the stop token; stop_reason [n] is STOP or LENGTH.
+  """
+
+  tokens: np.ndarray
+  logprobs: np.ndarray
+  lengths: np.ndarray
+  stop_reason: np.ndarray
+
+
+def filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
+  """Sets logits outside the top-k / nucleus (top-p) set to -inf; the best token always stays."""
+  neg = jnp.finfo(logits.dtype).min
+  if top_k:
+    kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
+    logits = jnp.where(logits < kth, neg, logits)
+  if top_p < 1.0:
+    order = jnp.argsort(-logits, axis=-1)
+    sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
+    probs = jax.nn.softmax(sorted_logits, axis=-1)
+    mass_before = jnp.cumsum(probs, axis=-1) - probs
+    keep_sorted = mass_before < top_p  # the smallest prefix whose mass reaches top_p
+    keep = jnp.zeros_like(keep_sorted).at[
+        jnp.arange(logits.shape[0])[:, None], order].set(keep_sorted)
+    logits = jnp.where(keep, logits, neg)
+  return logits
+
+
+def _choose(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Array:
+  if params.greedy:
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  scaled = filter_logits(logits / params.temperature, params.top_k, params.top_p)
+  return jax.random.categorical(key, scaled, axis=-1).astype(jnp.int32)
+
+
+def _token_logprob(logits: jax.Array, token: jax.Array) -> jax.Array:
+  picked = jnp.take_along_axis(logits, token[:, None], axis=-1)[:, 0]
+  return picked - jax.nn.logsumexp(logits, axis=-1)
+
+
+def _generate(model: Decoder, params: Any, ids: jax.Array, mask: jax.Array, key: jax.Array,
+              stop_ids: jax.Array, sp: SamplingParams, pad_id: int):
+  cfg = model.config
+  b, t = ids.shape
+  slots = t + sp.max_new_tokens
+  positions = jnp.maximum(jnp.cumsum(mask, axis=-1) - 1, 0)
+  logits, (k, v) = model.apply({"params": params}, ids, attention_mask=mask, positions=positions,
+                               return_kv=True, logits_at=jnp.full((b,), t - 1))
+  dt = dtype_from_name(cfg.dtype)
+  shape = (cfg.num_layers, b, slots, cfg.num_kv_heads, cfg.head_dim)
+  cache = KVCache(
+      jax.lax.dynamic_update_slice(jnp.zeros(shape, dt), k.astype(dt), (0, 0, 0, 0, 0)),
+      jax.lax.dynamic_update_slice(jnp.zeros(shape, dt), v.astype(dt), (0, 0, 0, 0, 0)),
+      jnp.zeros((b, slots), bool).at[:, :t].set(mask))
+  if model.mesh is not None:
+    cache = _constrain_cache(cache, model)
+  next_pos = positions[:, -1] + 1
+  done = ~mask.any(axis=-1)  # all-padding filler rows never emit
+  tokens = jnp.full((b, sp.max_new_tokens), pad_id, jnp.int32)
+  logprobs = jnp.zeros((b, sp.max_new_tokens), jnp.float32)
+  lengths = jnp.zeros((b,), jnp.int32)
+  stopped = jnp.zeros((b,), bool)
+
+  def cond(state):
+    step, _, _, done, *_ = state
+    return (step < sp.max_new_tokens) & ~jnp.all(done)
+
+  def body(state):
+    step, logits, cache, done, stopped, tokens, logprobs, lengths, key = state
+    key, sub = jax.random.split(key)
+    token = _choose(logits, sub, sp)
+    lp = _token_logprob(logits, token)
+    live = ~done
+    token = jnp.where(live, token, pad_id)
+    tokens = jax.lax.dynamic_update_slice(tokens, token[:, None], (0, step))
+    logprobs = jax.lax.dynamic_update_slice(logprobs, jnp.where(live, lp, 0.0)[:, None], (0, step))
+    lengths = lengths + live
+    hit_stop = live & jnp.isin(token, stop_ids)
+    stopped = stopped | hit_stop
+    done = done | hit_stop
+    slot = t + step
+    new_logits, (k, v) = model.apply(
+        {"params": params}, token[:, None], attention_mask=live[:, None],
+        positions=(next_pos + step)[:, None], cache=cache)
+    cache = KVCache(
+        jax.lax.dynamic_update_slice(cache.k, k.astype(dt), (0, 0, slot, 0, 0)),
+        jax.lax.dynamic_update_slice(cache.v, v.astype(dt), (0, 0, slot, 0, 0)),
+        jax.lax.dynamic_update_slice(cache.mask, live[:, None], (0, slot)))
+    return step + 1, new_logits[:, 0], cache, done, stopped, tokens, logprobs, lengths, key
+
+  state = (jnp.int32(0), logits, cache, done, stopped, tokens, logprobs, lengths, key)
+  _, _, _, _, stopped, tokens, logprobs, lengths, _ = jax.lax.while_loop(cond, body, state)
+  reason = jnp.where(stopped, STOP, LENGTH).astype(jnp.int32)
+  return tokens, logprobs, lengths, reason
+
+
+def _constrain_cache(cache: KVCache, model: Decoder) -> KVCache:
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+
+  axes = ("layers", "batch", "cache_slots", "kv_heads", "head_dim")
+  kv = [nn.with_logical_constraint(x, axes, rules=model.rules, mesh=model.mesh)
+        for x in (cache.k, cache.v)]
+  mask = nn.with_logical_constraint(cache.mask, ("batch", "cache_slots"), rules=model.rules,
+                                    mesh=model.mesh)
+  return KVCache(kv[0], kv[1], mask)
+
+
+def bucket_length(n: int, buckets: Sequence[int]) -> int:
+  for b in buckets:
+    if n <= b:
+      return b
+  raise ValueError(f"prompt of {n} tokens exceeds the largest length bucket {buckets[-1]}")
+
+
+class Sampler:
+  """Generation for one model; compiled loops are cached per (shape bucket, settings).
+
+  `stop_ids` defaults to the model config's eos tokens. The batch is padded to a multiple of
+  the mesh's data-parallel size with filler rows that never emit.
+  """
+
+  def __init__(self, model: Decoder, *, stop_ids: Sequence[int] | None = None, pad_id: int = 0,
+               buckets: Sequence[int] = DEFAULT_BUCKETS):
+    self.model = model
+    self.stop_ids = tuple(model.config.eos_token_ids if stop_ids is None else stop_ids)
+    if not self.stop_ids:
+      raise ValueError("no stop tokens: pass stop_ids or load a config with eos_token_id")
+    self.pad_id = pad_id
+    self.buckets = tuple(sorted(buckets))
+    self._compiled: dict[Any, Any] = {}
+
+  def _fn(self, sp: SamplingParams):
+    if sp not in self._compiled:
+      fn = functools.partial(_generate, self.model, sp=sp, pad_id=self.pad_id)
+      self._compiled[sp] = jax.jit(fn)
+    return self._compiled[sp]
+
+  def _batch_multiple(self) -> int:
+    mesh = self.model.mesh
+    if mesh is None:
+      return 1
+    return int(np.prod([mesh.shape[a] for a in _batch_axes(self.model)] or [1]))
+
+  def __call__(self, params: Any, prompts: Sequence[Sequence[int]], sampling: SamplingParams,
+               key: jax.Array, *, num_samples: int = 1) -> SampleOutput:
+    if not prompts:
+      raise ValueError("no prompts")
+    rows = [list(p) for p in prompts for _ in range(num_samples)]
+    if any(len(r) == 0 for r in rows):
+      raise ValueError("empty prompt: every prompt needs at least one token")
+    t = bucket_length(max(map(len, rows)), self.buckets)
+    multiple = self._batch_multiple()
+    n = len(rows)
+    b = -(-n // multiple) * multiple
+    ids = np.full((b, t), self.pad_id, np.int32)
+    mask = np.zeros((b, t), bool)
+    for i, r in enumerate(rows):
+      ids[i, t - len(r):] = r
+      mask[i, t - len(r):] = True
+    ids, mask = jnp.asarray(ids), jnp.asarray(mask)
+    if self.model.mesh is not None:
+      data = sharding_lib.data_sharding(self.model.mesh, self.model.rules)
+      ids, mask = jax.device_put(ids, data), jax.device_put(mask, data)
+    out = self._fn(sampling)(params, ids, mask, key, jnp.asarray(self.stop_ids, jnp.int32))
+    out = jax.device_get(out)
+    return SampleOutput(*(np.asarray(x)[:n] for x in out))
+
+
+def _batch_axes(model: Decoder) -> tuple[str, ...]:
+  target = dict(model.rules).get("batch")
+  axes = () if target is None else ((target,) if isinstance(target, str) else tuple(target))
+  return tuple(a for a in axes if a in model.mesh.shape)
+
+
+def completions_text(tokenizer, out: SampleOutput) -> list[str]:
+  """Decoded completions without the stop token."""
+  texts = []
+  for row, n, reason in zip(out.tokens, out.lengths, out.stop_reason):
+    keep = n - 1 if reason == STOP else n
+    texts.append(tokenizer.decode(row[:keep].tolist(), skip_special_tokens=False))
+  return texts

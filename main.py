@@ -1,0 +1,29 @@
+"""arm_jax entry point: `python main.py --config configs/<name>.py [--workdir DIR]`.
+
+Kept short on purpose: the config names the job and arm_jax.jobs runs it.
+"""
+
+import os
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+from arm_jax import jobs
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
+config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "ml_collections config file",
+                                lock_config=True)
+flags.DEFINE_string("workdir", "workdir", "where outputs and checkpoints go")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("TPU_WORKER_HOSTNAMES"):
+    jax.distributed.initialize()  # multi-host: one process per host
+  jobs.run(flags.FLAGS.config, flags.FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

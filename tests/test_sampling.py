@@ -1,0 +1,150 @@
+"""Jitted generation: token-exact greedy vs transformers, log-probs, filtering, keys, sharding."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from arm_jax import sharding
+from arm_jax.models import load_pretrained
+from arm_jax.sampling import LENGTH, STOP, Sampler, SamplingParams, _choose, filter_logits
+from hf_reference import make_hf_model
+
+PROMPTS = [[5, 6, 7, 8, 9, 10, 11, 12, 13], [40, 41, 42], [60, 3, 61, 4, 62]]
+STOP_ID = 2
+
+
+def _hf_greedy(hf, prompts, max_new, stop_id=STOP_ID):
+  t = max(map(len, prompts))
+  ids = np.zeros((len(prompts), t), np.int64)
+  mask = np.zeros_like(ids)
+  for i, p in enumerate(prompts):
+    ids[i, t - len(p):] = p
+    mask[i, t - len(p):] = 1
+  out = hf.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                    max_new_tokens=max_new, do_sample=False, pad_token_id=0,
+                    eos_token_id=stop_id)
+  return out[:, t:].numpy()
+
+
+def _trim(row, n):
+  return list(row[:n])
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
+def test_greedy_equals_transformers_generate(tmp_path, arch):
+  hf = make_hf_model(tmp_path, arch, vocab_size=64)
+  model, params = load_pretrained(str(tmp_path))
+  # Stop on a token that greedy decoding of prompt 0 emits at step 5, so rows end both ways.
+  stop_id = int(_hf_greedy(hf, PROMPTS, 6, stop_id=None)[0][5])
+  out = Sampler(model, stop_ids=[stop_id])(params, PROMPTS, SamplingParams(24, greedy=True),
+                                           jax.random.key(0))
+  ref = _hf_greedy(hf, PROMPTS, 24, stop_id)
+  for row in range(len(PROMPTS)):
+    n = out.lengths[row]
+    assert _trim(out.tokens[row], n) == _trim(ref[row], n)
+    if out.stop_reason[row] == STOP:
+      assert out.tokens[row][n - 1] == stop_id and (out.tokens[row][n:] == 0).all()
+      assert stop_id not in out.tokens[row][:n - 1]
+    else:
+      assert n == 24 and out.stop_reason[row] == LENGTH and stop_id not in out.tokens[row]
+  assert out.stop_reason[0] == STOP and out.lengths[0] <= 6
+
+
+def _forward_logprobs(model, params, prompt, completion):
+  seq = np.asarray([list(prompt) + list(completion)])
+  logits = model.apply({"params": params}, seq)
+  lp = jax.nn.log_softmax(logits[0, len(prompt) - 1:-1], axis=-1)
+  return np.asarray(jnp.take_along_axis(lp, jnp.asarray(completion)[:, None], axis=-1)[:, 0])
+
+
+def test_logprobs_equal_training_forward(tmp_path):
+  make_hf_model(tmp_path, "qwen3", vocab_size=64)
+  model, params = load_pretrained(str(tmp_path))
+  out = Sampler(model, stop_ids=[STOP_ID])(
+      params, PROMPTS, SamplingParams(16, temperature=0.7, top_k=20), jax.random.key(3),
+      num_samples=2)
+  assert out.tokens.shape == (6, 16)
+  for row in range(6):
+    n = out.lengths[row]
+    ref = _forward_logprobs(model, params, PROMPTS[row // 2], out.tokens[row][:n])
+    np.testing.assert_allclose(out.logprobs[row][:n], ref, atol=1e-4)
+    assert (out.logprobs[row][n:] == 0).all()
+
+
+def _allowed(logits, top_k, top_p):
+  """Reference nucleus/top-k set computed in numpy."""
+  order = np.argsort(-logits)
+  keep = order[:top_k] if top_k else order
+  z = logits[keep] - logits[keep].max()
+  probs = np.exp(z) / np.exp(z).sum()
+  cut = np.searchsorted(np.cumsum(probs), top_p - 1e-7) + 1
+  return set(keep[:cut].tolist())
+
+
+@pytest.mark.parametrize("top_k,top_p", [(3, 1.0), (0, 0.6), (5, 0.8), (0, 0.95)])
+def test_filtering_never_emits_excluded_tokens(top_k, top_p):
+  logits = jnp.asarray(np.random.RandomState(0).randn(2, 12).astype(np.float32) * 2)
+  sp = SamplingParams(1, temperature=1.0, top_k=top_k, top_p=top_p)
+  keys = jax.random.split(jax.random.key(0), 4000)
+  draws = np.asarray(jax.vmap(lambda k: _choose(logits, k, sp))(keys))
+  for row in range(2):
+    allowed = _allowed(np.asarray(logits[row]), top_k, top_p)
+    seen = set(draws[:, row].tolist())
+    assert seen <= allowed
+    assert seen == allowed  # 4000 draws reach every allowed token here
+  filtered = np.asarray(filter_logits(logits, top_k, top_p))
+  assert ((filtered > -1e30).sum(-1) == [len(_allowed(np.asarray(r), top_k, top_p))
+                                          for r in logits]).all()
+
+
+def test_sampled_tokens_stay_in_model_top_k(tmp_path):
+  make_hf_model(tmp_path, "llama", vocab_size=64)
+  model, params = load_pretrained(str(tmp_path))
+  out = Sampler(model, stop_ids=[STOP_ID])(params, PROMPTS, SamplingParams(12, top_k=4),
+                                           jax.random.key(1), num_samples=4)
+  for row in range(len(out.tokens)):
+    prompt, n = PROMPTS[row // 4], out.lengths[row]
+    seq = np.asarray([list(prompt) + list(out.tokens[row][:n])])
+    logits = np.asarray(model.apply({"params": params}, seq))[0, len(prompt) - 1:-1]
+    for step in range(n):
+      assert out.tokens[row][step] in np.argsort(-logits[step])[:4]
+
+
+def test_same_key_same_output_and_different_key_differs(tmp_path):
+  make_hf_model(tmp_path, "qwen2", vocab_size=64)
+  model, params = load_pretrained(str(tmp_path))
+  sampler = Sampler(model, stop_ids=[STOP_ID])
+  sp = SamplingParams(16, temperature=1.0)
+  a = sampler(params, PROMPTS, sp, jax.random.key(7), num_samples=3)
+  b = sampler(params, PROMPTS, sp, jax.random.key(7), num_samples=3)
+  c = sampler(params, PROMPTS, sp, jax.random.key(8), num_samples=3)
+  np.testing.assert_array_equal(a.tokens, b.tokens)
+  np.testing.assert_array_equal(a.logprobs, b.logprobs)
+  assert not np.array_equal(a.tokens, c.tokens)
+  # Samples of one prompt differ from each other (a GRPO group needs distinct draws).
+  assert len({tuple(r) for r in a.tokens[:3]}) > 1
+
+
+def test_sharded_generation_equals_unsharded(tmp_path):
+  if jax.device_count() < 8:
+    pytest.skip("needs 8 host devices")
+  make_hf_model(tmp_path, "qwen3", vocab_size=64)
+  model, params = load_pretrained(str(tmp_path))
+  mesh = sharding.make_mesh((2, 2, 2))
+  smodel, sparams = load_pretrained(str(tmp_path), mesh=mesh)
+  for sp in (SamplingParams(16, greedy=True), SamplingParams(16, temperature=1.0, top_p=0.9)):
+    a = Sampler(model, stop_ids=[STOP_ID])(params, PROMPTS, sp, jax.random.key(5), num_samples=2)
+    b = Sampler(smodel, stop_ids=[STOP_ID])(sparams, PROMPTS, sp, jax.random.key(5),
+                                            num_samples=2)
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    np.testing.assert_array_equal(a.lengths, b.lengths)
+    np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
+def test_bad_sampling_settings_are_rejected():
+  with pytest.raises(ValueError, match="temperature must be > 0"):
+    SamplingParams(8, temperature=0.0)
+  with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\]"):
+    SamplingParams(8, top_p=0.0)
