@@ -18,7 +18,7 @@ import numpy as np
 
 from arm_jax import sharding as sharding_lib
 from arm_jax.models.config import dtype_from_name
-from arm_jax.models.decoder import Decoder, KVCache
+from arm_jax.models.decoder import Decoder, KVCache, unstack_layers
 
 STOP, LENGTH = 0, 1  # stop reasons
 STOP_REASONS = ("stop", "length")
@@ -91,21 +91,30 @@ def _token_logprob(logits: jax.Array, token: jax.Array) -> jax.Array:
 
 
 def _generate(model: Decoder, params: Any, ids: jax.Array, mask: jax.Array, key: jax.Array,
-              stop_ids: jax.Array, sp: SamplingParams, pad_id: int):
+              stop_ids: jax.Array, sp: SamplingParams, pad_id: int, unroll: bool):
   cfg = model.config
+  if unroll:
+    # Unrolled layers and one cache buffer per layer: no per-step slicing of stacked weights.
+    model = model.clone(config=cfg.replace(scan_layers=False))
+    params = unstack_layers(params)
+  stack = tuple if unroll else jnp.stack
   b, t = ids.shape
   slots = t + sp.max_new_tokens
   positions = jnp.maximum(jnp.cumsum(mask, axis=-1) - 1, 0)
   logits, (k, v) = model.apply({"params": params}, ids, attention_mask=mask, positions=positions,
                                return_kv=True, logits_at=jnp.full((b,), t - 1))
   dt = dtype_from_name(cfg.dtype)
-  shape = (cfg.num_layers, b, slots, cfg.num_kv_heads, cfg.head_dim)
-  cache = KVCache(
-      jax.lax.dynamic_update_slice(jnp.zeros(shape, dt), k.astype(dt), (0, 0, 0, 0, 0)),
-      jax.lax.dynamic_update_slice(jnp.zeros(shape, dt), v.astype(dt), (0, 0, 0, 0, 0)),
-      jnp.zeros((b, slots), bool).at[:, :t].set(mask))
-  if model.mesh is not None:
-    cache = _constrain_cache(cache, model)
+  shape = (b, cfg.num_kv_heads, slots, cfg.head_dim)
+
+  def fresh(prefill):
+    buf = jax.lax.dynamic_update_slice(jnp.zeros(shape, dt), prefill.astype(dt), (0, 0, 0, 0))
+    return _constrain(buf, ("batch", "kv_heads", "cache_slots", "head_dim"), model)
+
+  n_layers = cfg.num_layers
+  cache = KVCache(stack([fresh(k[i]) for i in range(n_layers)]),
+                  stack([fresh(v[i]) for i in range(n_layers)]),
+                  _constrain(jnp.zeros((b, slots), bool).at[:, :t].set(mask),
+                             ("batch", "cache_slots"), model))
   next_pos = positions[:, -1] + 1
   done = ~mask.any(axis=-1)  # all-padding filler rows never emit
   tokens = jnp.full((b, sp.max_new_tokens), pad_id, jnp.int32)
@@ -130,14 +139,9 @@ def _generate(model: Decoder, params: Any, ids: jax.Array, mask: jax.Array, key:
     hit_stop = live & jnp.isin(token, stop_ids)
     stopped = stopped | hit_stop
     done = done | hit_stop
-    slot = t + step
-    new_logits, (k, v) = model.apply(
+    new_logits, cache = model.apply(
         {"params": params}, token[:, None], attention_mask=live[:, None],
-        positions=(next_pos + step)[:, None], cache=cache)
-    cache = KVCache(
-        jax.lax.dynamic_update_slice(cache.k, k.astype(dt), (0, 0, slot, 0, 0)),
-        jax.lax.dynamic_update_slice(cache.v, v.astype(dt), (0, 0, slot, 0, 0)),
-        jax.lax.dynamic_update_slice(cache.mask, live[:, None], (0, slot)))
+        positions=(next_pos + step)[:, None], cache=cache, cache_index=t + step)
     return step + 1, new_logits[:, 0], cache, done, stopped, tokens, logprobs, lengths, key
 
   state = (jnp.int32(0), logits, cache, done, stopped, tokens, logprobs, lengths, key)
@@ -146,15 +150,12 @@ def _generate(model: Decoder, params: Any, ids: jax.Array, mask: jax.Array, key:
   return tokens, logprobs, lengths, reason
 
 
-def _constrain_cache(cache: KVCache, model: Decoder) -> KVCache:
+def _constrain(x: jax.Array, axes: tuple, model: Decoder) -> jax.Array:
+  if model.mesh is None:
+    return x
   import flax.linen as nn  # pylint: disable=import-outside-toplevel
 
-  axes = ("layers", "batch", "cache_slots", "kv_heads", "head_dim")
-  kv = [nn.with_logical_constraint(x, axes, rules=model.rules, mesh=model.mesh)
-        for x in (cache.k, cache.v)]
-  mask = nn.with_logical_constraint(cache.mask, ("batch", "cache_slots"), rules=model.rules,
-                                    mesh=model.mesh)
-  return KVCache(kv[0], kv[1], mask)
+  return nn.with_logical_constraint(x, axes, rules=model.rules, mesh=model.mesh)
 
 
 def bucket_length(n: int, buckets: Sequence[int]) -> int:
@@ -172,8 +173,9 @@ class Sampler:
   """
 
   def __init__(self, model: Decoder, *, stop_ids: Sequence[int] | None = None, pad_id: int = 0,
-               buckets: Sequence[int] = DEFAULT_BUCKETS):
+               buckets: Sequence[int] = DEFAULT_BUCKETS, unroll_layers: bool = True):
     self.model = model
+    self.unroll_layers = unroll_layers
     self.stop_ids = tuple(model.config.eos_token_ids if stop_ids is None else stop_ids)
     if not self.stop_ids:
       raise ValueError("no stop tokens: pass stop_ids or load a config with eos_token_id")
@@ -183,7 +185,8 @@ class Sampler:
 
   def _fn(self, sp: SamplingParams):
     if sp not in self._compiled:
-      fn = functools.partial(_generate, self.model, sp=sp, pad_id=self.pad_id)
+      fn = functools.partial(_generate, self.model, sp=sp, pad_id=self.pad_id,
+                             unroll=self.unroll_layers)
       self._compiled[sp] = jax.jit(fn)
     return self._compiled[sp]
 

@@ -47,34 +47,38 @@ def test_family_flags_come_from_config(tmp_path):
   assert q3.config.qk_norm and not q3.config.qkv_bias and "q_norm" in p3["layers"]["attn"]
 
 
+@pytest.mark.parametrize("scan", [True, False], ids=["scanned", "unrolled"])
 @pytest.mark.parametrize("arch", ["llama", "qwen3"])
-def test_kv_cache_decode_equals_full_forward(tmp_path, arch):
+def test_kv_cache_decode_equals_full_forward(tmp_path, arch, scan):
   """Prefill a prefix, then feed one token at a time against the cache: same logits."""
   make_hf_model(tmp_path, arch)
-  model, params = load_pretrained(str(tmp_path))
+  model, params = load_pretrained(str(tmp_path), scan_layers=scan)
+  if not scan:
+    assert "layers_1" in params and "layers" not in params
   cfg = model.config
   ids, mask = _batch(lengths=(10, 6))
   full = np.asarray(model.apply({"params": params}, ids, attention_mask=mask))
   b, t = ids.shape
   prefix = 4
-  slots = t
-  shape = (cfg.num_layers, b, slots, cfg.num_kv_heads, cfg.head_dim)
-  cache = KVCache(jnp.zeros(shape), jnp.zeros(shape), jnp.zeros((b, slots), bool))
+  shape = (b, cfg.num_kv_heads, t, cfg.head_dim)
   positions = np.maximum(np.cumsum(mask, -1) - 1, 0)
   logits, (k, v) = model.apply({"params": params}, ids[:, :prefix], attention_mask=mask[:, :prefix],
                                positions=positions[:, :prefix], return_kv=True)
   real = mask[:, :prefix].astype(bool)
   np.testing.assert_allclose(np.asarray(logits)[real], full[:, :prefix][real], atol=1e-5)
-  cache = KVCache(cache.k.at[:, :, :prefix].set(k), cache.v.at[:, :, :prefix].set(v),
-                  cache.mask.at[:, :prefix].set(mask[:, :prefix].astype(bool)))
-  for step in range(prefix, t):
-    logits, (k, v) = model.apply({"params": params}, ids[:, step:step + 1],
-                                 attention_mask=mask[:, step:step + 1],
-                                 positions=positions[:, step:step + 1], cache=cache)
-    real = mask[:, step].astype(bool)
-    np.testing.assert_allclose(np.asarray(logits)[real, 0], full[real, step], atol=1e-5)
-    cache = KVCache(cache.k.at[:, :, step].set(k[:, :, 0]), cache.v.at[:, :, step].set(v[:, :, 0]),
-                    cache.mask.at[:, step].set(real))
+  pack = (lambda xs: jnp.stack(xs)) if scan else tuple
+  cache = KVCache(pack([jnp.zeros(shape).at[:, :, :prefix].set(k[i]) for i in range(cfg.num_layers)]),
+                  pack([jnp.zeros(shape).at[:, :, :prefix].set(v[i]) for i in range(cfg.num_layers)]),
+                  jnp.zeros((b, t), bool).at[:, :prefix].set(real))
+  # First two tokens in one call (a multi-token write), then one token per call.
+  steps = [(prefix, prefix + 2)] + [(s, s + 1) for s in range(prefix + 2, t)]
+  for start, end in steps:
+    logits, cache = model.apply({"params": params}, ids[:, start:end],
+                                attention_mask=mask[:, start:end],
+                                positions=positions[:, start:end], cache=cache, cache_index=start)
+    real = mask[:, start:end].astype(bool)
+    np.testing.assert_allclose(np.asarray(logits)[real], full[:, start:end][real], atol=1e-5)
+  np.testing.assert_array_equal(np.asarray(cache.mask), mask.astype(bool))
 
 
 def test_logits_at_selects_one_position(tmp_path):

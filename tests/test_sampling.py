@@ -148,3 +148,13 @@ def test_bad_sampling_settings_are_rejected():
     SamplingParams(8, temperature=0.0)
   with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\]"):
     SamplingParams(8, top_p=0.0)
+
+
+def test_scanned_decode_equals_unrolled_decode(tmp_path):
+  make_hf_model(tmp_path, "llama_bias", vocab_size=64)
+  model, params = load_pretrained(str(tmp_path))
+  sp = SamplingParams(12, temperature=1.0, top_p=0.9)
+  a = Sampler(model, stop_ids=[STOP_ID], unroll_layers=True)(params, PROMPTS, sp, jax.random.key(2))
+  b = Sampler(model, stop_ids=[STOP_ID], unroll_layers=False)(params, PROMPTS, sp, jax.random.key(2))
+  np.testing.assert_array_equal(a.tokens, b.tokens)
+  np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)

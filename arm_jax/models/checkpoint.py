@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from typing import Any, Callable, Sequence
 
@@ -182,9 +181,13 @@ def load_pretrained(path: str, *, dtype: Any = None, mesh: Mesh | None = None, r
       used.update(names)
       tensors = [np.asarray(source.get(n), dtype=np.float32) for n in names]
       stacked.append(m.to_ours(config, tensors).astype(np_dtype))
-    array = np.stack(stacked) if m.per_layer else stacked[0]
-    target = _tree_get(shardings, m.path) if shardings is not None else None
-    _tree_set(params, m.path, _place(array, target))
+    if m.per_layer and not config.scan_layers:  # unscanned: layers_i/... one by one
+      placed = [((f"layers_{i}",) + m.path[1:], a) for i, a in enumerate(stacked)]
+    else:
+      placed = [(m.path, np.stack(stacked) if m.per_layer else stacked[0])]
+    for where, array in placed:
+      target = _tree_get(shardings, where) if shardings is not None else None
+      _tree_set(params, where, _place(array, target))
   extra = sorted(n for n in available - used if not n.endswith(_IGNORED_SUFFIXES))
   if config.tie_word_embeddings and "lm_head.weight" in extra:
     extra.remove("lm_head.weight")  # a tied checkpoint may still store the shared matrix
@@ -200,6 +203,8 @@ def save_pretrained(model: Decoder, params: Any, out_dir: str, tokenizer=None, *
   config = model.config
   os.makedirs(out_dir, exist_ok=True)
   tensors: dict[str, np.ndarray] = {}
+  if not config.scan_layers:
+    params = stack_layers(params, config.num_layers)
   for m in MAPPINGS:
     if not m.when(config):
       continue
@@ -245,5 +250,9 @@ def _write_safetensors(tensors: dict[str, np.ndarray], out_dir: str, max_shard_b
     json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
 
 
-def param_count(params: Any) -> int:
-  return sum(math.prod(x.shape) for x in jax.tree_util.leaves(params))
+def stack_layers(params: Any, num_layers: int) -> Any:
+  """Unscanned params (layers_0, ...) -> scanned ({"layers": [L, ...]}); inverse of unstack_layers."""
+  out = {k: v for k, v in params.items() if not k.startswith("layers_")}
+  out["layers"] = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
+                               *[params[f"layers_{i}"] for i in range(num_layers)])
+  return out

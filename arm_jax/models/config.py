@@ -53,6 +53,8 @@ class DecoderConfig:
   # Numerics: params are stored in param_dtype, matmuls run in dtype.
   param_dtype: str = "float32"
   dtype: str = "float32"
+  # Scan over layers (compact HLO, fast compiles; training) or unroll them into separately
+  # named layers_i (no per-step weight slicing; decoding on CPU). See unstack_layers.
   scan_layers: bool = True
   remat_policy: str = "none"
   bos_token_id: int | None = None

@@ -14,8 +14,8 @@ Parameter layout (leading `layers` axis from the scan over blocks):
   lm_head                    [embed, vocab]                         (untied only)
 k/v and gate/up are fused so that each costs one matmul: decoding on CPU is matmul-bound.
 
-The KV cache is an explicit pytree the caller owns (see `KVCache`); the scan reads it and
-returns only the new keys/values, so the caller writes them in place with one update.
+The KV cache is an explicit pytree the caller owns (see `KVCache`): a call with a cache
+returns the updated cache.
 """
 
 from __future__ import annotations
@@ -41,8 +41,12 @@ _REMAT = {
 
 
 class KVCache(NamedTuple):
-  """Keys/values of past tokens: k, v [layers, batch, slots, kv_heads, head_dim]; mask [batch, slots]
-  is True where a slot holds a real (non-padding, already written) token."""
+  """Keys/values of past tokens and which slots hold real (non-padding, written) tokens.
+
+  k, v: [layers, batch, kv_heads, slots, head_dim] for a scanned model, or a tuple of
+  per-layer [batch, kv_heads, slots, head_dim] arrays for an unscanned one (separate buffers
+  that a decode loop updates in place). mask: [batch, slots].
+  """
 
   k: Array
   v: Array
@@ -91,7 +95,8 @@ class Attention(nn.Module):
     return _constrain(x, axes, self.mesh, self.rules)
 
   @nn.compact
-  def __call__(self, x, positions, token_mask, cache_k=None, cache_v=None, cache_mask=None):
+  def __call__(self, x, positions, token_mask, cache_k=None, cache_v=None, cache_mask=None,
+               cache_index=None):
     cfg = self.config
     dt, pdt = dtype_from_name(cfg.dtype), dtype_from_name(cfg.param_dtype)
     e, h, k, d = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
@@ -119,26 +124,56 @@ class Attention(nn.Module):
     b, t = x.shape[:2]
     g = h // k
     qg = q.reshape(b, t, k, g, d)  # query head i reads kv head i // g, as transformers' repeat_kv
+    new_k = new_k.transpose(0, 2, 1, 3)  # [b, kv_heads, t, d]: the cache's layout
+    new_v = new_v.transpose(0, 2, 1, 3)
     scale = d ** -0.5
     causal = jnp.tril(jnp.ones((t, t), bool))
     mask_new = causal[None] & token_mask[:, None, :]  # [b, t(query), t(key)]
     f32 = jnp.promote_types(dt, jnp.float32)
-    scores = jnp.einsum("btkgd,bskd->bkgts", qg, new_k, preferred_element_type=f32)
+    scores = jnp.einsum("btkgd,bksd->bkgts", qg, new_k, preferred_element_type=f32)
     scores = jnp.where(mask_new[:, None, None], scores * scale, _NEG_INF)
-    values = [new_v]
-    if cache_k is not None:
-      past = jnp.einsum("btkgd,bskd->bkgts", qg, cache_k.astype(dt),
-                        preferred_element_type=f32)
-      past = jnp.where(cache_mask[:, None, None, None, :], past * scale, _NEG_INF)
-      scores = jnp.concatenate([past, scores], axis=-1)
-      values = [cache_v.astype(dt), new_v]
-    probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-    v_all = values[0] if len(values) == 1 else jnp.concatenate(values, axis=1)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, v_all).reshape(b, t, h, d)
+    if cache_k is None:
+      probs = jax.nn.softmax(scores, axis=-1).astype(dt)
+      out = jnp.einsum("bkgts,bksd->btkgd", probs, new_v)
+    else:
+      # Write first, then attend over the whole cache: the buffer flows carry -> update ->
+      # read, so XLA updates it in place inside a decode loop instead of copying it.
+      cache_k = jax.lax.dynamic_update_slice(cache_k, new_k.astype(cache_k.dtype),
+                                             (0, 0, cache_index, 0))
+      cache_v = jax.lax.dynamic_update_slice(cache_v, new_v.astype(cache_v.dtype),
+                                             (0, 0, cache_index, 0))
+      slots = jnp.arange(cache_k.shape[2])
+      visible = slots[None, :] <= cache_index + jnp.arange(t)[:, None]  # [t, slots]
+      valid = cache_mask[:, None, :] & visible[None]  # cache_mask already holds this call's tokens
+      scores = _cache_scores(qg, cache_k.astype(dt), f32)
+      scores = jnp.where(valid[:, None, None], scores * scale, _NEG_INF)
+      probs = jax.nn.softmax(scores, axis=-1).astype(dt)
+      out = _cache_values(probs, cache_v.astype(dt))
+      new_k, new_v = cache_k, cache_v
+    out = out.reshape(b, t, h, d)
     out = jnp.einsum("bthd,hde->bte", out, wo.astype(dt))
     if cfg.o_bias:
       out = out + _param(self, "o_bias", nn.initializers.zeros, (e,), ("embed",), pdt).astype(dt)
     return out, new_k, new_v
+
+
+def _cache_scores(qg: Array, cache_k: Array, acc_dtype) -> Array:
+  """q . k over cached slots -> [b, kv_heads, group, t, slots].
+
+  For one new token (decoding) this is a multiply-and-reduce that XLA fuses into one pass over
+  the cache; as a dot it becomes b * kv_heads tiny matmuls, several times slower on CPU.
+  """
+  if qg.shape[1] == 1:
+    prod = qg[:, 0, :, :, None, :].astype(acc_dtype) * cache_k[:, :, None].astype(acc_dtype)
+    return prod.sum(-1)[:, :, :, None, :]
+  return jnp.einsum("btkgd,bksd->bkgts", qg, cache_k, preferred_element_type=acc_dtype)
+
+
+def _cache_values(probs: Array, cache_v: Array) -> Array:
+  """probs [b, kv_heads, group, t, slots] . v -> [b, t, kv_heads, group, head_dim]."""
+  if probs.shape[3] == 1:
+    return (probs[:, :, :, 0, :, None] * cache_v[:, :, None]).sum(-2)[:, None]
+  return jnp.einsum("bkgts,bksd->btkgd", probs, cache_v)
 
 
 class MLP(nn.Module):
@@ -167,12 +202,12 @@ class Block(nn.Module):
   rules: tuple = ()
 
   @nn.compact
-  def __call__(self, x, positions, token_mask, cache_mask, cache_k, cache_v):
+  def __call__(self, x, positions, token_mask, cache_mask, cache_index, cache_k, cache_v):
     cfg = self.config
     dt, pdt = dtype_from_name(cfg.dtype), dtype_from_name(cfg.param_dtype)
     h = RMSNorm(cfg.rms_norm_eps, "embed", dt, pdt, name="attn_norm")(x)
     attn, new_k, new_v = Attention(cfg, self.mesh, self.rules, name="attn")(
-        h, positions, token_mask, cache_k, cache_v, cache_mask)
+        h, positions, token_mask, cache_k, cache_v, cache_mask, cache_index)
     x = x + attn
     h = RMSNorm(cfg.rms_norm_eps, "embed", dt, pdt, name="mlp_norm")(x)
     x = x + MLP(cfg, name="mlp")(h)
@@ -185,9 +220,13 @@ class Decoder(nn.Module):
 
   attention_mask [b, t] marks real tokens (left padding is False); positions default to the
   count of real tokens before each one, as transformers does for left-padded batches.
-  With `cache`, the new tokens attend to the cached slots plus causally to each other, and the
-  result is (logits, (k, v)) with this call's keys/values [layers, b, t, kv_heads, head_dim].
-  `logits_at` [b] selects one position per row, so prefill never builds [b, t, vocab] logits.
+  `return_kv` also returns this call's keys/values in the cache layout, ([layers, b, kv_heads,
+  t, head_dim] or per-layer tuples when config.scan_layers is False): prefill builds a cache
+  from them. With `cache` and `cache_index`, the tokens are written into the cache at slots
+  [cache_index, cache_index + t) and attend to every earlier real slot; the result is
+  (logits, updated KVCache). Decoding uses unscanned layers so each per-layer buffer is
+  updated in place. `logits_at` [b] selects one position per row, so prefill never builds
+  [b, t, vocab] logits.
   """
 
   config: DecoderConfig
@@ -196,7 +235,7 @@ class Decoder(nn.Module):
 
   @nn.compact
   def __call__(self, input_ids, *, attention_mask=None, positions=None, cache: KVCache | None = None,
-               return_kv: bool = False, logits_at=None):
+               cache_index=None, return_kv: bool = False, logits_at=None):
     cfg = self.config
     dt, pdt = dtype_from_name(cfg.dtype), dtype_from_name(cfg.param_dtype)
     b, t = input_ids.shape
@@ -212,19 +251,34 @@ class Decoder(nn.Module):
 
     block = Block
     if cfg.remat_policy != "none":
-      block = nn.remat(Block, policy=_REMAT[cfg.remat_policy], prevent_cse=False,
-                       static_argnums=())
+      block = nn.remat(Block, policy=_REMAT[cfg.remat_policy], prevent_cse=not cfg.scan_layers)
+    cache_mask = None
+    if cache is not None:
+      if cache_index is None:
+        raise ValueError("cache_index is required with a cache")
+      cache_mask = jax.lax.dynamic_update_slice(cache.mask, attention_mask, (0, cache_index))
     cache = cache if cache is not None else KVCache(None, None, None)
-    scanned = nn.scan(
-        block,
-        variable_axes={"params": 0},
-        split_rngs={"params": True},
-        in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0, 0),
-        length=cfg.num_layers,
-        metadata_params={nn.PARTITION_NAME: "layers"},
-    )
-    x, (new_k, new_v) = scanned(cfg, self.mesh, self.rules, name="layers")(
-        x, positions, attention_mask, cache.mask, cache.k, cache.v)
+    if cfg.scan_layers:
+      scanned = nn.scan(
+          block,
+          variable_axes={"params": 0},
+          split_rngs={"params": True},
+          in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast, 0, 0),
+          length=cfg.num_layers,
+          metadata_params={nn.PARTITION_NAME: "layers"},
+      )
+      x, (new_k, new_v) = scanned(cfg, self.mesh, self.rules, name="layers")(
+          x, positions, attention_mask, cache_mask, cache_index, cache.k, cache.v)
+    else:
+      new_k, new_v = [], []
+      for i in range(cfg.num_layers):
+        layer_k = None if cache.k is None else cache.k[i]
+        layer_v = None if cache.v is None else cache.v[i]
+        x, (k_i, v_i) = block(cfg, self.mesh, self.rules, name=f"layers_{i}")(
+            x, positions, attention_mask, cache_mask, cache_index, layer_k, layer_v)
+        new_k.append(k_i)
+        new_v.append(v_i)
+      new_k, new_v = tuple(new_k), tuple(new_v)
     x = RMSNorm(cfg.rms_norm_eps, "embed", dt, pdt, name="final_norm")(x)
     if logits_at is not None:
       x = jnp.take_along_axis(x, logits_at[:, None, None].astype(jnp.int32), axis=1)[:, 0]
@@ -235,7 +289,9 @@ class Decoder(nn.Module):
                     ("embed", "vocab"), pdt)
     logits = jnp.einsum("...e,ev->...v", x, head.astype(dt),
                         preferred_element_type=jnp.promote_types(dt, jnp.float32))
-    if cache.k is not None or return_kv:
+    if cache.k is not None:
+      return logits, KVCache(new_k, new_v, cache_mask)
+    if return_kv:
       return logits, (new_k, new_v)
     return logits
 
@@ -245,3 +301,17 @@ def _constrain(x: Array, axes: tuple, mesh: Mesh | None, rules: tuple) -> Array:
     return x
   return nn.with_logical_constraint(x, axes, rules=rules, mesh=mesh)
 
+
+def unstack_layers(params: Any) -> Any:
+  """Scanned params ({"layers": [L, ...]}) -> unscanned ({"layers_0": ..., ...}).
+
+  Inside a jitted decode this costs one copy of the weights per call instead of a per-layer
+  slice of the stacked weights at every step of the loop.
+  """
+  if "layers" not in params:
+    return params
+  out = {k: v for k, v in params.items() if k != "layers"}
+  n = jax.tree.leaves(params["layers"])[0].shape[0]
+  for i in range(n):
+    out[f"layers_{i}"] = jax.tree.map(lambda a, i=i: a[i], params["layers"])
+  return out
