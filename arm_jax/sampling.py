@@ -108,13 +108,14 @@ def _generate(model: Decoder, params: Any, ids: jax.Array, mask: jax.Array, key:
 
   def fresh(prefill):
     buf = jax.lax.dynamic_update_slice(jnp.zeros(shape, dt), prefill.astype(dt), (0, 0, 0, 0))
-    return _constrain(buf, ("batch", "kv_heads", "cache_slots", "head_dim"), model)
+    return sharding_lib.constrain(buf, ("batch", "kv_heads", "cache_slots", "head_dim"),
+                                  model.mesh, model.rules)
 
   n_layers = cfg.num_layers
   cache = KVCache(stack([fresh(k[i]) for i in range(n_layers)]),
                   stack([fresh(v[i]) for i in range(n_layers)]),
-                  _constrain(jnp.zeros((b, slots), bool).at[:, :t].set(mask),
-                             ("batch", "cache_slots"), model))
+                  sharding_lib.constrain(jnp.zeros((b, slots), bool).at[:, :t].set(mask),
+                                         ("batch", "cache_slots"), model.mesh, model.rules))
   next_pos = positions[:, -1] + 1
   done = ~mask.any(axis=-1)  # all-padding filler rows never emit
   tokens = jnp.full((b, sp.max_new_tokens), pad_id, jnp.int32)
@@ -148,14 +149,6 @@ def _generate(model: Decoder, params: Any, ids: jax.Array, mask: jax.Array, key:
   _, _, _, _, stopped, tokens, logprobs, lengths, _ = jax.lax.while_loop(cond, body, state)
   reason = jnp.where(stopped, STOP, LENGTH).astype(jnp.int32)
   return tokens, logprobs, lengths, reason
-
-
-def _constrain(x: jax.Array, axes: tuple, model: Decoder) -> jax.Array:
-  if model.mesh is None:
-    return x
-  import flax.linen as nn  # pylint: disable=import-outside-toplevel
-
-  return nn.with_logical_constraint(x, axes, rules=model.rules, mesh=model.mesh)
 
 
 def bucket_length(n: int, buckets: Sequence[int]) -> int:
@@ -194,7 +187,7 @@ class Sampler:
     mesh = self.model.mesh
     if mesh is None:
       return 1
-    return int(np.prod([mesh.shape[a] for a in _batch_axes(self.model)] or [1]))
+    return int(np.prod([mesh.shape[a] for a in sharding_lib.batch_axes(mesh, self.model.rules)]))
 
   def __call__(self, params: Any, prompts: Sequence[Sequence[int]], sampling: SamplingParams,
                key: jax.Array, *, num_samples: int = 1) -> SampleOutput:
@@ -219,12 +212,6 @@ class Sampler:
     out = self._fn(sampling)(params, ids, mask, key, jnp.asarray(self.stop_ids, jnp.int32))
     out = jax.device_get(out)
     return SampleOutput(*(np.asarray(x)[:n] for x in out))
-
-
-def _batch_axes(model: Decoder) -> tuple[str, ...]:
-  target = dict(model.rules).get("batch")
-  axes = () if target is None else ((target,) if isinstance(target, str) else tuple(target))
-  return tuple(a for a in axes if a in model.mesh.shape)
 
 
 def completions_text(tokenizer, out: SampleOutput) -> list[str]:

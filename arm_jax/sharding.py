@@ -119,10 +119,20 @@ def tree_shardings(abstract_boxed: Any, mesh: Mesh, rules: Sequence[tuple[str, A
       one, abstract_boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
+def batch_axes(mesh: Mesh, rules: Sequence[tuple[str, Any]]) -> tuple[str, ...]:
+  """The mesh axes the rules put the logical "batch" axis on."""
+  target = dict(rules).get("batch")
+  axes = () if target is None else ((target,) if isinstance(target, str) else tuple(target))
+  return tuple(a for a in axes if a in mesh.shape)
+
+
 def data_sharding(mesh: Mesh, rules: Sequence[tuple[str, Any]], ndim: int = 2) -> NamedSharding:
   """Sharding of a [batch, ...] input: batch on the rules' batch axes, the rest replicated."""
-  table = dict(rules)
-  target = table.get("batch")
-  axes = () if target is None else ((target,) if isinstance(target, str) else tuple(target))
-  axes = tuple(a for a in axes if a in mesh.shape)
-  return NamedSharding(mesh, P(axes or None, *([None] * (ndim - 1))))
+  return NamedSharding(mesh, P(batch_axes(mesh, rules) or None, *([None] * (ndim - 1))))
+
+
+def constrain(x: jax.Array, axes: tuple, mesh: Mesh | None, rules: Sequence) -> jax.Array:
+  """with_logical_constraint when running on a mesh; the identity otherwise."""
+  if mesh is None or not rules:
+    return x
+  return nn.with_logical_constraint(x, axes, rules=rules, mesh=mesh)

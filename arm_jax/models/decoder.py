@@ -29,6 +29,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from arm_jax.models.config import DecoderConfig, dtype_from_name
+from arm_jax.sharding import constrain
 
 Array = jax.Array
 _NEG_INF = -1e30  # finite, so fully masked rows (left padding) give uniform weights, not NaN
@@ -92,7 +93,7 @@ class Attention(nn.Module):
   rules: tuple = ()
 
   def _constrain(self, x, axes):
-    return _constrain(x, axes, self.mesh, self.rules)
+    return constrain(x, axes, self.mesh, self.rules)
 
   @nn.compact
   def __call__(self, x, positions, token_mask, cache_k=None, cache_v=None, cache_mask=None,
@@ -211,7 +212,7 @@ class Block(nn.Module):
     x = x + attn
     h = RMSNorm(cfg.rms_norm_eps, "embed", dt, pdt, name="mlp_norm")(x)
     x = x + MLP(cfg, name="mlp")(h)
-    x = _constrain(x, ("batch", "length", "act_embed"), self.mesh, self.rules)
+    x = constrain(x, ("batch", "length", "act_embed"), self.mesh, self.rules)
     return x, (new_k, new_v)
 
 
@@ -247,7 +248,7 @@ class Decoder(nn.Module):
     embedding = _param(self, "embedding", nn.initializers.normal(1.0), (cfg.vocab_size, cfg.hidden_size),
                        ("vocab", "embed"), pdt)
     x = jnp.take(embedding, input_ids, axis=0).astype(dt)
-    x = _constrain(x, ("batch", "length", "act_embed"), self.mesh, self.rules)
+    x = constrain(x, ("batch", "length", "act_embed"), self.mesh, self.rules)
 
     block = Block
     if cfg.remat_policy != "none":
@@ -295,11 +296,6 @@ class Decoder(nn.Module):
       return logits, (new_k, new_v)
     return logits
 
-
-def _constrain(x: Array, axes: tuple, mesh: Mesh | None, rules: tuple) -> Array:
-  if mesh is None or not rules:
-    return x
-  return nn.with_logical_constraint(x, axes, rules=rules, mesh=mesh)
 
 
 def unstack_layers(params: Any) -> Any:
