@@ -57,3 +57,25 @@ def hf_logits(model, input_ids: np.ndarray, attention_mask: np.ndarray | None = 
   with torch.no_grad():
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions)
   return out.logits.float().numpy()
+
+
+def left_pad(prompts, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """(ids, mask) [n, longest] with each prompt right-aligned, as decoders batch prompts."""
+  t = max(map(len, prompts))
+  ids = np.full((len(prompts), t), pad_id, np.int64)
+  mask = np.zeros((len(prompts), t), np.int64)
+  for row, p in enumerate(prompts):
+    ids[row, t - len(p):] = p
+    mask[row, t - len(p):] = 1
+  return ids, mask
+
+
+def hf_greedy(hf, prompts, max_new: int, eos_token_id, pad_id: int = 0) -> np.ndarray:
+  """transformers' greedy `generate` on a left-padded batch; returns only the new tokens."""
+  import torch
+
+  ids, mask = left_pad(prompts, pad_id)
+  out = hf.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                    max_new_tokens=max_new, do_sample=False, pad_token_id=pad_id,
+                    eos_token_id=eos_token_id)
+  return out[:, ids.shape[1]:].numpy()

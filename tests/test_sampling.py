@@ -4,28 +4,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 
 from arm_jax import sharding
 from arm_jax.models import load_pretrained
 from arm_jax.sampling import LENGTH, STOP, Sampler, SamplingParams, _choose, filter_logits
-from hf_reference import make_hf_model
+from hf_reference import hf_greedy, make_hf_model
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11, 12, 13], [40, 41, 42], [60, 3, 61, 4, 62]]
 STOP_ID = 2
-
-
-def _hf_greedy(hf, prompts, max_new, stop_id=STOP_ID):
-  t = max(map(len, prompts))
-  ids = np.zeros((len(prompts), t), np.int64)
-  mask = np.zeros_like(ids)
-  for i, p in enumerate(prompts):
-    ids[i, t - len(p):] = p
-    mask[i, t - len(p):] = 1
-  out = hf.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-                    max_new_tokens=max_new, do_sample=False, pad_token_id=0,
-                    eos_token_id=stop_id)
-  return out[:, t:].numpy()
 
 
 def _trim(row, n):
@@ -37,10 +23,10 @@ def test_greedy_equals_transformers_generate(tmp_path, arch):
   hf = make_hf_model(tmp_path, arch, vocab_size=64)
   model, params = load_pretrained(str(tmp_path))
   # Stop on a token that greedy decoding of prompt 0 emits at step 5, so rows end both ways.
-  stop_id = int(_hf_greedy(hf, PROMPTS, 6, stop_id=None)[0][5])
+  stop_id = int(hf_greedy(hf, PROMPTS, 6, eos_token_id=None)[0][5])
   out = Sampler(model, stop_ids=[stop_id])(params, PROMPTS, SamplingParams(24, greedy=True),
                                            jax.random.key(0))
-  ref = _hf_greedy(hf, PROMPTS, 24, stop_id)
+  ref = hf_greedy(hf, PROMPTS, 24, eos_token_id=stop_id)
   for row in range(len(PROMPTS)):
     n = out.lengths[row]
     assert _trim(out.tokens[row], n) == _trim(ref[row], n)

@@ -11,7 +11,7 @@ from arm_jax import assets
 from arm_jax.models import load_pretrained
 from arm_jax.sampling import Sampler, SamplingParams
 from arm_jax.tokenizer import load_tokenizer
-from hf_reference import hf_logits
+from hf_reference import hf_greedy, hf_logits, left_pad
 
 MESSAGES = [
     [{"role": "user", "content": "Write a haiku about the sea."}],
@@ -105,12 +105,8 @@ def test_gguf_logits_match_transformers(ours, hf_model, tokenizer):
   cfg = model.config
   assert (cfg.num_layers, cfg.num_heads, cfg.num_kv_heads, cfg.tie_word_embeddings) == (30, 9, 3, True)
   prompts = _chat_ids(tokenizer)
-  t = max(map(len, prompts))
-  ids = np.zeros((len(prompts), t), np.int32)
-  mask = np.zeros_like(ids)
-  for row, p in enumerate(prompts):
-    ids[row, t - len(p):] = p
-    mask[row, t - len(p):] = 1
+  ids, mask = left_pad(prompts)
+  t = ids.shape[1]
   logits = np.asarray(model.apply({"params": params}, ids, attention_mask=mask))
   hf32 = [hf_logits(hf_model, np.asarray([p]))[0] for p in prompts]
   ref64 = copy.deepcopy(hf_model).to(torch.float64)
@@ -124,22 +120,12 @@ def test_gguf_logits_match_transformers(ours, hf_model, tokenizer):
 
 
 def test_greedy_chat_generation_equals_transformers(ours, hf_model, tokenizer):
-  import torch
-
   model, params = ours
   prompts = _chat_ids(tokenizer)
   eos = tokenizer.eos_token_id
   out = Sampler(model, stop_ids=[eos])(params, prompts, SamplingParams(40, greedy=True),
                                        jax.random.key(0))
-  t = max(map(len, prompts))
-  ids = np.zeros((len(prompts), t), np.int64)
-  mask = np.zeros_like(ids)
-  for row, p in enumerate(prompts):
-    ids[row, t - len(p):] = p
-    mask[row, t - len(p):] = 1
-  ref = hf_model.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-                          max_new_tokens=40, do_sample=False, eos_token_id=eos,
-                          pad_token_id=tokenizer.pad_token_id)[:, t:].numpy()
+  ref = hf_greedy(hf_model, prompts, 40, eos_token_id=eos, pad_id=tokenizer.pad_token_id)
   for row in range(len(prompts)):
     n = out.lengths[row]
     assert out.tokens[row][:n].tolist() == ref[row][:n].tolist()
