@@ -128,12 +128,12 @@ class Attention(nn.Module):
     new_k = new_k.transpose(0, 2, 1, 3)  # [b, kv_heads, t, d]: the cache's layout
     new_v = new_v.transpose(0, 2, 1, 3)
     scale = d ** -0.5
-    causal = jnp.tril(jnp.ones((t, t), bool))
-    mask_new = causal[None] & token_mask[:, None, :]  # [b, t(query), t(key)]
     f32 = jnp.promote_types(dt, jnp.float32)
-    scores = jnp.einsum("btkgd,bksd->bkgts", qg, new_k, preferred_element_type=f32)
-    scores = jnp.where(mask_new[:, None, None], scores * scale, _NEG_INF)
     if cache_k is None:
+      causal = jnp.tril(jnp.ones((t, t), bool))
+      mask_new = causal[None] & token_mask[:, None, :]  # [b, t(query), t(key)]
+      scores = jnp.einsum("btkgd,bksd->bkgts", qg, new_k, preferred_element_type=f32)
+      scores = jnp.where(mask_new[:, None, None], scores * scale, _NEG_INF)
       probs = jax.nn.softmax(scores, axis=-1).astype(dt)
       out = jnp.einsum("bkgts,bksd->btkgd", probs, new_v)
     else:
