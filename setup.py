@@ -24,7 +24,10 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # torch is only a reference implementation for parity tests; 2.13.0 is the CPU wheel.
     # accelerate lets transformers load the GGUF reference model.
-    "test": ["pytest>=8", "torch==2.13.0", "accelerate==1.15.0"],
+    "test": ["pytest>=8", "torch==2.13.0", "accelerate==1.15.0", "nltk==3.10.4",
+             "langdetect==1.0.9"],
+    # The offline IFEval checker (arm_jax.data.ifeval, experiments/build_offline_data.py).
+    "data": ["nltk==3.10.4", "langdetect==1.0.9"],
 }
 
 setuptools.setup(
