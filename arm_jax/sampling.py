@@ -97,7 +97,7 @@ def _generate(model: Decoder, params: Any, ids: jax.Array, mask: jax.Array, key:
     # Unrolled layers and one cache buffer per layer: no per-step slicing of stacked weights.
     model = model.clone(config=cfg.replace(scan_layers=False))
     params = unstack_layers(params)
-  stack = tuple if unroll else jnp.stack
+  stack = jnp.stack if model.config.scan_layers else tuple  # the cache layout the model reads
   b, t = ids.shape
   slots = t + sp.max_new_tokens
   positions = jnp.maximum(jnp.cumsum(mask, axis=-1) - 1, 0)

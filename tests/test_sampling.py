@@ -144,3 +144,15 @@ def test_scanned_decode_equals_unrolled_decode(tmp_path):
   b = Sampler(model, stop_ids=[STOP_ID], unroll_layers=False)(params, PROMPTS, sp, jax.random.key(2))
   np.testing.assert_array_equal(a.tokens, b.tokens)
   np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
+def test_sampler_accepts_a_model_loaded_unscanned(tmp_path):
+  make_hf_model(tmp_path, "qwen2", vocab_size=64)
+  model, params = load_pretrained(str(tmp_path))
+  umodel, uparams = load_pretrained(str(tmp_path), scan_layers=False)
+  sp = SamplingParams(10, greedy=True)
+  a = Sampler(model, stop_ids=[STOP_ID])(params, PROMPTS, sp, jax.random.key(0))
+  for unroll in (True, False):
+    b = Sampler(umodel, stop_ids=[STOP_ID], unroll_layers=unroll)(uparams, PROMPTS, sp,
+                                                                  jax.random.key(0))
+    np.testing.assert_array_equal(a.tokens, b.tokens)
