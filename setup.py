@@ -35,6 +35,7 @@ setuptools.setup(
     version="0.1.0",
     description="Rubric-ARM: rubric generator + judge reward models trained by alternating RL, in JAX",
     packages=setuptools.find_packages(include=["arm_jax", "arm_jax.*"]),
+    package_data={"arm_jax": ["templates/*.txt"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
