@@ -18,7 +18,7 @@ import numpy as np
 
 from arm_jax import sharding as sharding_lib
 from arm_jax.models.config import dtype_from_name
-from arm_jax.models.decoder import Decoder, KVCache, unstack_layers
+from arm_jax.models.decoder import Decoder, KVCache, out_major_params, unstack_layers
 
 STOP, LENGTH = 0, 1  # stop reasons
 STOP_REASONS = ("stop", "length")
@@ -91,12 +91,17 @@ def _token_logprob(logits: jax.Array, token: jax.Array) -> jax.Array:
 
 
 def _generate(model: Decoder, params: Any, ids: jax.Array, mask: jax.Array, key: jax.Array,
-              stop_ids: jax.Array, sp: SamplingParams, pad_id: int, unroll: bool):
+              stop_ids: jax.Array, sp: SamplingParams, pad_id: int, unroll: bool,
+              out_major: bool):
   cfg = model.config
   if unroll:
     # Unrolled layers and one cache buffer per layer: no per-step slicing of stacked weights.
-    model = model.clone(config=cfg.replace(scan_layers=False))
+    model = model.clone(config=model.config.replace(scan_layers=False))
     params = unstack_layers(params)
+  if out_major and not cfg.weights_out_major:
+    # One transposed copy per call buys faster skinny matmuls at every decode step on CPU.
+    model = model.clone(config=model.config.replace(weights_out_major=True))
+    params = out_major_params(params)
   stack = jnp.stack if model.config.scan_layers else tuple  # the cache layout the model reads
   b, t = ids.shape
   slots = t + sp.max_new_tokens
@@ -162,13 +167,16 @@ class Sampler:
   """Generation for one model; compiled loops are cached per (shape bucket, settings).
 
   `stop_ids` defaults to the model config's eos tokens. The batch is padded to a multiple of
-  the mesh's data-parallel size with filler rows that never emit.
+  the mesh's data-parallel size with filler rows that never emit. `out_major` (default: on
+  the CPU backend) decodes with output-major weights (see decoder.out_major_params).
   """
 
   def __init__(self, model: Decoder, *, stop_ids: Sequence[int] | None = None, pad_id: int = 0,
-               buckets: Sequence[int] = DEFAULT_BUCKETS, unroll_layers: bool = True):
+               buckets: Sequence[int] = DEFAULT_BUCKETS, unroll_layers: bool = True,
+               out_major: bool | None = None):
     self.model = model
     self.unroll_layers = unroll_layers
+    self.out_major = jax.default_backend() == "cpu" if out_major is None else out_major
     self.stop_ids = tuple(model.config.eos_token_ids if stop_ids is None else stop_ids)
     if not self.stop_ids:
       raise ValueError("no stop tokens: pass stop_ids or load a config with eos_token_id")
@@ -179,7 +187,7 @@ class Sampler:
   def _fn(self, sp: SamplingParams):
     if sp not in self._compiled:
       fn = functools.partial(_generate, self.model, sp=sp, pad_id=self.pad_id,
-                             unroll=self.unroll_layers)
+                             unroll=self.unroll_layers, out_major=self.out_major)
       self._compiled[sp] = jax.jit(fn)
     return self._compiled[sp]
 

@@ -1,11 +1,13 @@
 """Decoder logits against transformers (torch, f32) for tiny random Llama/Qwen2/Qwen3 models."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from arm_jax.models import KVCache, load_pretrained
+from arm_jax.models.decoder import out_major_params
 from hf_reference import hf_logits, make_hf_model
 
 ARCHS = ["llama", "llama_bias", "qwen2", "qwen3"]
@@ -89,6 +91,25 @@ def test_logits_at_selects_one_position(tmp_path):
   at = jnp.array([8, 3, 6])
   last = np.asarray(model.apply({"params": params}, ids, attention_mask=mask, logits_at=at))
   np.testing.assert_allclose(last, full[np.arange(3), np.asarray(at)], atol=1e-6)
+
+
+@pytest.mark.parametrize("tie", [False, True], ids=["untied", "tied"])
+@pytest.mark.parametrize("arch", ["llama_bias", "qwen3"])
+def test_out_major_weights_give_the_same_logits(tmp_path, arch, tie):
+  make_hf_model(tmp_path, arch, tie=tie)
+  model, params = load_pretrained(str(tmp_path))
+  om_model = model.clone(config=model.config.replace(weights_out_major=True))
+  om_params = out_major_params(params)
+  # The converted tree is exactly what the out-major model declares.
+  declared = nn.unbox(jax.eval_shape(om_model.init, jax.random.key(0),
+                                     jnp.ones((1, 4), jnp.int32)))["params"]
+  assert jax.tree.map(lambda a: a.shape, om_params) == jax.tree.map(lambda a: a.shape, declared)
+  assert om_params["layers"]["attn"]["q"].shape[1:] == (
+      model.config.num_heads, model.config.head_dim, model.config.hidden_size)
+  ids, mask = _batch()
+  ref = np.asarray(model.apply({"params": params}, ids, attention_mask=mask))
+  ours = np.asarray(om_model.apply({"params": om_params}, ids, attention_mask=mask))
+  np.testing.assert_allclose(ours, ref, atol=1e-5)
 
 
 @pytest.mark.parametrize("policy", ["full", "dots"])

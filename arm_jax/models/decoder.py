@@ -13,6 +13,8 @@ Parameter layout (leading `layers` axis from the scan over blocks):
   final_norm/scale           [embed]
   lm_head                    [embed, vocab]                         (untied only)
 k/v and gate/up are fused so that each costs one matmul: decoding on CPU is matmul-bound.
+With config.weights_out_major the projection weights (q, kv, o, gate_up, down, lm_head) hold
+their output axes first; `out_major_params` converts, and the sampler uses it on CPU.
 
 The KV cache is an explicit pytree the caller owns (see `KVCache`): a call with a cache
 returns the updated cache.
@@ -58,6 +60,54 @@ def _param(module: nn.Module, name: str, init, shape, axes, dtype):
   return module.param(name, nn.with_logical_partitioning(init, axes), shape, dtype)
 
 
+# Projection weights: name -> (rank without the layers axis, number of leading input axes).
+_PROJECTIONS = {"q": (3, 1), "kv": (4, 1), "o": (3, 2), "gate_up": (3, 1), "down": (2, 1),
+                "lm_head": (2, 1)}
+
+
+def _out_major_order(rank: int, n_in: int) -> tuple[int, ...]:
+  return tuple(range(n_in, rank)) + tuple(range(n_in))
+
+
+def _weight(module: nn.Module, name: str, shape, axes, dtype, out_major: bool):
+  """A projection weight declared in [in..., out...] terms, stored output-major if asked."""
+  init = nn.initializers.normal(0.02)
+  if out_major:
+    order = _out_major_order(*_PROJECTIONS[name])
+    shape, axes = tuple(shape[i] for i in order), tuple(axes[i] for i in order)
+  return _param(module, name, init, shape, axes, dtype)
+
+
+def _project(equation: str, x: Array, w: Array, out_major: bool, **kwargs) -> Array:
+  """einsum(equation, x, w) where `equation` names w in its [in..., out...] layout.
+
+  Output-major weights go first in the contraction (XLA:CPU's fast form for skinny x); the
+  result is then transposed back to the equation's output order.
+  """
+  if not out_major:
+    return jnp.einsum(equation, x, w, **kwargs)
+  inputs, out = equation.split("->")
+  xs, ws = inputs.split(",")
+  kept = "".join(c for c in ws if c not in xs)
+  contracted = "".join(c for c in ws if c in xs)
+  rows = "".join(c for c in out if c not in kept)
+  y = jnp.einsum(f"{kept + contracted},{xs}->{kept + rows}", w, x, **kwargs)
+  return jnp.einsum(f"{kept + rows}->{out}", y)
+
+
+def out_major_params(params: Any) -> Any:
+  """Standard params -> the config.weights_out_major layout (scanned or unrolled)."""
+  def convert(path, leaf):
+    name = getattr(path[-1], "key", None)
+    if name not in _PROJECTIONS:
+      return leaf
+    rank, n_in = _PROJECTIONS[name]
+    lead = leaf.ndim - rank
+    order = tuple(range(lead)) + tuple(lead + i for i in _out_major_order(rank, n_in))
+    return jnp.transpose(leaf, order)
+  return jax.tree_util.tree_map_with_path(convert, params)
+
+
 class RMSNorm(nn.Module):
   eps: float
   axis_name: str
@@ -101,13 +151,13 @@ class Attention(nn.Module):
     cfg = self.config
     dt, pdt = dtype_from_name(cfg.dtype), dtype_from_name(cfg.param_dtype)
     e, h, k, d = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    init = nn.initializers.normal(0.02)
-    wq = _param(self, "q", init, (e, h, d), ("embed", "heads", "head_dim"), pdt)
-    wkv = _param(self, "kv", init, (e, 2, k, d), ("embed", None, "kv_heads", "head_dim"), pdt)
-    wo = _param(self, "o", init, (h, d, e), ("heads", "head_dim", "embed"), pdt)
+    om = cfg.weights_out_major
+    wq = _weight(self, "q", (e, h, d), ("embed", "heads", "head_dim"), pdt, om)
+    wkv = _weight(self, "kv", (e, 2, k, d), ("embed", None, "kv_heads", "head_dim"), pdt, om)
+    wo = _weight(self, "o", (h, d, e), ("heads", "head_dim", "embed"), pdt, om)
     x = x.astype(dt)
-    q = jnp.einsum("bte,ehd->bthd", x, wq.astype(dt))
-    kv = jnp.einsum("bte,eckd->btckd", x, wkv.astype(dt))
+    q = _project("bte,ehd->bthd", x, wq.astype(dt), om)
+    kv = _project("bte,eckd->btckd", x, wkv.astype(dt), om)
     if cfg.qkv_bias:
       q = q + _param(self, "q_bias", nn.initializers.zeros, (h, d), ("heads", "head_dim"),
                      pdt).astype(dt)
@@ -152,7 +202,7 @@ class Attention(nn.Module):
       out = _cache_values(probs, cache_v.astype(dt))
       new_k, new_v = cache_k, cache_v
     out = out.reshape(b, t, h, d)
-    out = jnp.einsum("bthd,hde->bte", out, wo.astype(dt))
+    out = _project("bthd,hde->bte", out, wo.astype(dt), om)
     if cfg.o_bias:
       out = out + _param(self, "o_bias", nn.initializers.zeros, (e,), ("embed",), pdt).astype(dt)
     return out, new_k, new_v
@@ -185,14 +235,14 @@ class MLP(nn.Module):
     cfg = self.config
     dt, pdt = dtype_from_name(cfg.dtype), dtype_from_name(cfg.param_dtype)
     e, f = cfg.hidden_size, cfg.intermediate_size
-    init = nn.initializers.normal(0.02)
-    w_gu = _param(self, "gate_up", init, (e, 2, f), ("embed", None, "mlp"), pdt)
-    w_down = _param(self, "down", init, (f, e), ("mlp", "embed"), pdt)
-    gu = jnp.einsum("bte,ecf->btcf", x.astype(dt), w_gu.astype(dt))
+    om = cfg.weights_out_major
+    w_gu = _weight(self, "gate_up", (e, 2, f), ("embed", None, "mlp"), pdt, om)
+    w_down = _weight(self, "down", (f, e), ("mlp", "embed"), pdt, om)
+    gu = _project("bte,ecf->btcf", x.astype(dt), w_gu.astype(dt), om)
     gate = gu[:, :, 0]
     # x / (1 + exp(-x)) rather than nn.silu: XLA's CPU logistic is the larger error source.
     hidden = gate / (1 + jnp.exp(-gate)) * gu[:, :, 1]
-    return jnp.einsum("btf,fe->bte", hidden, w_down.astype(dt))
+    return _project("btf,fe->bte", hidden, w_down.astype(dt), om)
 
 
 class Block(nn.Module):
@@ -283,13 +333,15 @@ class Decoder(nn.Module):
     x = RMSNorm(cfg.rms_norm_eps, "embed", dt, pdt, name="final_norm")(x)
     if logits_at is not None:
       x = jnp.take_along_axis(x, logits_at[:, None, None].astype(jnp.int32), axis=1)[:, 0]
+    om = cfg.weights_out_major
     if cfg.tie_word_embeddings:
-      head = embedding.T
+      head = embedding if om else embedding.T  # [vocab, embed] is already output-major
     else:
-      head = _param(self, "lm_head", nn.initializers.normal(0.02), (cfg.hidden_size, cfg.vocab_size),
-                    ("embed", "vocab"), pdt)
-    logits = jnp.einsum("...e,ev->...v", x, head.astype(dt),
-                        preferred_element_type=jnp.promote_types(dt, jnp.float32))
+      head = _weight(self, "lm_head", (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), pdt,
+                     om)
+    lead = "bt"[:x.ndim - 1]
+    logits = _project(f"{lead}e,ev->{lead}v", x, head.astype(dt), om,
+                      preferred_element_type=jnp.promote_types(dt, jnp.float32))
     if cache.k is not None:
       return logits, KVCache(new_k, new_v, cache_mask)
     if return_kv:
