@@ -277,7 +277,8 @@ class Decoder(nn.Module):
   [cache_index, cache_index + t) and attend to every earlier real slot; the result is
   (logits, updated KVCache). Decoding uses unscanned layers so each per-layer buffer is
   updated in place. `logits_at` [b] selects one position per row, so prefill never builds
-  [b, t, vocab] logits.
+  [b, t, vocab] logits. `return_hidden` returns the final-normed hidden states [b, t, embed]
+  instead of logits, for losses that apply the head (`head_weight`) chunk by chunk.
   """
 
   config: DecoderConfig
@@ -286,7 +287,8 @@ class Decoder(nn.Module):
 
   @nn.compact
   def __call__(self, input_ids, *, attention_mask=None, positions=None, cache: KVCache | None = None,
-               cache_index=None, return_kv: bool = False, logits_at=None):
+               cache_index=None, return_kv: bool = False, logits_at=None,
+               return_hidden: bool = False):
     cfg = self.config
     dt, pdt = dtype_from_name(cfg.dtype), dtype_from_name(cfg.param_dtype)
     b, t = input_ids.shape
@@ -331,6 +333,13 @@ class Decoder(nn.Module):
         new_v.append(v_i)
       new_k, new_v = tuple(new_k), tuple(new_v)
     x = RMSNorm(cfg.rms_norm_eps, "embed", dt, pdt, name="final_norm")(x)
+    if return_hidden:
+      if cfg.tie_word_embeddings:
+        return x
+      # Declare lm_head so init still creates it; the caller applies it (see head_weight).
+      _weight(self, "lm_head", (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), pdt,
+              cfg.weights_out_major)
+      return x
     if logits_at is not None:
       x = jnp.take_along_axis(x, logits_at[:, None, None].astype(jnp.int32), axis=1)[:, 0]
     om = cfg.weights_out_major
@@ -348,6 +357,13 @@ class Decoder(nn.Module):
       return logits, (new_k, new_v)
     return logits
 
+
+
+def head_weight(params: Any, config: DecoderConfig) -> Array:
+  """The output projection in [embed, vocab] layout (the tied embedding, transposed)."""
+  if config.tie_word_embeddings:
+    return params["embedding"].T
+  return params["lm_head"].T if config.weights_out_major else params["lm_head"]
 
 
 def unstack_layers(params: Any) -> Any:

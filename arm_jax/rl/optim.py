@@ -1,0 +1,71 @@
+"""Optimizer construction, optimizer-state shardings, and host offload of an idle state."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import optax
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  learning_rate: float = 1e-6
+  schedule: str = "constant"  # constant | cosine (with linear warmup)
+  warmup_steps: int = 0
+  total_steps: int = 0  # cosine only
+  b1: float = 0.9
+  b2: float = 0.999
+  eps: float = 1e-8
+  weight_decay: float = 0.0
+  max_grad_norm: float = 1.0  # 0 disables clipping
+
+
+def learning_rate_schedule(cfg: OptimizerConfig) -> optax.Schedule:
+  if cfg.schedule == "constant":
+    if cfg.warmup_steps:
+      return optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
+    return optax.constant_schedule(cfg.learning_rate)
+  if cfg.schedule == "cosine":
+    if cfg.total_steps <= cfg.warmup_steps:
+      raise ValueError(f"cosine schedule needs total_steps > warmup_steps, got "
+                       f"{cfg.total_steps} <= {cfg.warmup_steps}")
+    return optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, cfg.warmup_steps,
+                                              cfg.total_steps)
+  raise ValueError(f"schedule={cfg.schedule!r}; expected 'constant' or 'cosine'")
+
+
+def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
+  """AdamW after global-norm clipping (clipping sees the accumulated, normalised gradient)."""
+  adamw = optax.adamw(learning_rate_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                      weight_decay=cfg.weight_decay)
+  if cfg.max_grad_norm:
+    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), adamw)
+  return adamw
+
+
+def opt_state_shardings(optimizer: optax.GradientTransformation, params: Any,
+                        param_shardings: Any, replicated: jax.sharding.Sharding) -> Any:
+  """Moments follow their parameter's sharding; counters and other scalars are replicated."""
+  abstract = jax.eval_shape(optimizer.init, params)
+  return optax.tree_map_params(optimizer, lambda _, s: s, abstract, param_shardings,
+                               transform_non_params=lambda _: replicated)
+
+
+def _host_sharding(sharding: jax.sharding.Sharding) -> jax.sharding.Sharding | None:
+  memories = {m.kind for d in sharding.device_set for m in d.addressable_memories()}
+  return sharding.with_memory_kind("pinned_host") if "pinned_host" in memories else None
+
+
+def offload(tree: Any) -> Any:
+  """Move a pytree to host memory (same shardings, pinned_host memory kind)."""
+  def move(x):
+    host = _host_sharding(x.sharding)
+    return jax.device_put(x, host) if host is not None else jax.device_get(x)
+  return jax.tree.map(move, tree)
+
+
+def onload(tree: Any, shardings: Any) -> Any:
+  """Bring an offloaded pytree back into device memory with the given shardings."""
+  return jax.tree.map(lambda x, s: jax.device_put(x, s), tree, shardings)
