@@ -1,0 +1,133 @@
+"""Two-step judge and generator phases on a tiny model, on one device and on 8 host devices."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from arm_jax import assets, sharding
+from arm_jax.models import Decoder, init_params
+from arm_jax.prompts import load_template
+from arm_jax.rl import optim, phases
+from arm_jax.rl.grpo import GRPOConfig
+from arm_jax.rl.phases import PhaseConfig, PreferencePair
+from arm_jax.rl.policy import Policy
+from arm_jax.rl.schedule import ScheduleConfig
+from arm_jax.rl.trainer import AlternatingTrainer, TrainerConfig
+from arm_jax.sampling import SamplingParams
+from arm_jax.tokenizer import load_tokenizer
+from rl_fixtures import TINY
+
+PAIRS = [PreferencePair(f"Write a haiku about {w}.", f"A short poem on {w}.", "No.", i % 2)
+         for i, w in enumerate(["rain", "snow", "wind", "sun", "sea", "moon", "tea", "salt"])]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+  return load_tokenizer(assets.smollm2_gguf())
+
+
+def _policy(name, tokenizer, template, seed, mesh=None):
+  cfg = TINY.replace(vocab_size=len(tokenizer), eos_token_ids=(tokenizer.eos_token_id,))
+  rules = sharding.DEFAULT_RULES if mesh is not None else ()
+  model = Decoder(cfg, mesh=mesh, rules=rules)
+  params = init_params(model, jax.random.key(seed), mesh, rules or None)
+  # A flatter output distribution than the N(0, 1) embedding gives: varied samples.
+  params["embedding"] = params["embedding"] * 0.05
+  return Policy(name, model, tokenizer, load_template(template), params,
+                ref_params=jax.tree.map(jnp.copy, params))
+
+
+def _config():
+  grpo = dict(beta=0.01, mu=2, micro_batches=2)
+  return TrainerConfig(
+      schedule=ScheduleConfig(rounds=1, steps_per_phase=2),
+      judge=PhaseConfig(GRPOConfig(group_size=4, **grpo), SamplingParams(max_new_tokens=12), 2),
+      generator=PhaseConfig(GRPOConfig(group_size=4, **grpo), SamplingParams(max_new_tokens=10),
+                            2),
+      judge_optimizer=optim.OptimizerConfig(learning_rate=1e-3),
+      generator_optimizer=optim.OptimizerConfig(learning_rate=1e-3),
+      rubric_sampling=SamplingParams(max_new_tokens=10), rubric_batch=8,
+      judge_greedy_max_new_tokens=12)
+
+
+def _learnable(real, scored="texts"):
+  """The real reward plus a term a random tiny model can earn (its characters' code sum
+  mod 3), so the advantages are not all zero and both phases really update."""
+  def rewards(texts, *args, **kwargs):
+    out = real(texts, *args, **kwargs)
+    own = texts if scored == "texts" else kwargs[scored]  # the generator's: its rubrics
+    out["total"] = out["total"] + np.array([sum(map(ord, t)) % 3 for t in own], np.float32)
+    return out
+  return rewards
+
+
+@pytest.fixture(scope="module", autouse=True)
+def learnable_rewards():
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(phases, "judge_rewards", _learnable(phases.judge_rewards))
+    mp.setattr(phases, "generator_rewards", _learnable(phases.generator_rewards, "rubrics"))
+    yield
+
+
+def _run(tokenizer, mesh=None):
+  gen = _policy("generator", tokenizer, "rubric_generator_compact", 0, mesh)
+  judge = _policy("judge", tokenizer, "judge_compact", 1, mesh)
+  start = {"generator": gen.params, "judge": judge.params}
+  start = jax.tree.map(np.asarray, start)
+  events = []
+  trainer = AlternatingTrainer(gen, judge, _config(), log_fn=events.append)
+  memory_during = []
+  original = trainer.update_fn
+
+  def spy(role):
+    other = trainer.policies["generator" if role == "judge" else "judge"]
+    memory_during.append({x.sharding.memory_kind for x in jax.tree.leaves(other.opt_state)})
+    return original(role)
+  trainer.update_fn = spy
+  history = trainer.run(PAIRS, jax.random.key(0))
+  return trainer, start, history, events, memory_during
+
+
+@pytest.fixture(scope="module")
+def single(tokenizer):
+  return _run(tokenizer)
+
+
+def test_two_steps_of_each_phase_report_every_metric(single):
+  trainer, start, history, events, _ = single
+  assert [(h["role"], h["step"]) for h in history] == [("judge", 0), ("judge", 1),
+                                                        ("generator", 0), ("generator", 1)]
+  keys = {"reward_mean", "reward_std", "accuracy", "clip_fraction", "kl", "entropy",
+          "grad_norm", "grad_variance", "completion_length_mean", "seconds_generation",
+          "seconds_reward", "seconds_update", "loss"}
+  for h in history:
+    assert keys <= set(h), keys - set(h)
+    assert all(np.isfinite(h[k]) for k in keys), h
+  assert "format_rate" in history[0] and "rubric_valid_rate" in history[2]
+  # Rubrics for the judge phase are sampled once, one per example of the part.
+  sampled = [e for e in events if e.get("event") == "rubrics_sampled"]
+  assert len(sampled) == 1 and sampled[0]["count"] == len(PAIRS)
+
+
+def test_each_phase_trains_only_its_policy(single):
+  trainer, start, history, _, memory_during = single
+  for role in ("generator", "judge"):
+    moved = [float(np.abs(np.asarray(a) - b).max()) for a, b in
+             zip(jax.tree.leaves(trainer.policies[role].params), jax.tree.leaves(start[role]))]
+    assert max(moved) > 0, role
+  # While one policy trains, the other's optimizer state sits in host memory.
+  assert all(kinds == {"pinned_host"} for kinds in memory_during), memory_during
+
+
+def test_eight_devices_equal_one(tokenizer, single):
+  mesh = sharding.make_mesh((2, 2, 2))
+  trainer8, _, history8, _, _ = _run(tokenizer, mesh)
+  trainer1, _, history1, _, _ = single
+  for h1, h8 in zip(history1, history8):
+    for k in ("reward_mean", "loss", "kl", "completion_length_mean"):
+      np.testing.assert_allclose(h8[k], h1[k], rtol=1e-4, atol=1e-5, err_msg=k)
+  for role in ("generator", "judge"):
+    for a, b in zip(jax.tree.leaves(trainer8.policies[role].params),
+                    jax.tree.leaves(trainer1.policies[role].params)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)

@@ -1,0 +1,134 @@
+"""SFT: encoding with the SmolLM2 chat template, the exact gradient, and runs on 1 and 8 devices."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from arm_jax import assets, sharding
+from arm_jax.models import Decoder, init_params
+from arm_jax.rl.optim import OptimizerConfig
+from arm_jax.rl.sft import SFTConfig, SFTExample, encode_sft, make_sft_update, run_sft
+from arm_jax.tokenizer import load_tokenizer
+from rl_fixtures import TINY, full_logprobs, sequences, tiny_model
+
+EXAMPLES = [
+    SFTExample("Write a rubric for a haiku.", "1. Three lines.\n2. Syllables 5-7-5."),
+    SFTExample([{"role": "system", "content": "You judge."},
+                {"role": "user", "content": "Which is better, A or B?"}], "Winner: A"),
+    SFTExample("Say nothing.", ""),
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+  return load_tokenizer(assets.smollm2_gguf())
+
+
+def _masked(batch, row):
+  return np.asarray(batch.tokens[row])[np.asarray(batch.loss_mask[row])]
+
+
+def test_encode_scores_target_and_turn_end_only(tokenizer):
+  batch, report = encode_sft(tokenizer, EXAMPLES, max_length=200)
+  end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+  assert report.kept == (0, 1, 2) and not report.truncated and not report.skipped
+  assert batch.tokens.shape[1] % 64 == 0
+  for row, ex in enumerate(EXAMPLES):
+    messages = [{"role": "user", "content": ex.prompt}] if isinstance(ex.prompt, str) else ex.prompt
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)["input_ids"]
+    real = int(batch.attention[row].sum())
+    assert batch.attention[row, :real].all() and not batch.attention[row, real:].any()
+    np.testing.assert_array_equal(batch.tokens[row, :len(prompt)], prompt)
+    assert not batch.loss_mask[row, :len(prompt)].any()
+    target = _masked(batch, row)
+    assert target[-1] == end and tokenizer.decode(target[:-1]) == ex.target
+    assert batch.loss_mask[row].sum() == real - len(prompt)
+  assert report.target_tokens == int(batch.loss_mask.sum())
+  plain, _ = encode_sft(tokenizer, EXAMPLES[:1], max_length=200, chat=False)
+  np.testing.assert_array_equal(plain.tokens[0, :plain.attention[0].sum()],
+                                tokenizer.encode(EXAMPLES[0].prompt + EXAMPLES[0].target) + [end])
+
+
+def test_encode_counts_truncated_and_skipped(tokenizer):
+  long = SFTExample("Hi", "word " * 100)
+  huge_prompt = SFTExample("word " * 100, "ok")
+  examples = [SFTExample("Hi", "Fine."), long, huge_prompt]
+  prompt_len = len(tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}],
+                                                 add_generation_prompt=True)["input_ids"])
+  max_length = prompt_len + 20
+  batch, report = encode_sft(tokenizer, examples, max_length=max_length)
+  assert report.kept == (0, 1) and report.truncated == (1,) and report.skipped == (2,)
+  assert batch.tokens.shape[1] == max_length  # rounding up to 64 is capped at max_length
+  assert batch.loss_mask[1].sum() == 20 and batch.attention[1].all()
+  assert tokenizer.decode(_masked(batch, 1)) == " ".join(["word"] * 20)  # no turn-end token
+  assert report.target_tokens_cut == len(tokenizer.encode("word " * 100)) + 1 - 20
+  _, report = encode_sft(tokenizer, examples, max_length=max_length, truncate="skip")
+  assert report.kept == (0,) and report.skipped == (1, 2) and not report.truncated
+
+
+AGGREGATIONS = ("token_mean", "seq_mean_token_mean")
+LR = 2.0 ** 10  # params are O(1): a small SGD step would drown the gradient in f32 rounding
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  """A tiny random model, a batch, and the plain-JAX NLL gradient for both aggregations."""
+  model, params = tiny_model()
+  seq = sequences(n=8)
+
+  def loss_fn(p, agg):
+    logp, _ = full_logprobs(model, p, seq)
+    mask = seq.loss_mask.astype(jnp.float32)
+    nll = -logp * mask
+    if agg == "token_mean":
+      return nll.sum() / mask.sum()
+    return (nll.sum(1) / jnp.maximum(mask.sum(1), 1)).mean()
+
+  reference = jax.jit(lambda p: {a: jax.value_and_grad(loss_fn)(p, a) for a in AGGREGATIONS})
+  return model, params, seq, reference(params)
+
+
+@pytest.mark.parametrize("agg,micro_batches", [("token_mean", 1), ("token_mean", 2),
+                                               ("seq_mean_token_mean", 2)])
+def test_update_gradient_matches_full_logits_reference(tiny, agg, micro_batches):
+  """SGD step = -LR * gradient; two micro-batches accumulate to the un-split gradient."""
+  model, params, seq, reference = tiny
+  loss, want = reference[agg]
+  sgd = optax.sgd(LR)
+  cfg = SFTConfig(loss_aggregation=agg, micro_batches=micro_batches, logprob_chunk=4)
+  new, _, metrics = make_sft_update(model, cfg, sgd, donate=False)(params, sgd.init(params), seq)
+  got = jax.tree.map(lambda a, b: (a - b) / LR, params, new)
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    scale = float(np.abs(np.asarray(w)).max())
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-5 * scale, rtol=0)
+  np.testing.assert_allclose(float(metrics["loss"]), float(loss), rtol=1e-5)
+  assert float(metrics["tokens"]) == float(seq.loss_mask.sum())
+
+
+def test_run_on_8_device_mesh_matches_one_device_and_learns(tokenizer):
+  """Five steps on one repeated batch of 8 (AdamW 1e-2): same losses and params on a
+  (2, 2, 2) mesh as on one device, and the loss falls."""
+  cfg = TINY.replace(vocab_size=max(49152, len(tokenizer)))
+  mesh = sharding.make_mesh((2, 2, 2))
+  rules = sharding.DEFAULT_RULES
+  eight = Decoder(cfg, mesh=mesh, rules=rules)
+  p8 = init_params(eight, jax.random.key(0), mesh, rules)
+  p1 = jax.tree.map(jnp.asarray, jax.device_get(p8))  # the same init on the default device
+  examples = [SFTExample(f"Rubric for task {i}?", f"Criterion {i}: be correct and brief.")
+              for i in range(9)]
+  kw = dict(optimizer_config=OptimizerConfig(learning_rate=1e-2, eps=1e-6),
+            sft_config=SFTConfig(micro_batches=2), batch_size=8, max_length=64, steps=5, seed=3,
+            log_fn=lambda _: None)
+  p1, _, h1 = run_sft(Decoder(cfg), p1, tokenizer, examples, **kw)
+  p8, _, h8 = run_sft(eight, p8, tokenizer, examples, mesh=mesh, rules=rules, **kw)
+  assert h1.rows_dropped_per_epoch == 1 and [s["epoch"] for s in h1.steps] == [0, 1, 2, 3, 4]
+  for a, b in zip(h1.steps, h8.steps, strict=True):
+    assert np.isfinite(a["loss"]) and a["tokens"] == b["tokens"] > 0
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
+  losses = [s["loss"] for s in h1.steps]
+  assert losses[-1] < 0.8 * losses[0], losses
+  assert len(p8["embedding"].sharding.device_set) == 8
+  for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5, rtol=0)
