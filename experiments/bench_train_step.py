@@ -1,4 +1,4 @@
-"""Training step cost: the jitted GRPO update vs a plain forward+backward, and vs transformers/torch.
+"""Training step cost: the jitted GRPO update vs plain forward+backward, and vs transformers/torch.
 
 SmolLM2-135M-Instruct (the shipped GGUF, dequantised to f32, the same weights everywhere), batch
 8 of 512 random tokens (128 "prompt" + 384 scored "completion" tokens, no padding), f32.
@@ -22,11 +22,12 @@ the RSS right after the weights (and inputs) were loaded. XLA's compiled memory 
 printed for the jax variants. Ratios use best times.
 
   python experiments/bench_train_step.py [--batch 8] [--seq_len 512] [--repeats 3]
-      [--skip_torch] [--skip_full_logits] [--small]
+      [--skip_torch] [--skip_full_logits] [--remat_policy none|full|dots|...] [--small]
 
 --small runs a tiny random Llama (written to a temporary HF directory that both arm_jax and
 transformers load) at batch 4 x 64 tokens unless --batch/--seq_len say otherwise: a smoke test
-of a few seconds per variant. The last lines are machine-readable `key: value`.
+(about a minute in all on 2 cores, nearly all of it XLA compiles). The last lines are
+machine-readable `key: value`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def _parse():
   p.add_argument("--chunk", type=int, default=128, help="time chunk of the log-prob head")
   p.add_argument("--threads", type=int, default=os.cpu_count(),
                  help="torch threads; XLA uses one per core, so keep the default to match")
+  p.add_argument("--remat_policy", default=None,
+                 choices=("none", "full", "dots", "dots_with_no_batch_dims"),
+                 help="decoder remat policy for the arm_jax variants (default: the config's)")
   p.add_argument("--skip_torch", action="store_true")
   p.add_argument("--skip_full_logits", action="store_true")
   p.add_argument("--small", action="store_true", help="tiny random model: a smoke test")
@@ -165,14 +169,16 @@ def run_jax(variant: str) -> dict:
   from arm_jax.rl.optim import OptimizerConfig, make_optimizer
 
   start = time.perf_counter()
-  model, params = load_pretrained(ARGS.checkpoint)
+  overrides = {} if ARGS.remat_policy is None else {"remat_policy": ARGS.remat_policy}
+  model, params = load_pretrained(ARGS.checkpoint, **overrides)
   cfg = model.config
   tokens, loss_mask = make_tokens(cfg.vocab_size)
   seq = SequenceBatch(jnp.asarray(tokens), jnp.ones(tokens.shape, bool), jnp.asarray(loss_mask))
   jax.block_until_ready((params, seq))
   load_s = time.perf_counter() - start
   rss_loaded = rss_bytes()
-  print(f"  {jax.devices()[0].platform} x{len(jax.devices())}, jax {jax.__version__}; "
+  print(f"  {jax.devices()[0].platform} x{len(jax.devices())}, jax {jax.__version__}, remat "
+        f"{cfg.remat_policy}; "
         f"loaded in {load_s:.1f}s, rss {rss_loaded / GB:.2f} GB")
   mask_f = seq.loss_mask.astype(jnp.float32)
 
@@ -327,6 +333,8 @@ def run_child(variant: str, checkpoint: str) -> dict | None:
          "--prompt_len", str(ARGS.prompt_len), "--group_size", str(ARGS.group_size),
          "--repeats", str(ARGS.repeats), "--chunk", str(ARGS.chunk),
          "--threads", str(ARGS.threads)]
+  if ARGS.remat_policy is not None:
+    cmd += ["--remat_policy", ARGS.remat_policy]
   print(f"[{variant}] subprocess", flush=True)
   start = time.perf_counter()
   proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
