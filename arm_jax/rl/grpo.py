@@ -25,7 +25,7 @@ import optax
 
 from arm_jax.models.decoder import Decoder
 from arm_jax.rl import advantages as adv_lib
-from arm_jax.rl import losses
+from arm_jax.rl import losses, optim
 from arm_jax.rl.logprobs import SequenceBatch, token_logprobs
 
 
@@ -117,9 +117,7 @@ def make_update(model: Decoder, cfg: GRPOConfig, optimizer: optax.GradientTransf
     variance = (jnp.float32(m) / (m - 1) * (sq / m - mean_sq) / mean_sq if m > 1
                 else jnp.float32(jnp.nan))
     grad_norm = optax.global_norm(grads)
-    grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
+    params, opt_state = optim.apply_gradients(optimizer, grads, opt_state, params)
     tokens = jnp.maximum(aux["tokens"].sum(), 1.0)
     metrics = dict(loss=aux["loss_sum"].sum() / denom, grad_norm=grad_norm, grad_variance=variance,
                    kl=aux["kl"].sum() / tokens, clip_fraction=aux["clipped"].sum() / tokens,
@@ -149,11 +147,7 @@ def make_update(model: Decoder, cfg: GRPOConfig, optimizer: optax.GradientTransf
                    completion_tokens=mask.sum(axis=1).astype(jnp.float32).mean())
     return params, opt_state, metrics
 
-  kwargs = dict(donate_argnums=(0, 1) if donate else ())
-  if shardings is not None:
-    kwargs.update(in_shardings=(shardings[0], shardings[1], None),
-                  out_shardings=(shardings[0], shardings[1], None))
-  return jax.jit(update, **kwargs)
+  return optim.jit_update(update, shardings, donate)
 
 
 def sequence_logprobs(model: Decoder, chunk: int = 128):

@@ -53,6 +53,23 @@ def opt_state_shardings(optimizer: optax.GradientTransformation, params: Any,
                                transform_non_params=lambda _: replicated)
 
 
+def apply_gradients(optimizer: optax.GradientTransformation, grads: Any, opt_state: Any,
+                    params: Any) -> tuple[Any, Any]:
+  """One optimizer step from f32 accumulated gradients (cast to each parameter's dtype)."""
+  grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
+def jit_update(update, shardings: tuple[Any, Any] | None, donate: bool):
+  """jit an update(params, opt_state, batch): state donated, laid out by `shardings`."""
+  kwargs = dict(donate_argnums=(0, 1) if donate else ())
+  if shardings is not None:
+    kwargs.update(in_shardings=(shardings[0], shardings[1], None),
+                  out_shardings=(shardings[0], shardings[1], None))
+  return jax.jit(update, **kwargs)
+
+
 def _host_sharding(sharding: jax.sharding.Sharding) -> jax.sharding.Sharding | None:
   memories = {m.kind for d in sharding.device_set for m in d.addressable_memories()}
   return sharding.with_memory_kind("pinned_host") if "pinned_host" in memories else None

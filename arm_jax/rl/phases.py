@@ -19,8 +19,7 @@ import numpy as np
 from arm_jax import sharding as sharding_lib
 from arm_jax.prompts import render_judge_prompt, render_rubric_prompt, swap_pair
 from arm_jax.rewards import generator_rewards, judge_rewards
-from arm_jax.rl.grpo import GRPOConfig
-from arm_jax.rl.logprobs import token_logprobs
+from arm_jax.rl.grpo import GRPOConfig, sequence_logprobs
 from arm_jax.rl.policy import Policy
 from arm_jax.rl.rollout import rollout_batch, sampler_logprobs, sequence_batch
 from arm_jax.sampling import SamplingParams
@@ -63,11 +62,10 @@ _logprob_fns: dict[Any, Callable] = {}
 
 
 def _logprobs(policy: Policy, params, seq, chunk: int):
-  """Jitted token log-probs, one compiled function per (model, chunk)."""
+  """Old-policy / reference log-probs, one compiled function per (model, chunk)."""
   key = (policy.model, chunk)
   if key not in _logprob_fns:
-    _logprob_fns[key] = jax.jit(
-        lambda p, s: token_logprobs(policy.model, p, s, chunk=chunk, with_entropy=False)[0])
+    _logprob_fns[key] = sequence_logprobs(policy.model, chunk)
   return _logprob_fns[key](params, seq)
 
 

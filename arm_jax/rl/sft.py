@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from arm_jax import sharding as sharding_lib
 from arm_jax.models.checkpoint import param_shardings
 from arm_jax.models.decoder import Decoder
-from arm_jax.rl import losses
+from arm_jax.rl import losses, optim
 from arm_jax.rl.logprobs import SequenceBatch, token_logprobs
 from arm_jax.rl.optim import (OptimizerConfig, learning_rate_schedule, make_optimizer,
                               opt_state_shardings)
@@ -218,19 +218,13 @@ def make_sft_update(model: Decoder, cfg: SFTConfig, optimizer: optax.GradientTra
     acc, aux = jax.lax.scan(body, zeros, jax.tree.map(lambda x: _split(x, m), batch))
     grads = jax.tree.map(lambda x: x / denom, acc)  # micro sums / whole-batch denominator
     grad_norm = optax.global_norm(grads)
-    grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
+    params, opt_state = optim.apply_gradients(optimizer, grads, opt_state, params)
     tokens = aux["tokens"].sum()
     metrics = dict(loss=aux["loss_sum"].sum() / denom, grad_norm=grad_norm, tokens=tokens,
                    nll_per_token=aux["nll"].sum() / jnp.maximum(tokens, 1.0))
     return params, opt_state, metrics
 
-  kwargs = dict(donate_argnums=(0, 1) if donate else ())
-  if shardings is not None:
-    kwargs.update(in_shardings=(shardings[0], shardings[1], None),
-                  out_shardings=(shardings[0], shardings[1], None))
-  return jax.jit(update, **kwargs)
+  return optim.jit_update(update, shardings, donate)
 
 
 @dataclasses.dataclass(frozen=True)
