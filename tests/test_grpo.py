@@ -87,6 +87,35 @@ def test_chunked_logprobs_equal_full_logits():
   p = jax.nn.softmax(logits[:, :-1], -1)
   want_entropy = -(p * jnp.log(p)).sum(-1)
   np.testing.assert_allclose(np.asarray(entropy[:, 1:]), np.asarray(want_entropy), atol=1e-4)
+  # The head over the completion columns only: same values there, zeros over the prompt.
+  for chunk in (4, 64):
+    logp, entropy = token_logprobs(model, params, seq.replace(score_from=6), chunk=chunk)
+    np.testing.assert_allclose(np.asarray(logp[:, 6:]), np.asarray(want[:, 6:]), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(entropy[:, 6:]), np.asarray(want_entropy[:, 5:]),
+                               atol=1e-4)
+    assert not np.asarray(logp[:, :6]).any() and not np.asarray(entropy[:, :6]).any()
+  with pytest.raises(ValueError, match="score_from=15"):
+    token_logprobs(model, params, seq.replace(score_from=15))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_head_gradient_equals_full_logits(tied):
+  """The hand-written VJP of the chunked head against jax.grad through full logits."""
+  model, params = tiny_model(tie_word_embeddings=tied)
+  seq = sequences(n=4, prompt=6, completion=9)
+  weights = jnp.asarray(np.random.RandomState(3).randn(*seq.tokens.shape), jnp.float32)
+  weights = weights * seq.loss_mask
+
+  def loss(p, fn):
+    return jnp.sum(fn(p) * weights)
+
+  want = jax.grad(loss)(params, lambda p: full_logprobs(model, p, seq)[0])
+  for first, chunk in ((1, 4), (6, 5), (6, 64)):
+    got = jax.grad(loss)(params, lambda p: token_logprobs(
+        model, p, seq.replace(score_from=first), chunk=chunk)[0])
+    for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want)):
+      scale = float(jnp.max(jnp.abs(w)))
+      assert float(jnp.max(jnp.abs(g - w))) <= 1e-5 * max(scale, 1.0), (path, first, chunk)
 
 
 def _reference_grads(model, params, batch, cfg: GRPOConfig):

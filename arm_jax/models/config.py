@@ -60,6 +60,10 @@ class DecoderConfig:
   # runtime view for decoding on CPU, where a few rows times an [out, in] weight is about
   # 1.5-2x faster in XLA than times [in, out]. Checkpoints and training use the default.
   weights_out_major: bool = False
+  # Causal self-attention without a cache (training, prefill) runs over query blocks of this
+  # many tokens, each attending only to the keys up to its end: about half the work and memory
+  # of the full [t, t] scores at long lengths. 0 = one block.
+  attention_block: int = 128
   remat_policy: str = "none"
   bos_token_id: int | None = None
   eos_token_ids: tuple[int, ...] = ()
@@ -76,6 +80,8 @@ class DecoderConfig:
     if self.architecture not in ARCHITECTURES.values():
       raise ValueError(f"architecture={self.architecture!r}; expected one of "
                        f"{sorted(ARCHITECTURES.values())}")
+    if self.attention_block < 0:
+      raise ValueError(f"attention_block={self.attention_block} must be >= 0 (0 = one block)")
     dtype_from_name(self.param_dtype)
     dtype_from_name(self.dtype)
 

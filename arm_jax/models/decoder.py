@@ -180,12 +180,10 @@ class Attention(nn.Module):
     scale = d ** -0.5
     f32 = jnp.promote_types(dt, jnp.float32)
     if cache_k is None:
-      causal = jnp.tril(jnp.ones((t, t), bool))
-      mask_new = causal[None] & token_mask[:, None, :]  # [b, t(query), t(key)]
-      scores = jnp.einsum("btkgd,bksd->bkgts", qg, new_k, preferred_element_type=f32)
-      scores = jnp.where(mask_new[:, None, None], scores * scale, _NEG_INF)
-      probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-      out = jnp.einsum("bkgts,bksd->btkgd", probs, new_v)
+      out = _causal_attention(qg, new_k, new_v, token_mask, scale, cfg.attention_block, f32)
+      # [b, kv_heads, group, t, d] straight into o: one contraction, no transpose back.
+      wo = wo.reshape((e, k, g, d) if om else (k, g, d, e))
+      out = _project("bkgtd,kgde->bte", out.astype(dt), wo.astype(dt), om)
     else:
       # Write first, then attend over the whole cache: the buffer flows carry -> update ->
       # read, so XLA updates it in place inside a decode loop instead of copying it.
@@ -201,11 +199,39 @@ class Attention(nn.Module):
       probs = jax.nn.softmax(scores, axis=-1).astype(dt)
       out = _cache_values(probs, cache_v.astype(dt))
       new_k, new_v = cache_k, cache_v
-    out = out.reshape(b, t, h, d)
-    out = _project("bthd,hde->bte", out, wo.astype(dt), om)
+      out = _project("bthd,hde->bte", out.reshape(b, t, h, d), wo.astype(dt), om)
     if cfg.o_bias:
       out = out + _param(self, "o_bias", nn.initializers.zeros, (e,), ("embed",), pdt).astype(dt)
     return out, new_k, new_v
+
+
+def _causal_attention(qg: Array, k: Array, v: Array, token_mask: Array, scale: float,
+                      block: int, acc_dtype) -> Array:
+  """Causal attention of t queries over their own t keys -> [b, kv_heads, group, t, head_dim].
+
+  qg [b, t, kv_heads, group, d]; k, v [b, kv_heads, t, d]; token_mask [b, t] (False = left
+  padding). The queries of one kv head are laid out as one [group * rows, d] matrix so that
+  each product is a plain batched matmul over (b, kv_heads), and they run in blocks of `block`
+  rows, each attending only to the keys up to its last row (skipping the masked upper
+  triangle). A padding query (whose keys are all masked) gets uniform weights, as before;
+  it is never read.
+  """
+  b, t, nk, g, d = qg.shape
+  q = qg.transpose(0, 2, 3, 1, 4)  # [b, k, g, t, d]
+  block = t if block <= 0 else min(block, t)
+  outs = []
+  for start in range(0, t, block):
+    stop = min(start + block, t)
+    rows = stop - start
+    qb = q[:, :, :, start:stop].reshape(b, nk, g * rows, d)
+    scores = jnp.einsum("bkid,bksd->bkis", qb, k[:, :, :stop],
+                        preferred_element_type=acc_dtype).reshape(b, nk, g, rows, stop)
+    visible = jnp.arange(stop)[None, :] <= jnp.arange(start, stop)[:, None]  # [rows, stop]
+    valid = visible[None] & token_mask[:, None, :stop]  # [b, rows, stop]
+    scores = jnp.where(valid[:, None, None], scores * scale, _NEG_INF)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype).reshape(b, nk, g * rows, stop)
+    outs.append(jnp.einsum("bkis,bksd->bkid", probs, v[:, :, :stop]).reshape(b, nk, g, rows, d))
+  return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=3)
 
 
 def _cache_scores(qg: Array, cache_k: Array, acc_dtype) -> Array:
@@ -359,11 +385,13 @@ class Decoder(nn.Module):
 
 
 
-def head_weight(params: Any, config: DecoderConfig) -> Array:
-  """The output projection in [embed, vocab] layout (the tied embedding, transposed)."""
+def head_weight(params: Any, config: DecoderConfig, vocab_major: bool = False) -> Array:
+  """The output projection, [embed, vocab] (or [vocab, embed] with vocab_major)."""
   if config.tie_word_embeddings:
-    return params["embedding"].T
-  return params["lm_head"].T if config.weights_out_major else params["lm_head"]
+    w = params["embedding"]  # [vocab, embed]
+  else:
+    w = params["lm_head"] if config.weights_out_major else params["lm_head"].T
+  return w if vocab_major else w.T
 
 
 def unstack_layers(params: Any) -> Any:

@@ -27,6 +27,7 @@ from arm_jax.models.decoder import Decoder
 from arm_jax.rl import advantages as adv_lib
 from arm_jax.rl import losses, optim
 from arm_jax.rl.logprobs import SequenceBatch, token_logprobs
+from arm_jax.xla_options import jit_training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,5 +153,5 @@ def make_update(model: Decoder, cfg: GRPOConfig, optimizer: optax.GradientTransf
 
 def sequence_logprobs(model: Decoder, chunk: int = 128):
   """Jitted log-probs of a SequenceBatch under some params: old-policy and reference passes."""
-  return jax.jit(lambda params, seq: token_logprobs(model, params, seq, chunk=chunk,
-                                                    with_entropy=False)[0])
+  return jit_training(lambda params, seq: token_logprobs(model, params, seq, chunk=chunk,
+                                                        with_entropy=False)[0])

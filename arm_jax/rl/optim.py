@@ -8,6 +8,8 @@ from typing import Any
 import jax
 import optax
 
+from arm_jax.xla_options import jit_training
+
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
@@ -67,7 +69,7 @@ def jit_update(update, shardings: tuple[Any, Any] | None, donate: bool):
   if shardings is not None:
     kwargs.update(in_shardings=(shardings[0], shardings[1], None),
                   out_shardings=(shardings[0], shardings[1], None))
-  return jax.jit(update, **kwargs)
+  return jit_training(update, **kwargs)
 
 
 def _host_sharding(sharding: jax.sharding.Sharding) -> jax.sharding.Sharding | None:

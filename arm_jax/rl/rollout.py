@@ -38,7 +38,9 @@ def sequence_batch(prompts: Sequence[Sequence[int]], out: SampleOutput, num_samp
   attention[:, t:] = valid
   loss_mask = np.zeros_like(attention)
   loss_mask[:, t:] = valid
-  return SequenceBatch(jnp.asarray(tokens), jnp.asarray(attention), jnp.asarray(loss_mask))
+  # Completions start at column t in every row: the head skips the prompt bucket.
+  return SequenceBatch(jnp.asarray(tokens), jnp.asarray(attention), jnp.asarray(loss_mask),
+                       score_from=t)
 
 
 def sampler_logprobs(seq: SequenceBatch, out: SampleOutput) -> jnp.ndarray:
