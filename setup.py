@@ -17,6 +17,8 @@ INSTALL_REQUIRES = [
     "array-record==0.8.6",
     "grain==0.2.18",
     "gguf==0.19.0",
+    "matplotlib==3.11.2",
+    "tqdm==4.70.1",
     "jinja2>=3.1",
     "numpy>=2.0",
 ]

@@ -1,0 +1,311 @@
+"""Training metrics: a JSONL log, TensorBoard event files, curve plots and a progress bar.
+
+metrics.jsonl is the source of truth: one flat JSON object per line, valid JSON (non-finite
+floats are written as null), fsync'd per record so a killed run keeps what it logged. The
+training loop stores `MetricsWriter.offset()` in each checkpoint and calls `truncate` with it
+on resume, so records logged after that checkpoint do not appear twice.
+
+TensorBoard files are written by hand (TFRecord framing around hand-encoded `Event` protobufs)
+so that neither TensorFlow nor tensorboard has to be installed to produce them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import struct
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import tqdm
+
+_FILE_VERSION = "brain.Event:2"
+_STEP_KEYS = ("global_step", "step")
+_PLOTTED = ("reward_mean", "accuracy", "format_rate", "kl", "grad_variance", "loss",
+            "judge_accuracy")
+
+
+def _is_main_process() -> bool:
+  """Imported lazily so that plotting scripts need not initialise a JAX backend."""
+  import jax  # pylint: disable=import-outside-toplevel
+  return jax.process_index() == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# TFRecord framing and Event protobufs.
+
+
+def _crc32c_table() -> tuple[int, ...]:
+  table = []
+  for byte in range(256):
+    crc = byte
+    for _ in range(8):
+      crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    table.append(crc)
+  return tuple(table)
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+  """CRC-32C (Castagnoli), the checksum TFRecord uses; zlib only has the IEEE polynomial."""
+  crc = 0xFFFFFFFF
+  for byte in data:
+    crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+  return crc ^ 0xFFFFFFFF
+
+
+def _masked_crc(data: bytes) -> bytes:
+  crc = crc32c(data)
+  return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def _tfrecord(data: bytes) -> bytes:
+  length = struct.pack("<Q", len(data))
+  return length + _masked_crc(length) + data + _masked_crc(data)
+
+
+def _varint(value: int) -> bytes:
+  value &= (1 << 64) - 1  # int64 negatives are ten-byte two's complement varints
+  out = bytearray()
+  while value > 0x7F:
+    out.append((value & 0x7F) | 0x80)
+    value >>= 7
+  out.append(value)
+  return bytes(out)
+
+
+def _key(field: int, wire_type: int) -> bytes:
+  return _varint(field << 3 | wire_type)
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+  return _key(field, 2) + _varint(len(payload)) + payload
+
+
+def _float32(value: float) -> bytes:
+  """Values beyond float32 range become +-inf, as a tf.summary float would, not an error."""
+  with np.errstate(over="ignore"):
+    return np.array(value, dtype="<f4").tobytes()
+
+
+def _summary_value(tag: str, value: float) -> bytes:
+  return _length_delimited(1, tag.encode()) + _key(2, 5) + _float32(value)
+
+
+def _event(wall_time: float, step: int = 0, file_version: str | None = None,
+           scalars: Iterable[tuple[str, float]] = ()) -> bytes:
+  out = _key(1, 1) + struct.pack("<d", wall_time)
+  if step:
+    out += _key(2, 0) + _varint(step)
+  if file_version is not None:
+    out += _length_delimited(3, file_version.encode())
+  summary = b"".join(_length_delimited(1, _summary_value(tag, v)) for tag, v in scalars)
+  if summary:
+    out += _length_delimited(5, summary)
+  return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Records.
+
+
+def _to_python(value: Any) -> Any:
+  """numpy and JAX scalars (0-d arrays included) become the Python scalars json accepts."""
+  if isinstance(value, np.generic) or getattr(value, "shape", None) == ():
+    return value.item()
+  return value
+
+
+def _json_safe(value: Any) -> Any:
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _record_step(record: dict[str, Any]) -> int | None:
+  for key in _STEP_KEYS:
+    step = record.get(key)
+    if isinstance(step, int) and not isinstance(step, bool):
+      return step
+  return None
+
+
+def _scalars(record: dict[str, Any]) -> list[tuple[str, float]]:
+  """NaN and inf stay in TensorBoard, where a diverged loss should be visible as such."""
+  phase = record.get("phase", "train")
+  return [(f"{phase}/{key}", float(value)) for key, value in record.items()
+          if key not in _STEP_KEYS and _is_number(value)]
+
+
+def _unused_path(path: str) -> str:
+  """A resume within the same second must not overwrite the previous event file."""
+  candidate, n = path, 0
+  while os.path.exists(candidate):
+    n += 1
+    candidate = f"{path}.{n}"
+  return candidate
+
+
+class MetricsWriter:
+  """Appends records to WORKDIR/metrics.jsonl and, optionally, to TensorBoard.
+
+  Only process 0 writes; on other processes every method is a no-op (offset() is 0).
+  """
+
+  def __init__(self, workdir: str, tensorboard: bool = True):
+    self._enabled = _is_main_process()
+    self._tensorboard_dir = os.path.join(workdir, "tensorboard") if tensorboard else None
+    self._jsonl = None
+    self._events = None
+    if not self._enabled:
+      return
+    os.makedirs(workdir, exist_ok=True)
+    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "ab")
+    self._open_event_file()
+
+  def _open_event_file(self) -> None:
+    if self._tensorboard_dir is None:
+      return
+    os.makedirs(self._tensorboard_dir, exist_ok=True)
+    now = time.time()
+    name = f"events.out.tfevents.{int(now)}.{socket.gethostname()}"
+    self._events = open(_unused_path(os.path.join(self._tensorboard_dir, name)), "xb")
+    self._events.write(_tfrecord(_event(now, file_version=_FILE_VERSION)))
+    self._events.flush()
+
+  def write(self, record: dict[str, Any]) -> None:
+    """Logs one flat record; numeric fields reach TensorBoard when it has an int step."""
+    if not self._enabled:
+      return
+    record = {key: _to_python(value) for key, value in record.items()}
+    line = json.dumps({k: _json_safe(v) for k, v in record.items()}, allow_nan=False)
+    self._jsonl.write(line.encode() + b"\n")
+    self._jsonl.flush()
+    os.fsync(self._jsonl.fileno())
+    step = _record_step(record)
+    scalars = _scalars(record)
+    if self._events is not None and step is not None and scalars:
+      self._events.write(_tfrecord(_event(time.time(), step, scalars=scalars)))
+      self._events.flush()
+
+  def offset(self) -> int:
+    """Byte size of metrics.jsonl; a checkpoint stores it to truncate back to on resume."""
+    if not self._enabled:
+      return 0
+    return os.fstat(self._jsonl.fileno()).st_size
+
+  def truncate(self, offset: int) -> None:
+    """Drops the records logged after the checkpoint being resumed.
+
+    Event files cannot be cut the same way without parsing them, so a new one is started
+    instead: TensorBoard reads event files in name (time) order and, when a step goes back,
+    discards the older points at or after that step, so the resumed run's values win.
+    """
+    if not self._enabled:
+      return
+    size = self.offset()
+    if not 0 <= offset <= size:
+      raise ValueError(f"offset {offset} is outside metrics.jsonl's {size} bytes")
+    self._jsonl.truncate(offset)
+    os.fsync(self._jsonl.fileno())
+    if self._events is not None:
+      self._events.close()
+      self._open_event_file()
+
+  def close(self) -> None:
+    for f in (self._jsonl, self._events):
+      if f is not None:
+        f.close()
+
+  def __enter__(self) -> MetricsWriter:
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots.
+
+
+def _read_records(metrics_path: str) -> list[dict[str, Any]]:
+  with open(metrics_path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _series(records: list[dict[str, Any]], key: str, x_key: str) -> tuple[list, list]:
+  points = [(r[x_key], r[key]) for r in records
+            if _is_number(r.get(x_key)) and _is_number(r.get(key))]
+  return [x for x, _ in points], [y for _, y in points]
+
+
+def _panels(records: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, tuple]]]:
+  """(title, x label, {phase: (xs, ys)}) per subplot; eval is plotted per round, apart."""
+  train = [r for r in records if r.get("phase") != "eval"]
+  phases = list(dict.fromkeys(r.get("phase", "train") for r in train))
+  panels = []
+  for key in _PLOTTED:
+    lines = {phase: _series([r for r in train if r.get("phase", "train") == phase], key,
+                            "global_step") for phase in phases}
+    lines = {phase: xy for phase, xy in lines.items() if xy[0]}
+    if lines:
+      panels.append((key, "global_step", lines))
+  evals = _series([r for r in records if r.get("phase") == "eval"], "judge_accuracy", "round")
+  if evals[0]:
+    panels.append(("eval judge_accuracy", "round", {"eval": evals}))
+  return panels
+
+
+def plot_curves(metrics_path: str, out_png: str) -> None:
+  """One subplot per logged metric, one line per phase; raises if nothing is plottable."""
+  # Imported here so that importing this module (every training run) stays cheap.
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=import-outside-toplevel
+  from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+
+  panels = _panels(_read_records(metrics_path))
+  if not panels:
+    raise ValueError(f"no plottable metrics in {metrics_path}")
+  ncols = min(3, len(panels))
+  nrows = math.ceil(len(panels) / ncols)
+  fig = Figure(figsize=(5 * ncols, 3.5 * nrows), layout="constrained")
+  FigureCanvasAgg(fig)
+  for i, (title, x_label, lines) in enumerate(panels):
+    ax = fig.add_subplot(nrows, ncols, i + 1)
+    for phase, (xs, ys) in lines.items():
+      ax.plot(xs, ys, marker="o" if len(xs) < 20 else None, label=phase)
+    ax.set_title(title)
+    ax.set_xlabel(x_label)
+    ax.legend()
+  os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
+  fig.savefig(out_png, dpi=100)
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress.
+
+
+class Progress:
+  """A tqdm bar with ETA on stderr, shown by process 0 only so hosts do not interleave."""
+
+  def __init__(self, total: int, desc: str):
+    self._bar = tqdm.tqdm(total=total, desc=desc, file=sys.stderr, mininterval=1.0,
+                          dynamic_ncols=True, disable=not _is_main_process())
+
+  def update(self, n: int = 1, **postfix: Any) -> None:
+    if postfix:
+      self._bar.set_postfix({k: _to_python(v) for k, v in postfix.items()}, refresh=False)
+    self._bar.update(n)
+
+  def close(self) -> None:
+    self._bar.close()

@@ -1,0 +1,195 @@
+"""The toy preference world: ground truth, determinism, split, tokenizer, warm-start data, model."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from arm_jax import toy
+from arm_jax.parsing import judge_format_ok, parse_rubric, parse_verdict
+from arm_jax.prompts import as_chat
+from arm_jax.rl.sft import end_token_id, prompt_ids, tokenize_sft
+from arm_jax.toy import Constraint
+
+# An independent reading of the instruction and rubric texts: sentence pattern -> check.
+_INSTRUCTION_RULES = (
+    (r"Use at most (\d+) words", lambda x, w: len(w) <= int(x)),
+    (r"Use at least (\d+) words", lambda x, w: len(w) >= int(x)),
+    (r"Do not use (\w+)", lambda x, w: x not in w),
+    (r"Use (\w+)", lambda x, w: x in w),
+    (r"Start with (\w+)", lambda x, w: w[0] == x),
+    (r"End with (\w+)", lambda x, w: w[-1] == x),
+)
+_CRITERION_RULES = (
+    (r"The response has at most (\d+) words", lambda x, w: len(w) <= int(x)),
+    (r"The response has at least (\d+) words", lambda x, w: len(w) >= int(x)),
+    (r"The response does not use (\w+)", lambda x, w: x not in w),
+    (r"The response uses (\w+)", lambda x, w: x in w),
+    (r"The response starts with (\w+)", lambda x, w: w[0] == x),
+    (r"The response ends with (\w+)", lambda x, w: w[-1] == x),
+)
+
+
+def _reference(rules, sentence: str, response: str) -> bool:
+  for pattern, check in rules:
+    if m := re.fullmatch(pattern, sentence):
+      return check(m.group(1), response.split())
+  raise AssertionError(f"unrecognised: {sentence!r}")
+
+
+def _instruction_score(instruction: str, response: str) -> int:
+  sentences = [s.strip() for s in instruction.split(".") if s.strip()]
+  assert sentences[0].startswith("Write about ")
+  return sum(_reference(_INSTRUCTION_RULES, s, response) for s in sentences[1:])
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+  return toy.build_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def instances():
+  return toy.make_instances(1500, seed=7)
+
+
+def test_checker_on_hand_made_cases():
+  constraints = [Constraint("include", "apple"), Constraint("avoid", "stone"),
+                 Constraint("start", "moon"), Constraint("end", "river"),
+                 Constraint("at_most", count=4), Constraint("at_least", count=3)]
+  assert toy.satisfied(constraints, "moon apple stone river") == [True, False, True, True, True,
+                                                                  True]
+  assert toy.satisfied(constraints, "river moon") == [False, True, False, False, True, False]
+  assert toy.satisfied(constraints, "") == [False, True, False, False, True, False]
+
+
+def test_instances_are_deterministic_by_seed():
+  first = toy.make_instances(30, seed=3)
+  assert first == toy.make_instances(30, seed=3)
+  assert first[:10] == toy.make_instances(10, seed=3)  # a stream's prefix does not depend on n
+  assert first[10:] == toy.make_instances(20, seed=3, start=10)
+  assert first != toy.make_instances(30, seed=4)
+
+
+def test_preferred_response_meets_strictly_more_constraints(instances):
+  gaps = []
+  for inst in instances:
+    pair = inst.pair
+    assert 2 <= len(inst.constraints) <= 4 and pair.label in (0, 1)
+    scores = [_instruction_score(pair.instruction, r) for r in (pair.response_a, pair.response_b)]
+    assert scores[pair.label] > scores[1 - pair.label]
+    assert scores == [sum(toy.satisfied(inst.constraints, r))
+                      for r in (pair.response_a, pair.response_b)]
+    assert all(1 <= len(r.split()) <= 12 for r in (pair.response_a, pair.response_b))
+    gaps.append(scores[pair.label] - scores[1 - pair.label])
+  labels = [inst.label for inst in instances]
+  assert 0.45 < np.mean(labels) < 0.55  # the preferred response is in either slot
+  assert np.mean(np.array(gaps) == 1) > 0.3  # many pairs differ by a single constraint
+
+
+def test_split_is_deterministic_and_disjoint():
+  train, held = toy.make_split(300, 60, seed=5)
+  assert len(train) == 300 and len(held) == 60
+  assert not {i.instruction for i in train} & {i.instruction for i in held}
+  assert (train, held) == toy.make_split(300, 60, seed=5)
+  assert toy.split(held + train, seed=5) == (train, held)
+  other_train, _ = toy.make_split(300, 60, seed=6)
+  assert other_train != train
+
+
+def _chat_text(tokenizer, prompt: str) -> str:
+  return tokenizer.apply_chat_template(as_chat(prompt), add_generation_prompt=True, tokenize=False)
+
+
+def test_tokenizer_round_trips_every_rendered_text(tokenizer, instances):
+  unk = tokenizer.unk_token_id
+  end = tokenizer.eos_token_id
+  assert len(tokenizer) < 1024 and end_token_id(tokenizer, chat=True) == end
+  budgets = {"rubric": 160, "judge": 256}
+  cfg = toy.WarmStart(seed=1)
+  subset = instances[:300]
+  for kind, examples in (("rubric", toy.rubric_examples(subset, cfg)),
+                         ("judge", toy.judge_examples(subset, cfg))):
+    for ex in examples:
+      prompt = prompt_ids(tokenizer, ex.prompt, chat=True)
+      target = tokenizer.encode(ex.target, add_special_tokens=False)
+      assert unk not in prompt and unk not in target
+      assert tokenizer.decode(prompt) == _chat_text(tokenizer, ex.prompt)
+      assert tokenizer.decode(target) == ex.target
+      assert len(prompt) + len(target) + 1 <= budgets[kind]
+  # The Policy.encode call (Qwen3's enable_thinking is accepted and ignored).
+  ids = tokenizer.apply_chat_template(as_chat("Write about apple."), add_generation_prompt=True,
+                                      enable_thinking=False)
+  ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+  assert tokenizer.convert_ids_to_tokens(ids[-1]) == "<|assistant|>"
+
+
+def test_sft_examples_encode_whole(tokenizer, instances):
+  examples = toy.judge_examples(instances[:64])
+  _, report = tokenize_sft(tokenizer, examples, max_length=256)
+  assert len(report.kept) == 64 and not report.truncated and not report.skipped
+
+
+def _marks(judgment: str, slot: str) -> list[bool]:
+  block = judgment.split("**Response B:**")[slot == "B"]
+  return [m == "yes" for m in re.findall(r"- Criterion \d+ \[Hard Rule\]: Justification: (\w+)",
+                                         block)]
+
+
+def test_warm_start_targets_pass_format_checks_and_are_imperfect_at_the_set_rates(instances):
+  cfg = toy.WarmStart(imperfect_rate=0.3, judge_accuracy=0.65, seed=2)
+  rubrics = toy.rubric_examples(instances, cfg)
+  faithful = dropped = added = 0
+  for inst, ex in zip(instances, rubrics):
+    parsed = parse_rubric(ex.target)
+    assert parsed.well_formed, parsed.problems
+    got = [c.text for c in parsed.criteria]
+    want = [c.criterion for c in inst.constraints]
+    faithful += got == want
+    dropped += len(got) < len(want) and set(got) < set(want)
+    added += len(got) > len(want) and set(got) > set(want)
+    assert toy.rubric_coverage(inst, ex.target) == (len(set(got) & set(want)) / len(want),
+                                                     len(set(got) & set(want)) / len(got))
+  n = len(instances)
+  assert faithful + dropped + added == n
+  assert abs(1 - faithful / n - 0.3) < 0.04 and abs(dropped / n - 0.15) < 0.04
+
+  judgments = toy.judge_examples(instances, cfg)
+  right = 0
+  for inst, ex in zip(instances, judgments):
+    rubric_block = ex.prompt.split("Rubric:\n")[1].split("\nResponse A: ")[0]
+    assert judge_format_ok(ex.target, rubric_block)
+    verdict = parse_verdict(ex.target)
+    criteria = [c.text for c in parse_rubric(rubric_block).criteria]
+    truth = {s: [_reference(_CRITERION_RULES, c, r) for c in criteria]
+             for s, r in (("A", inst.response_a), ("B", inst.response_b))}
+    is_right = verdict == "AB"[inst.label]
+    right += is_right
+    shown = {"A": _marks(ex.target, "A"), "B": _marks(ex.target, "B")}
+    # Right judgments carry the true marks; wrong ones the other response's marks.
+    assert shown == (truth if is_right else {"A": truth["B"], "B": truth["A"]})
+  assert abs(right / n - 0.65) < 0.04
+
+
+def test_warm_start_data_is_deterministic_by_seed(instances):
+  subset = instances[:50]
+  assert toy.judge_examples(subset, toy.WarmStart(seed=3)) == toy.judge_examples(
+      subset, toy.WarmStart(seed=3))
+  assert toy.rubric_examples(subset, toy.WarmStart(seed=3)) != toy.rubric_examples(
+      subset, toy.WarmStart(seed=4))
+
+
+def test_tiny_decoder_initialises_and_runs(tokenizer):
+  config = toy.decoder_config(tokenizer)
+  assert config.vocab_size == len(tokenizer) and config.tie_word_embeddings
+  assert config.eos_token_ids == (tokenizer.eos_token_id,)
+  model, params = toy.init_model(config, seed=0)
+  ids = jnp.asarray([tokenizer.encode("Write about apple. Use moon.")], jnp.int32)
+  logits = jax.jit(lambda p, x: model.apply({"params": p}, x))(params, ids)
+  assert logits.shape == (1, ids.shape[1], len(tokenizer))
+  # Near-uniform first predictions: the loss starts close to log(vocab).
+  logp = jax.nn.log_softmax(logits[0, :-1])
+  nll = -jnp.take_along_axis(logp, ids[0, 1:, None], axis=-1).mean()
+  assert abs(float(nll) - np.log(len(tokenizer))) < 0.5
