@@ -52,7 +52,12 @@ def run_generate(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   return records
 
 
-JOBS = {"generate": run_generate}
+def run_train(config: ml_collections.ConfigDict, workdir: str):
+  from arm_jax.train import run_train as train  # pylint: disable=import-outside-toplevel
+  return train(config, workdir)
+
+
+JOBS = {"generate": run_generate, "train": run_train}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str):

@@ -163,6 +163,15 @@ def bucket_length(n: int, buckets: Sequence[int]) -> int:
   raise ValueError(f"prompt of {n} tokens exceeds the largest length bucket {buckets[-1]}")
 
 
+@functools.lru_cache(maxsize=64)
+def _jitted_generate(model: Decoder, sp: SamplingParams, pad_id: int, unroll: bool,
+                     out_major: bool):
+  """One jitted loop per (model, settings), shared by every Sampler of an equal model: a
+  resumed or repeated run in the same process (tests, notebooks) reuses its compilations."""
+  return jax.jit(functools.partial(_generate, model, sp=sp, pad_id=pad_id, unroll=unroll,
+                                   out_major=out_major))
+
+
 class Sampler:
   """Generation for one model; compiled loops are cached per (shape bucket, settings).
 
@@ -182,14 +191,9 @@ class Sampler:
       raise ValueError("no stop tokens: pass stop_ids or load a config with eos_token_id")
     self.pad_id = pad_id
     self.buckets = tuple(sorted(buckets))
-    self._compiled: dict[Any, Any] = {}
 
   def _fn(self, sp: SamplingParams):
-    if sp not in self._compiled:
-      fn = functools.partial(_generate, self.model, sp=sp, pad_id=self.pad_id,
-                             unroll=self.unroll_layers, out_major=self.out_major)
-      self._compiled[sp] = jax.jit(fn)
-    return self._compiled[sp]
+    return _jitted_generate(self.model, sp, self.pad_id, self.unroll_layers, self.out_major)
 
   def _batch_multiple(self) -> int:
     mesh = self.model.mesh

@@ -145,15 +145,18 @@ def _place(array: np.ndarray, sharding) -> jax.Array:
 
 
 def load_pretrained(path: str, *, dtype: Any = None, mesh: Mesh | None = None, rules=None,
-                    **config_overrides) -> tuple[Decoder, Any]:
+                    compute_dtype: Any = None, **config_overrides) -> tuple[Decoder, Any]:
   """Loads a Llama/Qwen2/Qwen3 HF directory or a Llama GGUF file.
 
-  `dtype` sets both parameter and compute dtype (default float32). Returns (model, params);
+  `dtype` is the parameter dtype (default float32) and `compute_dtype` the matmul dtype
+  (default: dtype); f32 parameters with bf16 compute keep small updates (lr 1e-6) that bf16
+  weights would round away. Returns (model, params);
   with a mesh, every parameter is built in its target sharding from one host tensor at a time.
   """
   source = open_source(path)
   dtype_name = jnp.dtype(dtype_from_name(dtype or "float32")).name
-  config = DecoderConfig.from_hf(source.hf_config, param_dtype=dtype_name, dtype=dtype_name,
+  compute_name = jnp.dtype(dtype_from_name(compute_dtype or dtype_name)).name
+  config = DecoderConfig.from_hf(source.hf_config, param_dtype=dtype_name, dtype=compute_name,
                                  **config_overrides)
   if rules is None and mesh is not None:
     rules = sharding_lib.DEFAULT_RULES

@@ -144,7 +144,7 @@ def generator_step(generator: Policy, judge: Policy, cfg: PhaseConfig, judge_max
   metrics = train_on_rollout(generator, cfg, update, prompts, out, r["total"])
   t3 = time.perf_counter()
   metrics.update(accuracy=float(r["correctness"].mean()),
-                 rubric_valid_rate=float(r["validity"].mean()),
+                 format_rate=float(r["validity"].mean()),  # well-formed rubrics
                  verdict_rate=float((r["verdict"] >= 0).mean()),
                  **_lengths(out, cfg.sampling.max_new_tokens),
                  seconds_generation=t1 - t0, seconds_reward=t2 - t1, seconds_update=t3 - t2)

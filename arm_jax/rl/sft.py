@@ -238,18 +238,27 @@ def _epoch_order(rows: int, seed: int, epoch: int) -> np.ndarray:
   return np.random.default_rng((seed, epoch)).permutation(rows)
 
 
-def _placement(model: Decoder, optimizer, params, batch_size: int, mesh: Mesh | None, rules):
-  """(opt_state, update shardings, batch sharding); the batch must split evenly over data axes."""
+def _placement(model: Decoder, optimizer, params, batch_size: int, mesh: Mesh | None, rules,
+               opt_state: Any = None):
+  """(opt_state, update shardings, batch sharding); the batch must split evenly over data axes.
+
+  A given (restored) opt_state is kept; otherwise a fresh one is laid out like the params.
+  """
   if mesh is None:
-    return optimizer.init(params), None, None
+    return (optimizer.init(params) if opt_state is None else opt_state), None, None
   rules = rules or sharding_lib.DEFAULT_RULES
   dp = math.prod(mesh.shape[a] for a in sharding_lib.batch_axes(mesh, rules))
   if batch_size % dp:
     raise ValueError(f"batch_size {batch_size} does not divide over {dp} data-parallel devices")
   p_sh = param_shardings(model, mesh, rules)
   o_sh = opt_state_shardings(optimizer, params, p_sh, NamedSharding(mesh, P()))
-  opt_state = jax.jit(optimizer.init, out_shardings=o_sh)(params)
+  if opt_state is None:
+    opt_state = jax.jit(optimizer.init, out_shardings=o_sh)(params)
   return opt_state, (p_sh, o_sh), sharding_lib.data_sharding(mesh, rules, 2)
+
+
+# (model, SFT settings, optimizer settings) -> jitted update.
+_SFT_UPDATES: dict[Any, Callable] = {}
 
 
 def run_sft(model: Decoder, params: Any, tokenizer, examples: Sequence[SFTExample], *,
@@ -257,8 +266,14 @@ def run_sft(model: Decoder, params: Any, tokenizer, examples: Sequence[SFTExampl
             sft_config: SFTConfig = SFTConfig(), steps: int | None = None,
             epochs: int | None = None, seed: int = 0, mesh: Mesh | None = None, rules=None,
             chat: bool = True, truncate: str = "target", pad_multiple: int = 64,
-            log_fn: Callable[[str], None] = print) -> tuple[Any, Any, SFTHistory]:
+            log_fn: Callable[[str], None] = print, opt_state: Any = None, start_step: int = 0,
+            on_step: Callable[[int, Any, Any, dict], bool] | None = None,
+            ) -> tuple[Any, Any, SFTHistory]:
   """SFT for `steps` steps or `epochs` epochs (default one); returns (params, opt_state, history).
+
+  Resuming: pass the saved params and opt_state with start_step; batches are a function of
+  (seed, step), so the continued run equals an uninterrupted one. on_step(step, params,
+  opt_state, metrics) runs after each step; returning True stops there (preemption).
 
   `params` are donated (pass a copy to keep them). Each epoch reshuffles the rows with
   (seed, epoch) and drops its incomplete final batch rather than pad it with empty rows, so
@@ -278,12 +293,16 @@ def run_sft(model: Decoder, params: Any, tokenizer, examples: Sequence[SFTExampl
     optimizer_config = dataclasses.replace(optimizer_config, total_steps=total)
   optimizer = make_optimizer(optimizer_config)
   lr = learning_rate_schedule(optimizer_config)
-  opt_state, shardings, data = _placement(model, optimizer, params, batch_size, mesh, rules)
-  update = make_sft_update(model, sft_config, optimizer, shardings=shardings)
+  opt_state, shardings, data = _placement(model, optimizer, params, batch_size, mesh, rules,
+                                          opt_state)
+  key = (model, sft_config, optimizer_config)
+  if key not in _SFT_UPDATES:  # shared by runs in one process (resume, tests, notebooks)
+    _SFT_UPDATES[key] = make_sft_update(model, sft_config, optimizer, shardings=shardings)
+  update = _SFT_UPDATES[key]
   history = SFTHistory([], report, len(rows) % batch_size)
   log_fn(f"sft: {report.summary()}; {per_epoch} steps per epoch, "
          f"{history.rows_dropped_per_epoch} rows per epoch dropped (incomplete batch)")
-  for step in range(total):
+  for step in range(start_step, total):
     epoch, k = divmod(step, per_epoch)
     picked = _epoch_order(len(rows), seed, epoch)[k * batch_size:(k + 1) * batch_size]
     batch = pad_rows([rows[i] for i in picked], multiple=pad_multiple, max_length=max_length)
@@ -295,4 +314,6 @@ def run_sft(model: Decoder, params: Any, tokenizer, examples: Sequence[SFTExampl
                               length=batch.tokens.shape[1], seconds=time.perf_counter() - start))
     log_fn(f"sft step {step}: loss {metrics['loss']:.4f} grad_norm {metrics['grad_norm']:.3f} "
            f"tokens {int(metrics['tokens'])} ({history.steps[-1]['seconds']:.2f}s)")
+    if on_step is not None and on_step(step, params, opt_state, history.steps[-1]):
+      break
   return params, opt_state, history

@@ -45,6 +45,11 @@ def init_opt_state(optimizer, policy: Policy) -> Any:
   return jax.jit(optimizer.init, out_shardings=shardings)(policy.params)
 
 
+# (model, GRPO settings, optimizer settings) -> jitted update; optimizers are pure functions of
+# their settings, so equal keys compute the same update.
+_UPDATES: dict[Any, Callable] = {}
+
+
 class AlternatingTrainer:
   def __init__(self, generator: Policy, judge: Policy, cfg: TrainerConfig,
                log_fn: Callable[[dict], None] | None = None):
@@ -53,7 +58,6 @@ class AlternatingTrainer:
     self.log_fn = log_fn or (lambda m: None)
     self._optimizers = {"generator": optim.make_optimizer(cfg.generator_optimizer),
                         "judge": optim.make_optimizer(cfg.judge_optimizer)}
-    self._updates: dict[Any, Callable] = {}
     self._opt_shardings: dict[str, Any] = {}
     self.rubric_cache: dict[int, str] | None = None  # example index -> this phase's rubric
     for role, policy in self.policies.items():
@@ -64,18 +68,19 @@ class AlternatingTrainer:
     return self.cfg.judge if role == "judge" else self.cfg.generator
 
   def update_fn(self, role: str) -> Callable:
-    """One jitted update per distinct (model, GRPO settings, optimizer): equal -> shared."""
+    """One jitted update per distinct (model, GRPO settings, optimizer): equal -> shared, also
+    across trainers in one process (a resumed run reuses the compilation)."""
     policy = self.policies[role]
     opt_cfg = self.cfg.judge_optimizer if role == "judge" else self.cfg.generator_optimizer
     key = (policy.model, self._phase_cfg(role).grpo, opt_cfg)
-    if key not in self._updates:
+    if key not in _UPDATES:
       shardings = None
       if policy.model.mesh is not None:
         shardings = (jax.tree.map(lambda x: x.sharding, policy.params),
                      jax.tree.map(lambda x: x.sharding, policy.opt_state))
-      self._updates[key] = make_update(policy.model, self._phase_cfg(role).grpo,
-                                       self._optimizers[role], shardings=shardings)
-    return self._updates[key]
+      _UPDATES[key] = make_update(policy.model, self._phase_cfg(role).grpo,
+                                  self._optimizers[role], shardings=shardings)
+    return _UPDATES[key]
 
   def _activate(self, role: str) -> None:
     if not self.cfg.offload_idle_optimizer:
@@ -88,7 +93,15 @@ class AlternatingTrainer:
         policy.opt_state = optim.offload(policy.opt_state)
 
   def run(self, pairs: Sequence[phases.PreferencePair], key: jax.Array, *,
-          start_phase: int = 0, start_step: int = 0) -> list[dict]:
+          start_phase: int = 0, start_step: int = 0,
+          on_step: Callable[[schedule.Phase, int], bool] | None = None,
+          on_phase_end: Callable[[schedule.Phase], None] | None = None) -> list[dict]:
+    """Walks the plan from (start_phase, start_step); returns the per-step metrics.
+
+    on_step(phase, step) runs after each step (checkpointing); returning True stops the run
+    there (preemption). on_phase_end(phase) runs after a phase's last step (round evals). A
+    resumed judge phase keeps the restored rubric_cache instead of sampling it again.
+    """
     cfg = self.cfg
     per_step = {"judge": cfg.judge.prompts_per_step, "generator": cfg.generator.prompts_per_step}
     history = []
@@ -101,10 +114,13 @@ class AlternatingTrainer:
       first = start_step if phase.index == start_phase else 0
       if phase.role == "judge" and (self.rubric_cache is None or first == 0):
         t0 = time.perf_counter()
-        part = [shown[i] for i in phase.part]
-        rubrics = phases.sample_rubrics(self.policies["generator"], part, cfg.rubric_sampling,
+        # One rubric per instance this phase will show, from the generator at phase start.
+        needed = sorted({i for s in range(phase.steps) for i in schedule.step_indices(
+            phase, s, per_step[phase.role], cfg.schedule.seed)})
+        rubrics = phases.sample_rubrics(self.policies["generator"], [shown[i] for i in needed],
+                                        cfg.rubric_sampling,
                                         jax.random.fold_in(phase_key, 1 << 30), cfg.rubric_batch)
-        self.rubric_cache = dict(zip(phase.part, rubrics))
+        self.rubric_cache = dict(zip(needed, rubrics))
         self.log_fn(dict(event="rubrics_sampled", phase=phase.index, count=len(rubrics),
                          seconds=time.perf_counter() - t0))
       for step in range(first, phase.steps):
@@ -123,4 +139,8 @@ class AlternatingTrainer:
         metrics.update(phase=phase.index, round=phase.round, role=phase.role, step=step)
         self.log_fn(metrics)
         history.append(metrics)
+        if on_step is not None and on_step(phase, step):
+          return history
+      if on_phase_end is not None:
+        on_phase_end(phase)
     return history

@@ -101,10 +101,12 @@ class ToyInstance:
     return PreferencePair(self.instruction, self.response_a, self.response_b, self.label)
 
 
-def _sample_constraints(rng: np.random.Generator) -> tuple[Constraint, ...]:
+def _sample_constraints(rng: np.random.Generator,
+                        allowed: Sequence[str] = KINDS) -> tuple[Constraint, ...]:
   """2-4 constraints of distinct kinds and distinct words that some response can meet together."""
   while True:
-    kinds = rng.choice(KINDS, size=int(rng.integers(2, 5)), replace=False)
+    kinds = rng.choice(allowed, size=int(rng.integers(2, min(4, len(allowed)) + 1)),
+                       replace=False)
     words = rng.choice(LEXICON, size=len(kinds), replace=False)
     counts = {k: int(rng.integers(MIN_COUNT, MAX_COUNT + 1)) for k in ("at_most", "at_least")}
     if "at_most" in kinds and "at_least" in kinds and counts["at_least"] > counts["at_most"] - 2:
@@ -162,12 +164,15 @@ def _pattern(n: int, k: int, rng: np.random.Generator) -> list[bool]:
   return meets
 
 
-def make_instance(seed: int | Sequence[int]) -> ToyInstance:
+def make_instance(seed: int | Sequence[int], kinds: Sequence[str] = KINDS) -> ToyInstance:
   """One instance from its own seed: constraints, a preferred response meeting k of them, a
-  rejected one meeting fewer, and a random slot for the preferred one."""
+  rejected one meeting fewer, and a random slot for the preferred one. `kinds` (at least two)
+  restricts the constraint kinds, e.g. to the word checks for a smaller model."""
+  if len(kinds) < 2 or not set(kinds) <= set(KINDS):
+    raise ValueError(f"kinds={tuple(kinds)}: need at least two of {KINDS}")
   rng = np.random.default_rng(seed)
   while True:
-    constraints = _sample_constraints(rng)
+    constraints = _sample_constraints(rng, kinds)
     n = len(constraints)
     k_pref = int(rng.integers(1, n + 1))
     k_rej = int(rng.integers(0, k_pref))
@@ -182,9 +187,11 @@ def make_instance(seed: int | Sequence[int]) -> ToyInstance:
   return ToyInstance(topic, constraints, a, b, label)
 
 
-def make_instances(n: int, seed: int = 0, start: int = 0) -> list[ToyInstance]:
+def make_instances(n: int, seed: int = 0, start: int = 0,
+                   kinds: Sequence[str] = KINDS) -> list[ToyInstance]:
   """Instances start..start+n-1 of the stream for `seed`."""
-  return [make_instance((seed, i)) for i in range(start, start + n)]
+  kinds = tuple(kinds)
+  return [make_instance((seed, i), kinds) for i in range(start, start + n)]
 
 
 def is_held_out(instruction: str, held_out_fraction: float, seed: int = 0) -> bool:

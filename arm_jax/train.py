@@ -1,0 +1,281 @@
+"""The training job: SFT warm start of both policies, then alternating RL, resumable at any step.
+
+Stages run in order: "sft_generator", "sft_judge", "rl", "done". After each step the run may
+checkpoint (every `checkpoint.every_steps` steps, at each stage or phase end, and on SIGTERM);
+a checkpoint holds the arrays of the current stage and a JSON position (stage, phase, step,
+cached rubrics, metrics.jsonl offset, finished evals). Batches, swaps and sampling keys are
+functions of (seed, phase, step), so re-running the same command continues exactly where the
+last checkpoint stopped: the final parameters are bit-identical to an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import signal
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from arm_jax import train_setup
+from arm_jax.metrics_log import MetricsWriter, Progress, plot_curves
+from arm_jax.rl import heldout
+from arm_jax.rl.schedule import plan
+from arm_jax.rl.sft import run_sft
+from arm_jax.rl.trainer import AlternatingTrainer
+from arm_jax.train_checkpoint import TrainCheckpointer
+
+STAGES = ("sft_generator", "sft_judge", "rl", "done")
+ROLES = ("generator", "judge")
+
+
+def params_checksum(params: Any) -> str:
+  """sha256 over every parameter's bytes in tree order: equal iff bit-identical."""
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    digest.update(jax.tree_util.keystr(path).encode())
+    digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def _quiet_orbax() -> None:
+  """Orbax logs several INFO lines per save through absl; keep its warnings only."""
+  import logging as py_logging  # pylint: disable=import-outside-toplevel
+
+  def keep(record) -> bool:
+    return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname
+
+  absl_logger = py_logging.getLogger("absl")
+  if not any(getattr(f, "__name__", "") == "keep" for f in absl_logger.filters):
+    absl_logger.addFilter(keep)
+
+
+class _Preemption:
+  """SIGTERM sets a flag; the loop saves after the current step and exits cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):  # noqa: ARG002
+    logging.warning("SIGTERM: saving after the current step, then exiting")
+    self.requested = True
+
+  def restore(self):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+class _Run:
+  """Position, checkpoints and metrics of one training run."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, setup):
+    self.config, self.workdir, self.setup = config, workdir, setup
+    self.policies = {"generator": setup.generator, "judge": setup.judge}
+    self.writer = MetricsWriter(workdir, tensorboard=config.log.tensorboard)
+    self.ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"),
+                                  config.checkpoint.max_to_keep)
+    self.preemption = _Preemption()
+    self.meta = dict(stage=STAGES[0], phase=0, step=0, global_step=0, metrics_offset=0,
+                     rubric_cache=None, evals=[], seed=int(config.seed))
+    self.trainer: AlternatingTrainer | None = None
+    self.sft_opt_state = None
+    self.progress = Progress(setup.total_steps, "train")
+
+  # ------------------------------------------------------------------------- state
+  def _state(self) -> dict:
+    state = {role: p.params for role, p in self.policies.items()}
+    if self.meta["stage"].startswith("sft") and self.sft_opt_state is not None:
+      state["sft_opt"] = self.sft_opt_state
+    if self.meta["stage"] == "rl":
+      for role, p in self.policies.items():
+        state[f"{role}_opt"] = p.opt_state
+        if p.ref_params is not None:
+          state[f"{role}_ref"] = p.ref_params
+    return state
+
+  def save(self) -> None:
+    if self.trainer is not None:
+      cache = self.trainer.rubric_cache
+      self.meta["rubric_cache"] = None if cache is None else sorted(cache.items())
+    self.meta["metrics_offset"] = self.writer.offset()
+    self.meta["state_keys"] = sorted(self._state())
+    self.ckpt.save(self.meta["global_step"], self._state(), self.meta)
+
+  def resume(self) -> bool:
+    step = self.ckpt.latest_step()
+    if step is None:
+      return False
+    meta = self.ckpt.restore_meta(step)
+    if meta["seed"] != int(self.config.seed):
+      raise ValueError(f"{self.workdir} holds a run with seed {meta['seed']}, the config says "
+                       f"{self.config.seed}: use another --workdir")
+    self.meta = meta
+    self.writer.truncate(meta["metrics_offset"])
+    like = {role: p.params for role, p in self.policies.items()}
+    keys = set(meta["state_keys"])
+    if "sft_opt" in keys:
+      role = meta["stage"].split("_", 1)[1]
+      like["sft_opt"] = jax.jit(self.setup.sft_optimizer.init)(self.policies[role].params)
+    if meta["stage"] == "rl":
+      self._make_trainer()
+      for role, p in self.policies.items():
+        like[f"{role}_opt"] = p.opt_state
+        if f"{role}_ref" in keys:
+          like[f"{role}_ref"] = p.params
+    state = self.ckpt.restore_state(step, like)
+    for role, p in self.policies.items():
+      p.params = state[role]
+      if f"{role}_opt" in state:
+        p.opt_state = state[f"{role}_opt"]
+      p.ref_params = state.get(f"{role}_ref")
+    self.sft_opt_state = state.get("sft_opt")
+    if self.trainer is not None and meta["rubric_cache"] is not None:
+      self.trainer.rubric_cache = {int(i): text for i, text in meta["rubric_cache"]}
+    self.progress.update(meta["global_step"])
+    logging.info("resumed %s at checkpoint %d: stage %s, phase %d, step %d", self.workdir, step,
+                 meta["stage"], meta["phase"], meta["step"])
+    return True
+
+  # ------------------------------------------------------------------------- logging
+  def record(self, record: dict) -> None:
+    self.writer.write(dict(record, global_step=self.meta["global_step"]))
+
+  def _step_done(self) -> bool:
+    """Counts a finished step; saves when due or preempted. True = stop now."""
+    self.meta["global_step"] += 1
+    self.progress.update(1)
+    every = self.config.checkpoint.every_steps
+    if self.preemption.requested or (every and self.meta["global_step"] % every == 0):
+      self.save()
+    return self.preemption.requested
+
+  def evaluate(self, round_: int) -> None:
+    if round_ in self.meta["evals"]:
+      return
+    e = self.config.eval
+    evaluate = functools.partial(
+        heldout.judge_accuracy, self.policies["generator"], self.policies["judge"],
+        self.setup.held_out, seed=int(self.config.seed),
+        rubric_max_new_tokens=e.rubric_max_new_tokens,
+        judge_max_new_tokens=e.judge_max_new_tokens, batch_size=e.batch_size)
+    result = evaluate(judge_temperature=e.judge_temperature)
+    if e.judge_temperature > 0:  # the greedy figure too, for comparison
+      greedy = evaluate(judge_temperature=0.0)
+      result.update(judge_accuracy_greedy=greedy["judge_accuracy"],
+                    verdict_rate_greedy=greedy["verdict_rate"])
+    self.record(dict(result, phase="eval", round=round_))
+    logging.info("eval after round %d: judge_accuracy %.3f", round_, result["judge_accuracy"])
+    self.meta["evals"].append(round_)
+
+  # ------------------------------------------------------------------------- stages
+  def sft(self, role: str) -> bool:
+    """Warm start of one policy; False when preempted."""
+    policy, s = self.policies[role], self.config.warmstart
+    start = self.meta["step"]
+    if s.steps <= 0:  # no warm start
+      self.meta.update(stage=STAGES[STAGES.index(self.meta["stage"]) + 1], step=0)
+      return True
+
+    def on_step(step, params, opt_state, metrics):
+      policy.params, self.sft_opt_state = params, opt_state
+      self.meta["step"] = step + 1
+      self.record(dict(metrics, phase="sft", role=role, round=0, step=step))
+      return self._step_done()
+
+    params = jax.tree.map(jnp.copy, policy.params)  # run_sft donates its params
+    policy.params, _, _ = run_sft(
+        policy.model, params, policy.tokenizer, self.setup.sft_examples[role],
+        optimizer_config=self.setup.sft_optimizer_config, batch_size=s.batch_size,
+        max_length=s.max_length, steps=s.steps, seed=int(self.config.seed),
+        mesh=policy.model.mesh, rules=policy.model.rules, log_fn=logging.info,
+        opt_state=self.sft_opt_state, start_step=start, on_step=on_step)
+    if self.preemption.requested:
+      return False
+    self.sft_opt_state = None
+    self.meta.update(stage=STAGES[STAGES.index(self.meta["stage"]) + 1], step=0)
+    self.save()
+    return True
+
+  def _make_trainer(self) -> None:
+    for role, p in self.policies.items():
+      if getattr(self.setup.trainer_config, role).grpo.beta and p.ref_params is None:
+        p.ref_params = jax.tree.map(jnp.copy, p.params)  # the policy at RL start
+    self.trainer = AlternatingTrainer(self.policies["generator"], self.policies["judge"],
+                                      self.setup.trainer_config)
+
+  def rl(self) -> bool:
+    """Alternating RL from the saved position; False when preempted."""
+    if self.trainer is None:
+      self._make_trainer()
+    self.evaluate(0)
+    cfg = self.setup.trainer_config
+    per_step = {"judge": cfg.judge.prompts_per_step, "generator": cfg.generator.prompts_per_step}
+    phases = plan(len(self.setup.train), cfg.schedule, per_step)
+    last_of_round = {max(p.index for p in phases if p.round == r) for r in {p.round for p in phases}}
+
+    def on_step(phase, step):
+      self.meta.update(phase=phase.index, step=step + 1)
+      return self._step_done()
+
+    def on_phase_end(phase):
+      if phase.index in last_of_round:
+        self.evaluate(phase.round + 1)
+      self.meta.update(phase=phase.index + 1, step=0)
+      self.save()
+
+    def log(metrics):
+      if "step" not in metrics:
+        logging.info("%s", metrics)
+        return
+      self.record(dict(metrics, phase=metrics["role"], phase_index=metrics["phase"],
+                       round=metrics["round"] + 1))
+
+    self.trainer.log_fn = log
+    self.trainer.run(self.setup.train, jax.random.key(int(self.config.seed)),
+                     start_phase=self.meta["phase"], start_step=self.meta["step"],
+                     on_step=on_step, on_phase_end=on_phase_end)
+    if self.preemption.requested:
+      return False
+    self.meta.update(stage="done")
+    return True
+
+  def finish(self) -> dict:
+    record = dict(phase="done", **{f"{role}_checksum": params_checksum(p.params)
+                                   for role, p in self.policies.items()})
+    self.save()  # before the line, so a re-run truncates to here and writes it once again
+    self.record(record)
+    self.writer.close()
+    plot_curves(os.path.join(self.workdir, "metrics.jsonl"),
+                os.path.join(self.workdir, "curves.png"))
+    return record
+
+  def close(self) -> None:
+    self.progress.close()
+    self.preemption.restore()
+    self.ckpt.close()
+    self.writer.close()
+
+
+def run_train(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
+  """Runs (or resumes) the job; returns the final "done" record, None when preempted."""
+  _quiet_orbax()
+  setup = train_setup.build(config)
+  run = _Run(config, workdir, setup)
+  try:
+    run.resume()
+    if run.meta["stage"] == "done":
+      logging.info("%s already finished", workdir)
+      return run.finish()
+    for role in ROLES:
+      if run.meta["stage"] == f"sft_{role}" and not run.sft(role):
+        return None
+    if run.meta["stage"] == "rl" and not run.rl():
+      return None
+    return run.finish()
+  finally:
+    run.close()

@@ -1,0 +1,176 @@
+"""From a training config to what the run needs: two policies, the data, the RL settings.
+
+Config sections (see configs/toy.py, configs/smollm2.py): model, data, templates, warmstart,
+schedule, judge, generator, rewards, eval, checkpoint, log. The two policies start from the same
+weights, as in the paper (both from one base model), and are warm-started separately.
+
+Two kinds of run: model.kind "toy" with data.kind "toy" (a tiny decoder from scratch on the
+synthetic world, arm_jax.toy), and model.kind "pretrained" with data.kind "dataset" (a Llama /
+Qwen checkpoint on pairs from `python -m arm_jax.data.build`, see arm_jax.train_data). The
+toy's tokenizer only knows the toy world, so the kinds do not mix. templates.rubric / .judge
+name a shipped template (arm_jax.prompts.SHIPPED, e.g. the "_compact" ones) or a file; "" is
+the toy's templates for the toy and the full "rubric_generator" / "judge" for a pretrained model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from absl import logging
+
+from arm_jax import assets, jobs, train_data
+from arm_jax.models import load_pretrained
+from arm_jax.prompts import load_template
+from arm_jax.rl import optim, phases, schedule
+from arm_jax.rl.grpo import GRPOConfig
+from arm_jax.rl.phases import PreferencePair
+from arm_jax.rl.policy import Policy
+from arm_jax.rl.sft import SFTExample
+from arm_jax.rl.trainer import TrainerConfig
+from arm_jax.sampling import SamplingParams
+from arm_jax.tokenizer import load_tokenizer
+
+ROLES = ("generator", "judge")
+
+
+@dataclasses.dataclass
+class TrainSetup:
+  generator: Policy
+  judge: Policy
+  train: list[PreferencePair]
+  held_out: list[PreferencePair]
+  sft_examples: dict[str, list[SFTExample]]
+  sft_optimizer_config: optim.OptimizerConfig
+  sft_optimizer: Any
+  trainer_config: TrainerConfig
+  total_steps: int
+
+
+def _phase(c: ml_collections.ConfigDict) -> phases.PhaseConfig:
+  grpo = GRPOConfig(group_size=c.group_size, advantage=c.advantage, eps_low=c.eps_low,
+                    eps_high=c.eps_high, beta=c.beta, mu=c.mu,
+                    loss_aggregation=c.loss_aggregation, micro_batches=c.micro_batches)
+  sampling = SamplingParams(max_new_tokens=c.max_new_tokens, temperature=c.temperature,
+                            top_p=c.top_p, top_k=c.top_k)
+  return phases.PhaseConfig(grpo, sampling, c.prompts_per_step)
+
+
+def _optimizer(c: ml_collections.ConfigDict) -> optim.OptimizerConfig:
+  return optim.OptimizerConfig(learning_rate=c.learning_rate, weight_decay=c.weight_decay,
+                               max_grad_norm=c.max_grad_norm)
+
+
+def trainer_config(config: ml_collections.ConfigDict) -> TrainerConfig:
+  s = config.schedule
+  return TrainerConfig(
+      schedule=schedule.ScheduleConfig(rounds=s.rounds, order=s.order,
+                                       steps_per_phase=s.steps_per_phase,
+                                       epochs_per_phase=s.epochs_per_phase, seed=config.seed),
+      judge=_phase(config.judge), generator=_phase(config.generator),
+      judge_optimizer=_optimizer(config.judge), generator_optimizer=_optimizer(config.generator),
+      rewards=phases.RewardConfig(format_reward=config.rewards.format_reward,
+                                  format_weight=config.rewards.format_weight,
+                                  validity_weight=config.rewards.validity_weight,
+                                  brevity_weight=config.rewards.brevity_weight),
+      rubric_sampling=SamplingParams(max_new_tokens=config.generator.max_new_tokens,
+                                     temperature=config.generator.temperature,
+                                     top_p=config.generator.top_p, top_k=config.generator.top_k),
+      rubric_batch=config.eval.batch_size,
+      judge_greedy_max_new_tokens=config.judge.max_new_tokens,
+      offload_idle_optimizer=config.offload_idle_optimizer)
+
+
+def _toy(config: ml_collections.ConfigDict, mesh, rules):
+  """The toy world (arm_jax.toy): its tokenizer, a fresh tiny decoder, synthetic pairs."""
+  from arm_jax.toy import model as toy_model  # pylint: disable=import-outside-toplevel
+  from arm_jax.toy import warmstart, world  # pylint: disable=import-outside-toplevel
+  from arm_jax.toy.tokenizer import build_tokenizer  # pylint: disable=import-outside-toplevel
+  d, m = config.data, config.model
+  tokenizer = build_tokenizer()
+  instances = world.make_instances(d.num_instances, seed=d.seed,
+                                   kinds=tuple(d.get("kinds") or world.KINDS))
+  train, held_out = world.split(instances, d.held_out_fraction, seed=d.seed)
+  cfg = toy_model.decoder_config(tokenizer, num_layers=m.num_layers, hidden_size=m.hidden_size,
+                                 num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,
+                                 intermediate_size=m.intermediate_size)
+  model, params = toy_model.init_model(cfg, seed=config.seed, mesh=mesh, rules=rules)
+  rubric_t, judge_t = warmstart.templates()
+  ws = warmstart.WarmStart(imperfect_rate=config.warmstart.imperfect_rate,
+                           judge_accuracy=config.warmstart.judge_accuracy, seed=config.seed)
+  sft = {"generator": warmstart.rubric_examples(train, ws, rubric_t),
+         "judge": warmstart.judge_examples(train, ws, judge_t)}
+  as_pair = lambda i: PreferencePair(i.instruction, i.response_a, i.response_b, i.label)  # noqa: E731
+  policies = {role: Policy(role, model, tokenizer, t, params)
+              for role, t in (("generator", rubric_t), ("judge", judge_t))}
+  return policies, [as_pair(i) for i in train], [as_pair(i) for i in held_out], sft
+
+
+def _warmstart_examples(w: ml_collections.ConfigDict) -> dict[str, list[SFTExample]]:
+  """SFT examples from warmstart.path; none when it is "" (the paper's SFT data is not offline),
+  which only a run without warm start (warmstart.steps = 0) can use."""
+  sft = train_data.read_sft_jsonl(w.path) if w.path else {role: [] for role in ROLES}
+  if w.steps > 0:
+    missing = [role for role in ROLES if not sft[role]]
+    if missing:
+      where = f"{w.path!r} has no examples for {missing}" if w.path else "warmstart.path is empty"
+      raise ValueError(f"warmstart.steps={w.steps} needs SFT examples for both policies, but "
+                       f"{where}; set warmstart.path or warmstart.steps=0")
+  return sft
+
+
+def _pretrained(config: ml_collections.ConfigDict, mesh, rules):
+  """One pretrained checkpoint for both policies (loaded once), pairs from a built dataset, SFT
+  examples from a JSONL. Data and SFT files are checked first: a bad path should not wait for an
+  8B checkpoint to load."""
+  m, d = config.model, config.data
+  split = train_data.load_split(d.path, held_out_fraction=d.held_out_fraction, seed=d.seed,
+                                limit=d.limit, build_hint=d.get("build_hint", ""))
+  logging.info("%s: %d train pairs, %d held-out pairs, %d best-of-n rows skipped", d.path,
+               len(split.train), len(split.held_out), split.best_of_n_skipped)
+  sft = _warmstart_examples(config.warmstart)
+  path = m.path or assets.smollm2_gguf()
+  start = time.perf_counter()
+  model, params = load_pretrained(path, dtype=m.dtype, mesh=mesh, rules=rules,
+                                  compute_dtype=m.get("compute_dtype") or m.dtype,
+                                  remat_policy=m.get("remat_policy", "dots_with_no_batch_dims"))
+  tokenizer = load_tokenizer(path)
+  logging.info("loaded %s (%.1fM params, %s) on mesh %s in %.1fs", path,
+               model.config.num_params / 1e6, m.dtype, dict(mesh.shape),
+               time.perf_counter() - start)
+  templates = {"generator": load_template("rubric_generator", "rubric"),
+               "judge": load_template("judge", "judge")}
+  policies = {role: Policy(role, model, tokenizer, templates[role], params) for role in ROLES}
+  return policies, split.train, split.held_out, sft
+
+
+_BUILDERS = {("toy", "toy"): _toy, ("pretrained", "dataset"): _pretrained}
+
+
+def build(config: ml_collections.ConfigDict) -> TrainSetup:
+  mesh, rules = jobs.mesh_and_rules(config)
+  kinds = (config.model.kind, config.data.kind)
+  if kinds not in _BUILDERS:
+    raise ValueError(f"model.kind={kinds[0]!r} with data.kind={kinds[1]!r}; supported: "
+                     f"{', '.join('/'.join(k) for k in _BUILDERS)} (model/data)")
+  policies, train, held_out, sft = _BUILDERS[kinds](config, mesh, rules)
+  # Both policies start from the same arrays, and the RL update donates its params: without a
+  # warm start (which trains a copy) the judge's first update would delete the generator's.
+  policies["judge"].params = jax.tree.map(jnp.copy, policies["judge"].params)
+  held_out = held_out[:config.eval.max_pairs] if config.eval.max_pairs else held_out
+  if config.templates.rubric:
+    policies["generator"].template = load_template(config.templates.rubric, "rubric")
+  if config.templates.judge:
+    policies["judge"].template = load_template(config.templates.judge, "judge")
+  tc = trainer_config(config)
+  per_step = {"judge": tc.judge.prompts_per_step, "generator": tc.generator.prompts_per_step}
+  rl_steps = sum(p.steps for p in schedule.plan(len(train), tc.schedule, per_step))
+  sft_cfg = optim.OptimizerConfig(learning_rate=config.warmstart.learning_rate,
+                                  max_grad_norm=config.warmstart.max_grad_norm)
+  return TrainSetup(policies["generator"], policies["judge"], train, held_out, sft, sft_cfg,
+                    optim.make_optimizer(sft_cfg), tc,
+                    total_steps=2 * max(config.warmstart.steps, 0) + rl_steps)

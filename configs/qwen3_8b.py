@@ -1,0 +1,94 @@
+"""Paper scale: Rubric-ARM with Qwen3-8B as both policies on a 64-chip TPU v5p slice (v5p-128).
+
+Hyperparameters are RUBRIC_ARM.md §3's: 3 rounds, judge first, one epoch per phase; judge G=7,
+32 prompts (224 completions) per step, 1024 new tokens; generator G=6, 48 prompts (288
+completions), 512 new tokens; AdamW lr 1e-6 constant, eps 0.2 / 0.28, beta 0.001, mu 2,
+temperature / top-p 1.0; held-out evaluation as at inference (greedy rubric up to 1024 tokens,
+judge sampled at temperature 1.0 up to 4096). Parameters and AdamW moments in f32, matmuls in
+bf16: at lr 1e-6 an AdamW step (about 1e-6 per weight) is below half the bf16 spacing of most
+weights (6e-5 at 0.01), so bf16 parameters would round most updates away.
+
+On the TPU VM (every host of the slice):
+
+  huggingface-cli download Qwen/Qwen3-8B --local-dir Qwen/Qwen3-8B
+  python -m arm_jax.data.build --input ... --format openrubrics --out data/openrubrics
+  python main.py --config configs/qwen3_8b.py --workdir runs/qwen3_8b
+
+Stage I: the paper starts RL from SFT'd models (the released Rubric-RM-8B checkpoints are that
+stage). Point model.path at such a checkpoint, or set warmstart.path to an SFT JSONL and
+warmstart.steps > 0 (settings below are Rubric-RM's judge SFT: lr 5e-6, batch 64, cutoff 6144).
+
+Device: TPU v5p, 95 GB HBM per chip. RUBRIC_ARM.md does not name the paper's hardware; its
+vLLM rollouts and full bf16 fine-tune of two 8B models are the 80 GB-GPU recipe, and v5p is the
+TPU training chip in that memory class. v4 (32 GB) also holds the sharded train state (about
+8 GB per chip here) but leaves a third of the room for what dominates: the KV cache of 224
+judge rollouts of up to ~5k tokens and the activations of 4-6k-token training sequences.
+
+Mesh data=4 x fsdp=4 x tensor=4 (64 chips): tensor=4 stays within a v5p host's 4 chips and
+divides Qwen3-8B's 8 kv heads, 32 heads, 12288 mlp and 151936 vocab; parameters and optimizer
+states are split 16 ways (fsdp x tensor) and replicated over data; the batch is split over
+data x fsdp = 16, which divides every rollout (224, 288), micro-batch (32 rows) and eval batch
+(64). tests/test_configs.py checks all of this against the architecture below without the
+download.
+"""
+
+import ml_collections
+
+# The public config.json of Qwen/Qwen3-8B (the fields arm_jax reads): sizes the mesh and the
+# memory check in tests/test_configs.py without downloading 16 GB.
+QWEN3_8B_CONFIG_JSON = {
+    "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 151936,
+    "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
+    "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "hidden_act": "silu",
+    "attention_bias": False, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "rope_scaling": None,
+    "tie_word_embeddings": False, "max_position_embeddings": 40960, "use_sliding_window": False,
+    "bos_token_id": 151643, "eos_token_id": 151645,
+}
+
+
+def _policy(group_size: int, prompts_per_step: int, max_new_tokens: int,
+            micro_batches: int) -> ml_collections.ConfigDict:
+  # weight_decay 0 and clipping at norm 1: not given by the paper; the usual GRPO defaults.
+  return ml_collections.ConfigDict(dict(
+      group_size=group_size, advantage="grpo", eps_low=0.2, eps_high=0.28, beta=0.001, mu=2,
+      loss_aggregation="seq_mean_token_mean", micro_batches=micro_batches,
+      prompts_per_step=prompts_per_step, max_new_tokens=max_new_tokens, temperature=1.0,
+      top_p=1.0, top_k=0, learning_rate=1e-6, weight_decay=0.0, max_grad_norm=1.0))
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.job = "train"
+  c.seed = 0
+  c.device = ml_collections.ConfigDict(dict(kind="TPU v5p", chips=64,
+                                            hbm_bytes_per_chip=95 * 10**9))
+  c.mesh_shape = (4, 4, 4)
+  c.mesh_axes = ("data", "fsdp", "tensor")
+  c.rules = (
+      ("batch", ("data", "fsdp")), ("length", None), ("act_embed", None), ("embed", "fsdp"),
+      ("heads", "tensor"), ("kv_heads", "tensor"), ("mlp", "tensor"), ("vocab", "tensor"),
+      ("head_dim", None), ("layers", None), ("cache_slots", None))
+  c.offload_idle_optimizer = True
+  c.model = ml_collections.ConfigDict(dict(
+      kind="pretrained", path="Qwen/Qwen3-8B",  # a local HF directory (see the download above)
+      dtype="float32", compute_dtype="bfloat16", remat_policy="dots_with_no_batch_dims"))
+  c.data = ml_collections.ConfigDict(dict(
+      kind="dataset", path="data/openrubrics", held_out_fraction=0.02, seed=0, limit=0,
+      build_hint="build it with `python -m arm_jax.data.build --format openrubrics "
+                 "--input FILE --out data/openrubrics`"))
+  c.templates = ml_collections.ConfigDict(dict(rubric="", judge=""))  # "" = the full templates
+  c.warmstart = ml_collections.ConfigDict(dict(
+      steps=0, path="", batch_size=64, max_length=6144, learning_rate=5e-6, max_grad_norm=1.0))
+  c.schedule = ml_collections.ConfigDict(dict(rounds=3, order="judge_first", steps_per_phase=0,
+                                              epochs_per_phase=1.0))
+  c.judge = _policy(group_size=7, prompts_per_step=32, max_new_tokens=1024, micro_batches=7)
+  c.generator = _policy(group_size=6, prompts_per_step=48, max_new_tokens=512, micro_batches=9)
+  c.rewards = ml_collections.ConfigDict(dict(format_reward="binary", format_weight=1.0,
+                                             validity_weight=0.0, brevity_weight=0.0))
+  # As at inference (§4): greedy rubrics, sampled judgments (a greedy figure is logged too).
+  c.eval = ml_collections.ConfigDict(dict(max_pairs=512, rubric_max_new_tokens=1024,
+                                          judge_max_new_tokens=4096, batch_size=64,
+                                          judge_temperature=1.0))
+  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=10, max_to_keep=2))
+  c.log = ml_collections.ConfigDict(dict(tensorboard=True))
+  return c

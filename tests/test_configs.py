@@ -1,0 +1,294 @@
+"""The shipped training configs, and dataset-backed training data (arm_jax.train_data).
+
+qwen3_8b is checked at paper scale without a download or a pod: the Qwen3-8B architecture from
+its public config.json, the train state as jax.eval_shape, the config's mesh as an AbstractMesh.
+"""
+
+import importlib.util
+import json
+import math
+import os
+
+import flax.linen as nn
+import jax
+import pytest
+from jax.sharding import AbstractMesh, NamedSharding, PartitionSpec as P
+
+from arm_jax import assets, sharding, train_data, train_setup
+from arm_jax.data.build import build as build_dataset
+from arm_jax.models import Decoder, DecoderConfig
+from arm_jax.models.checkpoint import abstract_params
+from arm_jax.rl import optim
+from arm_jax.toy.world import is_held_out
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROLES = ("generator", "judge")
+
+
+def _module(name: str):
+  spec = importlib.util.spec_from_file_location(f"config_{name}",
+                                                os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+# --- qwen3_8b at paper scale ---------------------------------------------------------------------
+
+def _qwen3_8b():
+  module = _module("qwen3_8b")
+  config = module.get_config()
+  m = config.model
+  cfg = DecoderConfig.from_hf(module.QWEN3_8B_CONFIG_JSON, param_dtype=m.dtype,
+                              dtype=m.compute_dtype,
+                              remat_policy=m.remat_policy)
+  return config, cfg
+
+
+def test_qwen3_8b_architecture_is_the_public_one():
+  _, cfg = _qwen3_8b()
+  got = (cfg.vocab_size, cfg.hidden_size, cfg.intermediate_size, cfg.num_layers, cfg.num_heads,
+         cfg.num_kv_heads, cfg.head_dim, cfg.qk_norm, cfg.tie_word_embeddings, cfg.rope_theta,
+         cfg.rms_norm_eps, cfg.architecture, cfg.param_dtype, cfg.dtype)
+  assert got == (151936, 4096, 12288, 36, 32, 8, 128, True, False, 1e6, 1e-6, "qwen3",
+                 "float32", "bfloat16")
+  assert 8.1e9 < cfg.num_params < 8.3e9  # "Qwen3-8B": 8.2B parameters
+
+
+def _unevenly_sharded(shape, spec: P, mesh) -> list[str]:
+  bad = []
+  for dim, axes in enumerate(tuple(spec) + (None,) * (len(shape) - len(spec))):
+    axes = () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
+    ways = math.prod(mesh.shape[a] for a in axes)
+    if shape[dim] % ways:
+      bad.append(f"dim {dim} (size {shape[dim]}) over {axes} ({ways} ways)")
+  return bad
+
+
+def test_qwen3_8b_train_state_shards_evenly_and_fits_the_chip():
+  config, cfg = _qwen3_8b()
+  mesh = AbstractMesh(tuple(config.mesh_shape), tuple(config.mesh_axes))
+  assert mesh.size == config.device.chips == 64
+  rules = sharding.rules_from_config(config.rules)
+  boxed = abstract_params(Decoder(cfg))  # jax.eval_shape of init, with logical axis names
+  params = nn.unbox(boxed)
+  # strict: a dimension that its mesh axes do not divide is an error, never a silent replica.
+  param_sh = nn.unbox(sharding.tree_shardings(boxed, mesh, rules, strict=True))
+  tc = train_setup.trainer_config(config)
+  state = {}
+  for role in ROLES:
+    opt = optim.make_optimizer(getattr(tc, f"{role}_optimizer"))
+    state[role] = (params, param_sh)
+    state[f"{role}_opt"] = (jax.eval_shape(opt.init, params), optim.opt_state_shardings(
+        opt, params, param_sh, NamedSharding(mesh, P())))
+    if getattr(tc, role).grpo.beta:
+      state[f"{role}_ref"] = (params, param_sh)
+  assert sorted(state) == ["generator", "generator_opt", "generator_ref", "judge", "judge_opt",
+                           "judge_ref"]
+  per_device, total, uneven = {}, {}, []
+
+  def count(name, leaf, s):
+    uneven.extend(f"{name}: {b}" for b in _unevenly_sharded(leaf.shape, s.spec, mesh))
+    per_device[name] = per_device.get(name, 0) + (
+        math.prod(s.shard_shape(leaf.shape)) * leaf.dtype.itemsize)
+    total[name] = total.get(name, 0) + math.prod(leaf.shape) * leaf.dtype.itemsize
+
+  for name, (tree, shardings) in state.items():
+    jax.tree.map(lambda leaf, s, name=name: count(name, leaf, s), tree, shardings)
+  assert not uneven, uneven
+  # Parameters and both AdamW moments are split 16 ways (fsdp x tensor), replicated over data;
+  # only the norm scales (0.01% of the bytes) are split 4 ways or replicated.
+  ways = config.mesh_shape[1] * config.mesh_shape[2]
+  for name in state:
+    assert per_device[name] == pytest.approx(total[name] / ways, rel=1e-3), name
+  assert total["judge"] == cfg.num_params * 4  # f32 parameters
+  device_bytes = sum(per_device.values())
+  hbm = config.device.hbm_bytes_per_chip
+  print(f"\nqwen3_8b on {config.device.kind} mesh {dict(mesh.shape)}: train state "
+        f"{sum(total.values()) / 1e9:.1f} GB, {device_bytes / 1e9:.2f} GB per chip "
+        f"({100 * device_bytes / hbm:.1f}% of {hbm / 1e9:.0f} GB HBM)")
+  assert device_bytes < hbm
+
+
+def test_qwen3_8b_batches_split_over_the_data_parallel_devices():
+  config, _ = _qwen3_8b()
+  mesh = AbstractMesh(tuple(config.mesh_shape), tuple(config.mesh_axes))
+  dp = math.prod(mesh.shape[a] for a in sharding.batch_axes(mesh, config.rules))
+  assert dp == 16
+  tc = train_setup.trainer_config(config)
+  for phase, rows in ((tc.judge, 224), (tc.generator, 288)):  # completions per step (§3)
+    assert phase.prompts_per_step * phase.grpo.group_size == rows
+    assert rows % phase.grpo.micro_batches == 0
+    assert (rows // phase.grpo.micro_batches) % dp == 0
+  assert config.eval.batch_size % dp == 0 and config.warmstart.batch_size % dp == 0
+
+
+def test_qwen3_8b_has_the_paper_hyperparameters():
+  config, _ = _qwen3_8b()
+  tc = train_setup.trainer_config(config)
+  assert (tc.schedule.rounds, tc.schedule.order, tc.schedule.epochs_per_phase) == (
+      3, "judge_first", 1.0)
+  for phase, group, new_tokens in ((tc.judge, 7, 1024), (tc.generator, 6, 512)):
+    g = phase.grpo
+    assert (g.group_size, g.eps_low, g.eps_high, g.beta, g.mu) == (group, 0.2, 0.28, 0.001, 2)
+    assert (phase.sampling.max_new_tokens, phase.sampling.temperature,
+            phase.sampling.top_p) == (new_tokens, 1.0, 1.0)
+  for opt in (tc.judge_optimizer, tc.generator_optimizer):
+    assert (opt.learning_rate, opt.schedule) == (1e-6, "constant")
+  assert config.model.kind == "pretrained"
+  assert (config.model.dtype, config.model.compute_dtype) == ("float32", "bfloat16")
+
+
+# --- smollm2 and toy: configs construct without a model ------------------------------------------
+
+@pytest.mark.parametrize("name", ["toy", "smollm2", "qwen3_8b"])
+def test_trainer_config_constructs(name):
+  config = _module(name).get_config()
+  tc = train_setup.trainer_config(config)
+  assert tc.schedule.order == "judge_first"
+  assert tc.judge.prompts_per_step >= 1 and tc.generator.prompts_per_step >= 1
+
+
+def test_smollm2_config_runs_one_step_of_each_phase_without_sft():
+  config = _module("smollm2").get_config()
+  assert (config.model.kind, config.model.path, config.model.dtype) == (
+      "pretrained", "", "float32")
+  assert (config.data.kind, config.data.path) == ("dataset", "data/offline/ifeval_verified")
+  assert (config.templates.rubric, config.templates.judge) == ("", "")  # the full templates
+  assert config.warmstart.steps == 0
+  assert (config.schedule.rounds, config.schedule.steps_per_phase) == (1, 1)
+  assert config.judge.group_size == config.generator.group_size == 2
+
+
+def test_missing_dataset_names_the_path_and_the_command(tmp_path):
+  config = _module("smollm2").get_config()
+  config.data.path = str(tmp_path / "nowhere")
+  with pytest.raises(FileNotFoundError, match=r"nowhere.*build_offline_data\.py --out"):
+    train_setup.build(config)
+
+
+def test_unsupported_kind_pair_is_named():
+  config = _module("smollm2").get_config()
+  config.data.kind = "toy"
+  with pytest.raises(ValueError, match="model.kind='pretrained' with data.kind='toy'"):
+    train_setup.build(config)
+
+
+# --- dataset-backed training data -----------------------------------------------------------------
+
+def _pair(i: int, prompt, winner: str = "A") -> dict:
+  return {"id": f"r{i}", "prompt": prompt, "response_a": f"a{i}", "response_b": f"b{i}",
+          "winner": winner, "source": "fixture"}
+
+
+def _fixture(tmp_path, n: int = 12) -> str:
+  """n pairwise rows (text, single-turn chat, multi-turn chat prompts) and one best-of-n row."""
+  rows = [_pair(i, f"Write {i} words.", "AB"[i % 2]) for i in range(n - 2)]
+  rows.append(_pair(n - 2, [{"role": "user", "content": "Say hi."}]))
+  rows.append(_pair(n - 1, [{"role": "system", "content": "Be brief."},
+                            {"role": "user", "content": "Name a colour."},
+                            {"role": "assistant", "content": "Red."},
+                            {"role": "user", "content": "Another one."}], "B"))
+  rows.append({"id": "bon", "prompt": "Pick one.", "candidates": ["x", "y", "z"], "preferred": 1,
+               "source": "fixture"})
+  src = tmp_path / "rows.jsonl"
+  src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  out = str(tmp_path / "data")
+  report = build_dataset([str(src)], "canonical", out)
+  assert report["rows_written"] == n + 1
+  return out
+
+
+def test_dataset_pairs_skip_and_count_best_of_n(tmp_path):
+  pairs, best_of_n = train_data.read_pairs(_fixture(tmp_path))
+  assert best_of_n == 1 and len(pairs) == 12
+  by_instruction = {p.instruction: p for p in pairs}
+  assert by_instruction["Write 1 words."].label == 1 and by_instruction["Write 2 words."].label == 0
+  assert by_instruction["Say hi."].response_a == "a10"  # one user turn: its text
+  assert by_instruction["System: Be brief.\n\nUser: Name a colour.\n\nAssistant: Red.\n\n"
+                        "User: Another one."].label == 1  # a conversation: rendered whole
+
+
+def test_dataset_limit_caps_pairs_in_storage_order(tmp_path):
+  path = _fixture(tmp_path)
+  everything, _ = train_data.read_pairs(path)
+  first, _ = train_data.read_pairs(path, limit=5)
+  assert first == everything[:5]
+
+
+def test_held_out_split_is_a_deterministic_function_of_the_instruction(tmp_path):
+  path = _fixture(tmp_path)
+  split = train_data.load_split(path, held_out_fraction=0.4, seed=3)
+  assert split.train and split.held_out and split.best_of_n_skipped == 1
+  assert all(is_held_out(p.instruction, 0.4, 3) for p in split.held_out)
+  assert not any(is_held_out(p.instruction, 0.4, 3) for p in split.train)
+  again = train_data.load_split(path, held_out_fraction=0.4, seed=3)
+  assert (again.train, again.held_out) == (split.train, split.held_out)
+  pairs, _ = train_data.read_pairs(path)
+  train, held = train_data.split_pairs(pairs[::-1], 0.4, 3)  # order does not matter
+  assert (set(train), set(held)) == (set(split.train), set(split.held_out))
+
+
+def test_empty_split_names_the_path(tmp_path):
+  path = _fixture(tmp_path)
+  with pytest.raises(ValueError, match=r"data\.path=.*data'.*held-out split is empty"):
+    train_data.load_split(path, held_out_fraction=0.0, seed=0)
+  with pytest.raises(ValueError, match="train split is empty"):
+    train_data.load_split(path, held_out_fraction=1.0, seed=0)
+
+
+def test_sft_jsonl_reads_roles_and_names_bad_lines(tmp_path):
+  good = tmp_path / "sft.jsonl"
+  good.write_text(json.dumps({"role": "judge", "prompt": "p", "target": "t"}) + "\n\n" +
+                  json.dumps({"role": "generator", "prompt": "q", "target": "u"}) + "\n")
+  sft = train_data.read_sft_jsonl(str(good))
+  assert [(e.prompt, e.target) for e in sft["judge"]] == [("p", "t")]
+  assert [(e.prompt, e.target) for e in sft["generator"]] == [("q", "u")]
+  for line, match in (({"role": "critic", "prompt": "p", "target": "t"}, "field 'role'"),
+                      ({"role": "judge", "prompt": "", "target": "t"}, "field 'prompt'"),
+                      ({"role": "judge", "prompt": "p"}, "field 'target'")):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"role": "judge", "prompt": "p", "target": "t"}) + "\n" +
+                   json.dumps(line) + "\n")
+    with pytest.raises(ValueError, match=rf"bad\.jsonl:2: {match}"):
+      train_data.read_sft_jsonl(str(bad))
+  bad.write_text("{not json\n")
+  with pytest.raises(ValueError, match=r"bad\.jsonl:1: not JSON"):
+    train_data.read_sft_jsonl(str(bad))
+
+
+def test_warm_start_steps_need_examples_for_both_policies(tmp_path):
+  config = _module("smollm2").get_config()
+  config.data.path = _fixture(tmp_path)
+  config.data.held_out_fraction = 0.4
+  config.warmstart.steps = 1
+  with pytest.raises(ValueError, match="warmstart.path is empty"):
+    train_setup.build(config)
+  sft = tmp_path / "judge_only.jsonl"
+  sft.write_text(json.dumps({"role": "judge", "prompt": "p", "target": "t"}) + "\n")
+  config.warmstart.path = str(sft)
+  with pytest.raises(ValueError, match=r"no examples for \['generator'\]"):
+    train_setup.build(config)
+
+
+def test_pretrained_build_starts_both_policies_from_one_checkpoint(tmp_path):
+  try:
+    assets.smollm2_gguf()
+  except FileNotFoundError as err:
+    pytest.skip(str(err))
+  config = _module("smollm2").get_config()
+  config.data.path = _fixture(tmp_path)
+  config.data.held_out_fraction = 0.4
+  config.eval.max_pairs = 2
+  setup = train_setup.build(config)
+  assert setup.generator.model is setup.judge.model  # one compiled update serves both
+  gen, judge = (jax.tree.leaves(p.params) for p in (setup.generator, setup.judge))
+  assert all((g == j).all() for g, j in zip(gen, judge))  # one checkpoint
+  # ... in separate buffers: the judge's update donates its params.
+  pointer = lambda x: x.addressable_shards[0].data.unsafe_buffer_pointer()  # noqa: E731
+  assert all(pointer(g) != pointer(j) and g.sharding == j.sharding for g, j in zip(gen, judge))
+  assert (setup.generator.template.source, setup.judge.template.source) == (
+      "rubric_generator", "judge")
+  assert len(setup.train) + 2 <= 12 and len(setup.held_out) == 2
+  assert setup.sft_examples == {"generator": [], "judge": []}
+  assert setup.total_steps == 2  # no warm start; one judge step, one generator step
