@@ -1,8 +1,9 @@
 """The training job resumes exactly: interrupted runs end bit-identical to an uninterrupted one.
 
-A tiny toy config (seconds per run), data-parallel over the suite's 8 host devices. In the default tier, interruptions happen in-process (a
-SIGTERM delivered mid-phase, and a crash that loses everything after the last checkpoint); the
-slow tier kills a real `main.py` process with SIGKILL mid-phase and re-runs the same command.
+A tiny toy config (seconds per run), data-parallel over the suite's 8 host devices. The default
+tier interrupts in-process with a SIGTERM delivered mid-phase; the slow tier adds two crashes
+that lose everything after the last checkpoint, and kills a real `main.py` process with SIGKILL
+mid-phase before re-running the same command.
 """
 
 import json
@@ -105,6 +106,7 @@ def test_sigterm_mid_phase_saves_exits_and_resumes_exactly(reference, tmp_path, 
   assert trajectory(workdir) == trajectory(ref_dir)
 
 
+@pytest.mark.slow  # the default tier covers resume through SIGTERM; this adds two crashes
 def test_crash_loses_only_unsaved_steps_and_resumes_exactly(reference, tmp_path, monkeypatch):
   ref_dir, ref_done = reference
   workdir = str(tmp_path)
