@@ -20,8 +20,8 @@ warmstart.steps > 0 (settings below are Rubric-RM's judge SFT: lr 5e-6, batch 64
 
 Device: TPU v5p, 95 GB HBM per chip. RUBRIC_ARM.md does not name the paper's hardware; its
 vLLM rollouts and full bf16 fine-tune of two 8B models are the 80 GB-GPU recipe, and v5p is the
-TPU training chip in that memory class. v4 (32 GB) also holds the sharded train state (about
-8 GB per chip here) but leaves a third of the room for what dominates: the KV cache of 224
+TPU training chip in that memory class. v4 (32 GB) also holds the sharded train state (16.4
+GB per chip here) but leaves half of the room for what dominates: the KV cache of 224
 judge rollouts of up to ~5k tokens and the activations of 4-6k-token training sequences.
 
 Mesh data=4 x fsdp=4 x tensor=4 (64 chips): tensor=4 stays within a v5p host's 4 chips and
@@ -33,6 +33,8 @@ download.
 """
 
 import ml_collections
+
+from arm_jax import config_sections
 
 # The public config.json of Qwen/Qwen3-8B (the fields arm_jax reads): sizes the mesh and the
 # memory check in tests/test_configs.py without downloading 16 GB.
@@ -46,20 +48,8 @@ QWEN3_8B_CONFIG_JSON = {
 }
 
 
-def _policy(group_size: int, prompts_per_step: int, max_new_tokens: int,
-            micro_batches: int) -> ml_collections.ConfigDict:
-  # weight_decay 0 and clipping at norm 1: not given by the paper; the usual GRPO defaults.
-  return ml_collections.ConfigDict(dict(
-      group_size=group_size, advantage="grpo", eps_low=0.2, eps_high=0.28, beta=0.001, mu=2,
-      loss_aggregation="seq_mean_token_mean", micro_batches=micro_batches,
-      prompts_per_step=prompts_per_step, max_new_tokens=max_new_tokens, temperature=1.0,
-      top_p=1.0, top_k=0, learning_rate=1e-6, weight_decay=0.0, max_grad_norm=1.0))
-
-
 def get_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.job = "train"
-  c.seed = 0
+  c = config_sections.train_base()
   c.device = ml_collections.ConfigDict(dict(kind="TPU v5p", chips=64,
                                             hbm_bytes_per_chip=95 * 10**9))
   c.mesh_shape = (4, 4, 4)
@@ -68,7 +58,6 @@ def get_config() -> ml_collections.ConfigDict:
       ("batch", ("data", "fsdp")), ("length", None), ("act_embed", None), ("embed", "fsdp"),
       ("heads", "tensor"), ("kv_heads", "tensor"), ("mlp", "tensor"), ("vocab", "tensor"),
       ("head_dim", None), ("layers", None), ("cache_slots", None))
-  c.offload_idle_optimizer = True
   c.model = ml_collections.ConfigDict(dict(
       kind="pretrained", path="Qwen/Qwen3-8B",  # a local HF directory (see the download above)
       dtype="float32", compute_dtype="bfloat16", remat_policy="dots_with_no_batch_dims"))
@@ -81,14 +70,13 @@ def get_config() -> ml_collections.ConfigDict:
       steps=0, path="", batch_size=64, max_length=6144, learning_rate=5e-6, max_grad_norm=1.0))
   c.schedule = ml_collections.ConfigDict(dict(rounds=3, order="judge_first", steps_per_phase=0,
                                               epochs_per_phase=1.0))
-  c.judge = _policy(group_size=7, prompts_per_step=32, max_new_tokens=1024, micro_batches=7)
-  c.generator = _policy(group_size=6, prompts_per_step=48, max_new_tokens=512, micro_batches=9)
-  c.rewards = ml_collections.ConfigDict(dict(format_reward="binary", format_weight=1.0,
-                                             validity_weight=0.0, brevity_weight=0.0))
+  c.judge = config_sections.policy(group_size=7, prompts_per_step=32, max_new_tokens=1024,
+                                   micro_batches=7)
+  c.generator = config_sections.policy(group_size=6, prompts_per_step=48, max_new_tokens=512,
+                                       micro_batches=9)
   # As at inference (§4): greedy rubrics, sampled judgments (a greedy figure is logged too).
   c.eval = ml_collections.ConfigDict(dict(max_pairs=512, rubric_max_new_tokens=1024,
                                           judge_max_new_tokens=4096, batch_size=64,
                                           judge_temperature=1.0))
   c.checkpoint = ml_collections.ConfigDict(dict(every_steps=10, max_to_keep=2))
-  c.log = ml_collections.ConfigDict(dict(tensorboard=True))
   return c

@@ -16,25 +16,18 @@ give shorter prompts. For paper scale see configs/qwen3_8b.py.
 
 import ml_collections
 
+from arm_jax import config_sections
+
 
 def _policy(group_size: int, prompts_per_step: int,
             max_new_tokens: int) -> ml_collections.ConfigDict:
   # mu=1 (the paper uses 2) halves the CPU time of an update; clip and KL are the paper's.
-  return ml_collections.ConfigDict(dict(
-      group_size=group_size, advantage="grpo", eps_low=0.2, eps_high=0.28, beta=0.001, mu=1,
-      loss_aggregation="seq_mean_token_mean", micro_batches=1, prompts_per_step=prompts_per_step,
-      max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0, top_k=0,
-      learning_rate=1e-6, weight_decay=0.0, max_grad_norm=1.0))
+  return config_sections.policy(group_size=group_size, mu=1, prompts_per_step=prompts_per_step,
+                                max_new_tokens=max_new_tokens)
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.job = "train"
-  c.seed = 0
-  c.mesh_shape = (-1, 1, 1)
-  c.mesh_axes = ("data", "fsdp", "tensor")
-  c.rules = ml_collections.FieldReference(None, field_type=tuple)  # None = arm_jax defaults
-  c.offload_idle_optimizer = True
+  c = config_sections.train_base()
   c.model = ml_collections.ConfigDict(dict(
       kind="pretrained", path="",  # "" = the shipped SmolLM2 GGUF; else an HF dir or .gguf
       dtype="float32", remat_policy="dots_with_no_batch_dims"))
@@ -50,11 +43,8 @@ def get_config() -> ml_collections.ConfigDict:
                                               epochs_per_phase=1.0))
   c.judge = _policy(group_size=2, prompts_per_step=1, max_new_tokens=192)
   c.generator = _policy(group_size=2, prompts_per_step=1, max_new_tokens=96)
-  c.rewards = ml_collections.ConfigDict(dict(format_reward="binary", format_weight=1.0,
-                                             validity_weight=0.0, brevity_weight=0.0))
   c.eval = ml_collections.ConfigDict(dict(max_pairs=4, rubric_max_new_tokens=96,
                                           judge_max_new_tokens=192, batch_size=8,
                                           judge_temperature=0.0))  # 0 = greedy only
   c.checkpoint = ml_collections.ConfigDict(dict(every_steps=0, max_to_keep=1))
-  c.log = ml_collections.ConfigDict(dict(tensorboard=True))
   return c
