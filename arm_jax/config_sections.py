@@ -1,4 +1,5 @@
-"""Sections shared by the training configs (configs/*.py), so a config states only its choices.
+"""Sections shared by the training and evaluation configs (configs/*.py), so a config states only
+its choices.
 
 Imports nothing but ml_collections: a config file stays cheap to load.
 """
@@ -36,4 +37,70 @@ def train_base() -> ml_collections.ConfigDict:
   c.rewards = ml_collections.ConfigDict(dict(format_reward="binary", format_weight=1.0,
                                              validity_weight=0.0, brevity_weight=0.0))
   c.log = ml_collections.ConfigDict(dict(tensorboard=True))
+  return c
+
+
+# --- evaluation (arm_jax.evaluate) ---------------------------------------------------------------
+
+def _benchmark(path: str, fmt: str, subset: str = "") -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      kind="dataset", path=path, subset=subset, max_examples=0,
+      build_hint=f"build it with `python -m arm_jax.data.build --input <hub files> --format {fmt} "
+                 f"--out {path}`"))
+
+
+def paper_benchmarks() -> ml_collections.ConfigDict:
+  """RUBRIC_ARM.md §6's ten benchmarks as `benchmark_specs` entries, named as the table's columns
+  (arm_jax.evaluation.benchmarks.PAPER_COLUMNS), each read from where `python -m
+  arm_jax.data.build` is expected to have written it. FollowBench and InfoBench are made
+  pairwise by sampling two responses and the benchmark's verifier (the `columns` format)."""
+  return ml_collections.ConfigDict(dict(
+      chat=_benchmark("data/benchmarks/rewardbench", "rewardbench", "Chat"),
+      chat_hard=_benchmark("data/benchmarks/rewardbench", "rewardbench", "Chat-Hard"),
+      follow=_benchmark("data/benchmarks/followbench", "columns"),
+      ppe_if=_benchmark("data/benchmarks/ppe_ifeval", "ppe_ifeval"),
+      info=_benchmark("data/benchmarks/infobench", "columns"),
+      ifbench=_benchmark("data/benchmarks/ifbench", "columns"),
+      rmb=_benchmark("data/benchmarks/rmbench", "rmbench", "chat"),
+      rb2_pif=_benchmark("data/benchmarks/rewardbench2", "rewardbench2", "Precise IF"),
+      rb2_focus=_benchmark("data/benchmarks/rewardbench2", "rewardbench2", "Focus"),
+      hs3=_benchmark("data/benchmarks/helpsteer3", "helpsteer3")))
+
+
+def system_specs() -> ml_collections.ConfigDict:
+  """The table rows a config can select (arm_jax.evaluation.systems): the trained pair, the base
+  model prompted as generator and judge (the paper's "prompting only" row), the base judge
+  without a rubric, and the trained judge without a rubric. votes > 1 adds a voting@k row."""
+  spec = lambda generator, judge: ml_collections.ConfigDict(  # noqa: E731
+      dict(generator=generator, judge=judge, votes=1))
+  return ml_collections.ConfigDict(dict(
+      trained=spec("trained", "trained"), prompted=spec("base", "base"),
+      direct=spec("none", "base"), trained_direct=spec("none", "trained")))
+
+
+def evaluate_base() -> ml_collections.ConfigDict:
+  """An evaluation config's shared sections, with RUBRIC_ARM.md §4's decoding: greedy rubrics of
+  up to 1024 tokens, judgments sampled at temperature 1.0 with up to 4096 tokens."""
+  c = ml_collections.ConfigDict()
+  c.job = "evaluate"
+  c.seed = 0
+  c.mesh_shape = (-1, 1, 1)
+  c.mesh_axes = ("data", "fsdp", "tensor")
+  c.rules = ml_collections.FieldReference(None, field_type=tuple)  # None = arm_jax defaults
+  # Base weights: an HF directory or .gguf ("" = the shipped SmolLM2, or the training run's
+  # starting weights when trained.workdir is set).
+  c.model = ml_collections.ConfigDict(dict(path="", dtype="float32"))
+  # A training run: its workdir, the config file it was started with, and its --config.
+  # overrides as "key=value" strings.
+  c.trained = ml_collections.ConfigDict(dict(workdir="", config="", overrides=()))
+  c.templates = ml_collections.ConfigDict(dict(rubric="", judge="", direct=""))
+  c.rubric = ml_collections.ConfigDict(dict(max_new_tokens=1024))
+  c.judge = ml_collections.ConfigDict(dict(max_new_tokens=4096, temperature=1.0, top_p=1.0,
+                                           top_k=0))
+  c.batch_size = 8  # prompts per generation call (times votes rows)
+  c.orders = ("mixed",)  # any of mixed, ord1, ord2; ord1 + ord2 give the position bias
+  c.systems = ("prompted", "direct")
+  c.system_specs = system_specs()
+  c.benchmarks = ()
+  c.benchmark_specs = paper_benchmarks()
   return c

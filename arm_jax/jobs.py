@@ -57,7 +57,12 @@ def run_train(config: ml_collections.ConfigDict, workdir: str):
   return train(config, workdir)
 
 
-JOBS = {"generate": run_generate, "train": run_train}
+def run_evaluate(config: ml_collections.ConfigDict, workdir: str):
+  from arm_jax.evaluate import run_evaluate as evaluate  # pylint: disable=import-outside-toplevel
+  return evaluate(config, workdir)
+
+
+JOBS = {"generate": run_generate, "train": run_train, "evaluate": run_evaluate}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str):

@@ -2,7 +2,9 @@
 
 Templates are data (RUBRIC_ARM.md §2): a shipped name ("rubric_generator", "judge", and the
 "_compact" variants for ~135M models with short context) or the path of a user file, so the
-exact prompts of released checkpoints drop in unchanged.
+exact prompts of released checkpoints drop in unchanged. A third kind, "direct", is the
+evaluation baseline that judges without a rubric ("judge_direct"): same `Winner:` line, so the
+same verdict parser reads it.
 
 Template syntax is the named-field subset of `str.format`, which is what released Rubric-RM
 prompts use: `{instruction}` is a field, `{{` and `}}` are literal braces. Rendering is one
@@ -26,8 +28,10 @@ from arm_jax.parsing import label_index
 FIELDS = {
     "rubric": frozenset({"instruction"}),
     "judge": frozenset({"instruction", "rubric", "response_a", "response_b"}),
+    "direct": frozenset({"instruction", "response_a", "response_b"}),
 }
-SHIPPED = ("rubric_generator", "rubric_generator_compact", "judge", "judge_compact")
+SHIPPED = ("rubric_generator", "rubric_generator_compact", "judge", "judge_compact",
+           "judge_direct")
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_]\w*)\}")
 
@@ -54,13 +58,15 @@ def _check_fields(template: Template, kind: str) -> None:
 
 
 def _shipped_kind(name: str) -> str:
-  return "rubric" if name.startswith("rubric") else "judge"
+  if name.startswith("rubric"):
+    return "rubric"
+  return "direct" if name.startswith("judge_direct") else "judge"
 
 
 def load_template(name_or_path: str, kind: Optional[str] = None) -> Template:
   """A shipped template by name (names win over same-named files), or a user file. `kind`
-  ("rubric" or "judge") checks the fields now rather than at the first render; shipped names
-  imply their kind."""
+  ("rubric", "judge" or "direct") checks the fields now rather than at the first render;
+  shipped names imply their kind."""
   if kind is not None and kind not in FIELDS:
     raise ValueError(f"kind must be one of {sorted(FIELDS)}, got {kind!r}")
   if name_or_path in SHIPPED:
@@ -100,6 +106,13 @@ def render_judge_prompt(template: Template, instruction: str, rubric: str, respo
   """The judge's user message; response_a is shown in slot A (label 0), response_b in slot B."""
   return _render(template, "judge", {"instruction": instruction, "rubric": rubric,
                                      "response_a": response_a, "response_b": response_b})
+
+
+def render_direct_judge_prompt(template: Template, instruction: str, response_a: str,
+                               response_b: str) -> str:
+  """The no-rubric judge's user message (an evaluation baseline); slots as in the judge's."""
+  return _render(template, "direct", {"instruction": instruction, "response_a": response_a,
+                                      "response_b": response_b})
 
 
 def as_chat(text: str, system: Optional[str] = None) -> list[dict[str, str]]:

@@ -292,3 +292,39 @@ def test_pretrained_build_starts_both_policies_from_one_checkpoint(tmp_path):
   assert len(setup.train) + 2 <= 12 and len(setup.held_out) == 2
   assert setup.sft_examples == {"generator": [], "judge": []}
   assert setup.total_steps == 2  # no warm start; one judge step, one generator step
+
+
+# --- evaluation configs -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["evaluate_smollm2", "evaluate_toy"])
+def test_evaluate_configs_name_defined_systems_and_benchmarks(name):
+  from arm_jax.evaluation.systems import system_specs  # pylint: disable=import-outside-toplevel
+  config = _module(name).get_config()
+  assert config.job == "evaluate"
+  specs = system_specs(config)
+  assert [s.name for s in specs] == list(config.systems)
+  assert all(b in config.benchmark_specs for b in config.benchmarks)
+  assert set(config.orders) == {"mixed", "ord1", "ord2"}  # position bias needs Ord-1 and Ord-2
+
+
+def test_evaluate_smollm2_is_prompted_and_direct_smollm2_on_ifeval_pairs(tmp_path):
+  """Everything but the model load (covered by the pretrained build above and the e2e test)."""
+  from arm_jax.evaluate import benchmark_names  # pylint: disable=import-outside-toplevel
+  from arm_jax.evaluation import systems  # pylint: disable=import-outside-toplevel
+  from arm_jax.prompts import load_template  # pylint: disable=import-outside-toplevel
+  config = _module("evaluate_smollm2").get_config()
+  specs = systems.system_specs(config)
+  assert [(s.name, s.generator, s.judge, s.votes) for s in specs] == [
+      ("prompted", "base", "base", 3), ("direct", "none", "base", 1)]
+  assert (config.model.path, config.trained.workdir) == ("", "")  # the shipped SmolLM2
+  assert config.judge.temperature > 0  # voting@3 needs sampled judgments
+  assert {t: load_template(n or d).source for t, n, d in (
+      ("rubric", config.templates.rubric, "rubric_generator"),
+      ("judge", config.templates.judge, "judge"),
+      ("direct", config.templates.direct, "judge_direct"))} == {
+          "rubric": "rubric_generator", "judge": "judge", "direct": "judge_direct"}
+  assert config.benchmarks == ("ifeval_verified",)
+  assert config.benchmark_specs.ifeval_verified.path == "data/offline/ifeval_verified"
+  config.benchmark_specs.ifeval_verified.path = str(tmp_path / "nowhere")
+  with pytest.raises(FileNotFoundError, match=r"nowhere.*build_offline_data\.py --out"):
+    benchmark_names(config)
