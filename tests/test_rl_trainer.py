@@ -1,13 +1,17 @@
-"""Two-step judge and generator phases on a tiny model, on one device and on 8 host devices."""
+"""Two-step judge and generator phases on a tiny model, on one device and on 8 host devices.
+
+The toy world's word-level tokenizer, templates and pairs (arm_jax.toy) keep prompts near 100
+tokens and the vocabulary at ~450, so both runs take seconds; the phases themselves are the
+ones a pretrained model runs.
+"""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from arm_jax import assets, sharding
+from arm_jax import sharding
 from arm_jax.models import Decoder, init_params
-from arm_jax.prompts import load_template
 from arm_jax.rl import optim, phases
 from arm_jax.rl.grpo import GRPOConfig
 from arm_jax.rl.phases import PhaseConfig, PreferencePair
@@ -15,16 +19,17 @@ from arm_jax.rl.policy import Policy
 from arm_jax.rl.schedule import ScheduleConfig
 from arm_jax.rl.trainer import AlternatingTrainer, TrainerConfig
 from arm_jax.sampling import SamplingParams
-from arm_jax.tokenizer import load_tokenizer
+from arm_jax.toy import warmstart, world
+from arm_jax.toy.tokenizer import build_tokenizer
 from rl_fixtures import TINY
 
-PAIRS = [PreferencePair(f"Write a haiku about {w}.", f"A short poem on {w}.", "No.", i % 2)
-         for i, w in enumerate(["rain", "snow", "wind", "sun", "sea", "moon", "tea", "salt"])]
+PAIRS = [inst.pair for inst in world.make_instances(8, seed=3)]
+TEMPLATES = dict(zip(("rubric", "judge"), warmstart.templates()))
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-  return load_tokenizer(assets.smollm2_gguf())
+  return build_tokenizer()
 
 
 def _policy(name, tokenizer, template, seed, mesh=None):
@@ -34,7 +39,7 @@ def _policy(name, tokenizer, template, seed, mesh=None):
   params = init_params(model, jax.random.key(seed), mesh, rules or None)
   # A flatter output distribution than the N(0, 1) embedding gives: varied samples.
   params["embedding"] = params["embedding"] * 0.05
-  return Policy(name, model, tokenizer, load_template(template), params,
+  return Policy(name, model, tokenizer, TEMPLATES[template], params,
                 ref_params=jax.tree.map(jnp.copy, params))
 
 
@@ -71,8 +76,8 @@ def learnable_rewards():
 
 
 def _run(tokenizer, mesh=None):
-  gen = _policy("generator", tokenizer, "rubric_generator_compact", 0, mesh)
-  judge = _policy("judge", tokenizer, "judge_compact", 1, mesh)
+  gen = _policy("generator", tokenizer, "rubric", 0, mesh)
+  judge = _policy("judge", tokenizer, "judge", 1, mesh)
   start = {"generator": gen.params, "judge": judge.params}
   start = jax.tree.map(np.asarray, start)
   events = []
