@@ -261,6 +261,19 @@ class _Run:
     self.writer.close()
 
 
+CONFIG_FILE = "config.json"
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """WORKDIR/config.json: the run's full config (file plus --config. overrides), which the
+  evaluator rebuilds the run's models from. Written after resume accepted the workdir (a refused
+  seed leaves the old file), atomically."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  os.replace(path + ".tmp", path)
+
+
 def run_train(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   """Runs (or resumes) the job; returns the final "done" record, None when preempted."""
   _quiet_orbax()
@@ -268,6 +281,7 @@ def run_train(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   run = _Run(config, workdir, setup)
   try:
     run.resume()
+    write_config(config, workdir)
     if run.meta["stage"] == "done":
       logging.info("%s already finished", workdir)
       return run.finish()

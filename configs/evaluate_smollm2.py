@@ -6,9 +6,10 @@ judges without a rubric). The data is what `python experiments/build_offline_dat
 data/offline --limit 48` writes to data/offline/ifeval_verified (relative to the working
 directory; point elsewhere with `--config.benchmark_specs.ifeval_verified.path=DIR`). All three
 orders run, so the table also gets the position bias (Mixed reuses the Ord-1 / Ord-2
-judgments). The token limits (those of configs/smollm2.py's generator, a judge budget that
-leaves room for the Winner line) and the example cap keep it near ten minutes on a 2-core CPU;
-long prompts (the full templates put judge prompts near 1024 tokens) dominate the time:
+judgments). The compact templates, the token limits and the example cap keep it near fifteen
+minutes on a 2-core CPU (the 6 pairs of a --limit 48 build: 540 s prompted with 3 votes, all
+orders). A 135M model mostly loses the format at this length: expect many parse failures, which
+the table counts as wrong and reports:
 
   python -m arm_jax.evaluate --config configs/evaluate_smollm2.py --workdir runs/eval_smollm2
 
@@ -35,7 +36,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.systems = ("prompted", "direct")
   c.system_specs.prompted.votes = 3
   c.orders = ("mixed", "ord1", "ord2")
+  # The compact templates are the ones written for ~135M models (shorter prompts, same formats).
+  c.templates.rubric = "rubric_generator_compact"
+  c.templates.judge = "judge_compact"
   c.rubric.max_new_tokens = 96
-  c.judge.max_new_tokens = 256
+  c.judge.max_new_tokens = 320
   c.batch_size = 8
   return c

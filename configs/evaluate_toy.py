@@ -8,8 +8,9 @@ on), with the orders needed for the position bias:
   python main.py --config configs/toy.py --workdir runs/toy
   python -m arm_jax.evaluate --config configs/evaluate_toy.py --workdir runs/toy/eval
 
-A run started with overrides needs them again, e.g.
-`--config.trained.overrides="('model.num_layers=2',)"`.
+The run's models are rebuilt from the config.json it wrote into its workdir (its config file
+plus its --config. overrides); `--config.trained.config=FILE` with `trained.overrides` takes a
+config file instead.
 """
 
 import ml_collections
@@ -20,7 +21,7 @@ from arm_jax import config_sections
 def get_config() -> ml_collections.ConfigDict:
   c = config_sections.evaluate_base()
   c.trained.workdir = "runs/toy"
-  c.trained.config = "configs/toy.py"
+  c.trained.config = ""  # "" = runs/toy/config.json
   c.benchmark_specs.held_out = ml_collections.ConfigDict(dict(
       kind="held_out", path="", subset="", max_examples=128))
   c.benchmarks = ("held_out",)

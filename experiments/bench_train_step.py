@@ -24,7 +24,7 @@ printed for the jax variants. Ratios use best times.
 
   python experiments/bench_train_step.py [--batch 8] [--seq_len 512] [--repeats 3]
       [--skip_torch] [--skip_full_logits] [--remat_policy dots_with_no_batch_dims|none|...]
-      [--small]
+      [--scan_layers 1|0] [--small]
 
 --small runs a tiny random Llama (written to a temporary HF directory that both arm_jax and
 transformers load) at batch 4 x 64 tokens unless --batch/--seq_len say otherwise: a smoke test
@@ -66,6 +66,9 @@ def _parse():
                  help="decoder remat policy for the arm_jax variants: the default keeps the "
                       "weight matmuls' outputs and recomputes attention (measured at 8 x 512: "
                       "39 s / 4.9 GB vs 44 s / 13.3 GB with none)")
+  p.add_argument("--scan_layers", type=int, choices=(0, 1), default=1,
+                 help="1: the decoder's layers in one lax.scan (the library default); 0: unrolled, "
+                      "one compiled body per layer")
   p.add_argument("--skip_torch", action="store_true")
   p.add_argument("--skip_full_logits", action="store_true")
   p.add_argument("--small", action="store_true", help="tiny random model: a smoke test")
@@ -174,7 +177,8 @@ def run_jax(variant: str) -> dict:
   from arm_jax.xla_options import jit_training
 
   start = time.perf_counter()
-  model, params = load_pretrained(ARGS.checkpoint, remat_policy=ARGS.remat_policy)
+  model, params = load_pretrained(ARGS.checkpoint, remat_policy=ARGS.remat_policy,
+                                  scan_layers=bool(ARGS.scan_layers))
   cfg = model.config
   tokens, loss_mask = make_tokens(cfg.vocab_size)
   # As a rollout: the completion starts at a fixed column, so the head skips the prompt.
@@ -184,7 +188,7 @@ def run_jax(variant: str) -> dict:
   load_s = time.perf_counter() - start
   rss_loaded = rss_bytes()
   print(f"  {jax.devices()[0].platform} x{len(jax.devices())}, jax {jax.__version__}, remat "
-        f"{cfg.remat_policy}; "
+        f"{cfg.remat_policy}, scan_layers {cfg.scan_layers}; "
         f"loaded in {load_s:.1f}s, rss {rss_loaded / GB:.2f} GB")
   mask_f = seq.loss_mask.astype(jnp.float32)
 
@@ -338,7 +342,7 @@ def run_child(variant: str, checkpoint: str) -> dict | None:
          "--batch", str(ARGS.batch), "--seq_len", str(ARGS.seq_len),
          "--prompt_len", str(ARGS.prompt_len), "--group_size", str(ARGS.group_size),
          "--repeats", str(ARGS.repeats), "--chunk", str(ARGS.chunk),
-         "--threads", str(ARGS.threads)]
+         "--threads", str(ARGS.threads), "--scan_layers", str(ARGS.scan_layers)]
   if ARGS.remat_policy is not None:
     cmd += ["--remat_policy", ARGS.remat_policy]
   print(f"[{variant}] subprocess", flush=True)

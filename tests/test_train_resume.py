@@ -76,6 +76,9 @@ def test_uninterrupted_run_logs_every_stage(reference):
   assert rs[-1] == dict(done, global_step=rs[-1]["global_step"])
   assert set(done) == {"phase", "generator_checksum", "judge_checksum"}
   assert os.path.getsize(os.path.join(workdir, "curves.png")) > 0
+  # config.json rebuilds the run's config (file plus overrides) for the evaluator.
+  from arm_jax.evaluation.systems import load_train_config  # noqa: PLC0415
+  assert load_train_config("", (), workdir).to_dict() == tiny_config().to_dict()
   # A second run of a finished workdir changes nothing and logs "done" once.
   assert run_train(tiny_config(), workdir) == done
   assert trajectory(workdir) == [{k: v for k, v in r.items() if not k.startswith("seconds")}

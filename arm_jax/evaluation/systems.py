@@ -7,7 +7,8 @@ A system spec (config `system_specs.<name>`, selected by name in `systems`) says
 Weights:
   trained: the newest checkpoint of the training run in `trained.workdir` (arm_jax.train), its
     models built from the run's config (`trained.config` plus `trained.overrides`, the
-    `--config.` overrides the run was started with) exactly as the run built them
+    `--config.` overrides the run was started with; with `trained.config` empty, the
+    config.json the run wrote into its workdir) exactly as the run built them
     (arm_jax.train_setup.build; a pretrained run needs its data.path, as training did);
   base: `model.path` (an HF directory or .gguf; "" = the shipped SmolLM2) when set or when there
     is no training run; otherwise the weights the training run started from (the pretrained
@@ -25,6 +26,7 @@ import ast
 import dataclasses
 import importlib.resources
 import importlib.util
+import json
 import logging as py_logging
 import os
 import time
@@ -103,15 +105,36 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
   return out
 
 
-def load_train_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-  """The training run's config: `get_config()` of the file, with the run's overrides."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"trained.config={path!r}: no such config file (the training "
-                            f"config the run was started with, e.g. configs/toy.py)")
-  spec = importlib.util.spec_from_file_location("arm_jax_train_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+def _tuples(value: Any) -> Any:
+  """JSON lists back to the tuples config files use."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def load_train_config(path: str, overrides: Sequence[str] = (),
+                      workdir: str = "") -> ml_collections.ConfigDict:
+  """The training run's config: `get_config()` of the file with the run's overrides, or, with no
+  file, the config.json the run wrote into its workdir (arm_jax.train.write_config), which
+  already holds its overrides."""
+  if not path:
+    saved = os.path.join(workdir, "config.json")
+    if not os.path.isfile(saved):
+      raise FileNotFoundError(
+          f"trained.config is empty and {saved!r} does not exist (runs write it since it was "
+          "added): set trained.config to the training config file the run was started with, "
+          "plus trained.overrides")
+    with open(saved, encoding="utf-8") as f:
+      config = ml_collections.ConfigDict(_tuples(json.load(f)))
+    path = saved
+  else:
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"trained.config={path!r}: no such config file (the training "
+                              f"config the run was started with, e.g. configs/toy.py)")
+    spec = importlib.util.spec_from_file_location("arm_jax_train_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
   for key, value in parse_overrides(overrides).items():
     section, _, name = key.rpartition(".")
     parent = config
@@ -232,7 +255,8 @@ def build_models(config: ml_collections.ConfigDict, specs: Sequence[SystemSpec],
   run_base = None
   if config.trained.workdir:
     if train_config is None:
-      train_config = load_train_config(config.trained.config, tuple(config.trained.overrides))
+      train_config = load_train_config(config.trained.config, tuple(config.trained.overrides),
+                                       config.trained.workdir)
     setup, toy = _train_setup(config, train_config)
     held_out = list(setup.held_out)
     templates = {"generator": _template(t.rubric, "rubric", setup.generator.template),
