@@ -322,7 +322,8 @@ def test_evaluate_smollm2_is_prompted_and_direct_smollm2_on_ifeval_pairs(tmp_pat
       ("rubric", config.templates.rubric, "rubric_generator"),
       ("judge", config.templates.judge, "judge"),
       ("direct", config.templates.direct, "judge_direct"))} == {
-          "rubric": "rubric_generator", "judge": "judge", "direct": "judge_direct"}
+          "rubric": "rubric_generator_compact", "judge": "judge_compact",
+          "direct": "judge_direct"}
   assert config.benchmarks == ("ifeval_verified",)
   assert config.benchmark_specs.ifeval_verified.path == "data/offline/ifeval_verified"
   config.benchmark_specs.ifeval_verified.path = str(tmp_path / "nowhere")

@@ -162,12 +162,17 @@ class _QuietOrbax:
     self._logger.removeFilter(self)
 
 
-def _manager(workdir: str) -> ocp.CheckpointManager:
+def _checkpoint_dir(workdir: str) -> str:
   directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"trained.workdir={workdir!r} has no checkpoint ({directory} is "
                             "missing); train first: python main.py --config configs/<name>.py "
                             f"--workdir {workdir}")
+  return directory
+
+
+def _manager(workdir: str) -> ocp.CheckpointManager:
+  directory = _checkpoint_dir(workdir)
   options = ocp.CheckpointManagerOptions(create=False, read_only=True)
   quiet = _QuietOrbax()
   try:
@@ -254,6 +259,8 @@ def build_models(config: ml_collections.ConfigDict, specs: Sequence[SystemSpec],
   held_out: list[PreferencePair] = []
   run_base = None
   if config.trained.workdir:
+    if "trained" in used:  # a missing run is the first thing to say, before its config
+      _checkpoint_dir(config.trained.workdir)
     if train_config is None:
       train_config = load_train_config(config.trained.config, tuple(config.trained.overrides),
                                        config.trained.workdir)
