@@ -25,14 +25,21 @@ def policy(**fields) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({**_POLICY, **fields})
 
 
-def train_base() -> ml_collections.ConfigDict:
-  """job, seed, a data-parallel mesh over every device, default rules, rewards, logging."""
+def _run_base(job: str) -> ml_collections.ConfigDict:
+  """What every job's config starts with: the job, the seed, a data-parallel mesh over every
+  device and the default sharding rules."""
   c = ml_collections.ConfigDict()
-  c.job = "train"
+  c.job = job
   c.seed = 0
   c.mesh_shape = (-1, 1, 1)
   c.mesh_axes = ("data", "fsdp", "tensor")
   c.rules = ml_collections.FieldReference(None, field_type=tuple)  # None = arm_jax defaults
+  return c
+
+
+def train_base() -> ml_collections.ConfigDict:
+  """job, seed, a data-parallel mesh over every device, default rules, rewards, logging."""
+  c = _run_base("train")
   c.offload_idle_optimizer = True
   c.rewards = ml_collections.ConfigDict(dict(format_reward="binary", format_weight=1.0,
                                              validity_weight=0.0, brevity_weight=0.0))
@@ -81,12 +88,7 @@ def system_specs() -> ml_collections.ConfigDict:
 def evaluate_base() -> ml_collections.ConfigDict:
   """An evaluation config's shared sections, with RUBRIC_ARM.md §4's decoding: greedy rubrics of
   up to 1024 tokens, judgments sampled at temperature 1.0 with up to 4096 tokens."""
-  c = ml_collections.ConfigDict()
-  c.job = "evaluate"
-  c.seed = 0
-  c.mesh_shape = (-1, 1, 1)
-  c.mesh_axes = ("data", "fsdp", "tensor")
-  c.rules = ml_collections.FieldReference(None, field_type=tuple)  # None = arm_jax defaults
+  c = _run_base("evaluate")
   # Base weights: an HF directory or .gguf ("" = the shipped SmolLM2, or the training run's
   # starting weights when trained.workdir is set).
   c.model = ml_collections.ConfigDict(dict(path="", dtype="float32"))
