@@ -1,6 +1,7 @@
 """Jitted batched generation: prefill + `lax.while_loop` decode over a preallocated KV cache.
 
-Everything per token stays on device: sampling (greedy / temperature / top-k / top-p), the
+Prefill and the decode loop are two compilations (prefill gets the training-shaped compiler
+options); everything per token stays on device: sampling (greedy / temperature / top-k / top-p), the
 cache write, per-row stop, and the log-prob of each emitted token under the model's own
 temperature-1 distribution (what GRPO's importance ratio recomputes in training).
 Prompts are left-padded to a length bucket, so only a handful of shapes ever compile.
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from arm_jax import sharding as sharding_lib
+from arm_jax import xla_options
 from arm_jax.models.config import dtype_from_name
 from arm_jax.models.decoder import Decoder, KVCache, out_major_params, unstack_layers
 
@@ -90,9 +92,20 @@ def _token_logprob(logits: jax.Array, token: jax.Array) -> jax.Array:
   return picked - jax.nn.logsumexp(logits, axis=-1)
 
 
-def _generate(model: Decoder, params: Any, ids: jax.Array, mask: jax.Array, key: jax.Array,
-              stop_ids: jax.Array, sp: SamplingParams, pad_id: int, unroll: bool,
-              out_major: bool):
+def _prefill(model: Decoder, params: Any, ids: jax.Array, mask: jax.Array):
+  """The prompt's forward in the model's own layout (scanned, input-major): the training
+  shape, compiled with the training options. Returns the last position's logits, the
+  per-layer keys/values and each row's next position."""
+  b, t = ids.shape
+  positions = jnp.maximum(jnp.cumsum(mask, axis=-1) - 1, 0)
+  logits, (k, v) = model.apply({"params": params}, ids, attention_mask=mask, positions=positions,
+                               return_kv=True, logits_at=jnp.full((b,), t - 1))
+  return logits, k, v, positions[:, -1] + 1
+
+
+def _decode(model: Decoder, params: Any, logits: jax.Array, k: Any, v: Any, mask: jax.Array,
+            next_pos: jax.Array, key: jax.Array, stop_ids: jax.Array, sp: SamplingParams,
+            pad_id: int, unroll: bool, out_major: bool):
   cfg = model.config
   if unroll:
     # Unrolled layers and one cache buffer per layer: no per-step slicing of stacked weights.
@@ -103,11 +116,8 @@ def _generate(model: Decoder, params: Any, ids: jax.Array, mask: jax.Array, key:
     model = model.clone(config=model.config.replace(weights_out_major=True))
     params = out_major_params(params)
   stack = jnp.stack if model.config.scan_layers else tuple  # the cache layout the model reads
-  b, t = ids.shape
+  b, t = mask.shape
   slots = t + sp.max_new_tokens
-  positions = jnp.maximum(jnp.cumsum(mask, axis=-1) - 1, 0)
-  logits, (k, v) = model.apply({"params": params}, ids, attention_mask=mask, positions=positions,
-                               return_kv=True, logits_at=jnp.full((b,), t - 1))
   dt = dtype_from_name(cfg.dtype)
   shape = (b, cfg.num_kv_heads, slots, cfg.head_dim)
 
@@ -121,7 +131,6 @@ def _generate(model: Decoder, params: Any, ids: jax.Array, mask: jax.Array, key:
                   stack([fresh(v[i]) for i in range(n_layers)]),
                   sharding_lib.constrain(jnp.zeros((b, slots), bool).at[:, :t].set(mask),
                                          ("batch", "cache_slots"), model.mesh, model.rules))
-  next_pos = positions[:, -1] + 1
   done = ~mask.any(axis=-1)  # all-padding filler rows never emit
   tokens = jnp.full((b, sp.max_new_tokens), pad_id, jnp.int32)
   logprobs = jnp.zeros((b, sp.max_new_tokens), jnp.float32)
@@ -164,11 +173,18 @@ def bucket_length(n: int, buckets: Sequence[int]) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _jitted_generate(model: Decoder, sp: SamplingParams, pad_id: int, unroll: bool,
-                     out_major: bool):
+def _jitted_prefill(model: Decoder):
+  """Prefill is a training-shaped forward (many rows per weight): XLA:CPU's Eigen GEMM is
+  faster there (see xla_options), while decoding's skinny matmuls keep the defaults."""
+  return xla_options.jit_training(functools.partial(_prefill, model))
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_decode(model: Decoder, sp: SamplingParams, pad_id: int, unroll: bool,
+                   out_major: bool):
   """One jitted loop per (model, settings), shared by every Sampler of an equal model: a
   resumed or repeated run in the same process (tests, notebooks) reuses its compilations."""
-  return jax.jit(functools.partial(_generate, model, sp=sp, pad_id=pad_id, unroll=unroll,
+  return jax.jit(functools.partial(_decode, model, sp=sp, pad_id=pad_id, unroll=unroll,
                                    out_major=out_major))
 
 
@@ -193,7 +209,13 @@ class Sampler:
     self.buckets = tuple(sorted(buckets))
 
   def _fn(self, sp: SamplingParams):
-    return _jitted_generate(self.model, sp, self.pad_id, self.unroll_layers, self.out_major)
+    prefill = _jitted_prefill(self.model)
+    decode = _jitted_decode(self.model, sp, self.pad_id, self.unroll_layers, self.out_major)
+
+    def run(params, ids, mask, key, stop_ids):
+      logits, k, v, next_pos = prefill(params, ids, mask)
+      return decode(params, logits, k, v, mask, next_pos, key, stop_ids)
+    return run
 
   def _batch_multiple(self) -> int:
     mesh = self.model.mesh
