@@ -1,9 +1,9 @@
 """Jitted batched generation: prefill + `lax.while_loop` decode over a preallocated KV cache.
 
 Prefill and the decode loop are two compilations (prefill gets the training-shaped compiler
-options); everything per token stays on device: sampling (greedy / temperature / top-k / top-p), the
-cache write, per-row stop, and the log-prob of each emitted token under the model's own
-temperature-1 distribution (what GRPO's importance ratio recomputes in training).
+options). Everything per token stays on device: sampling (greedy / temperature / top-k /
+top-p), the cache write, per-row stop, and the log-prob of each emitted token under the
+model's own temperature-1 distribution (what GRPO's importance ratio recomputes in training).
 Prompts are left-padded to a length bucket, so only a handful of shapes ever compile.
 """
 
@@ -93,9 +93,9 @@ def _token_logprob(logits: jax.Array, token: jax.Array) -> jax.Array:
 
 
 def _prefill(model: Decoder, params: Any, ids: jax.Array, mask: jax.Array):
-  """The prompt's forward in the model's own layout (scanned, input-major): the training
-  shape, compiled with the training options. Returns the last position's logits, the
-  per-layer keys/values and each row's next position."""
+  """The prompt's forward in the model's own parameter layout (no unrolled or output-major
+  copy): a training-shaped forward, compiled with the training options. Returns the last
+  position's logits, the per-layer keys/values and each row's next position."""
   b, t = ids.shape
   positions = jnp.maximum(jnp.cumsum(mask, axis=-1) - 1, 0)
   logits, (k, v) = model.apply({"params": params}, ids, attention_mask=mask, positions=positions,
