@@ -140,3 +140,18 @@ def test_bf16_params_and_compute(tmp_path):
   # bf16 has 8 mantissa bits: agreement to a few percent of the logit scale, not to 1e-4.
   assert np.abs(ours - ref)[real].max() < 0.05 * np.abs(ref).max()
   assert np.abs(ours - ref)[real].max() > 1e-4  # and it really ran in bf16
+
+
+def test_swiglu_vjp_matches_autodiff_of_the_formula():
+  from arm_jax.models.decoder import swiglu
+
+  def plain(gu):
+    return jax.nn.silu(gu[..., 0, :]) * gu[..., 1, :]
+
+  gu = jnp.asarray(np.random.RandomState(0).randn(3, 5, 2, 7).astype(np.float32) * 6)
+  ct = jnp.asarray(np.random.RandomState(1).randn(3, 5, 7).astype(np.float32))
+  np.testing.assert_allclose(swiglu(gu), plain(gu), rtol=1e-5, atol=1e-6)
+  got = jax.vjp(swiglu, gu)[1](ct)[0]
+  want = jax.vjp(plain, gu)[1](ct)[0]
+  assert got.shape == gu.shape
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
