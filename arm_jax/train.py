@@ -176,8 +176,9 @@ class _Run:
   def sft(self, role: str) -> bool:
     """Warm start of one policy; False when preempted."""
     policy, s = self.policies[role], self.config.warmstart
+    steps = train_setup.sft_steps(s, role)
     start = self.meta["step"]
-    if s.steps <= 0:  # no warm start
+    if steps <= 0:  # no warm start
       self.meta.update(stage=STAGES[STAGES.index(self.meta["stage"]) + 1], step=0)
       return True
 
@@ -191,7 +192,7 @@ class _Run:
     policy.params, _, _ = run_sft(
         policy.model, params, policy.tokenizer, self.setup.sft_examples[role],
         optimizer_config=self.setup.sft_optimizer_config, batch_size=s.batch_size,
-        max_length=s.max_length, steps=s.steps, seed=int(self.config.seed),
+        max_length=s.max_length, steps=steps, seed=int(self.config.seed),
         mesh=policy.model.mesh, rules=policy.model.rules, log_fn=logging.info,
         opt_state=self.sft_opt_state, start_step=start, on_step=on_step)
     if self.preemption.requested:

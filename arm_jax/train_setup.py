@@ -114,13 +114,19 @@ def _warmstart_examples(w: ml_collections.ConfigDict) -> dict[str, list[SFTExamp
   """SFT examples from warmstart.path; none when it is "" (the paper's SFT data is not offline),
   which only a run without warm start (warmstart.steps = 0) can use."""
   sft = train_data.read_sft_jsonl(w.path) if w.path else {role: [] for role in ROLES}
-  if w.steps > 0:
+  if any(sft_steps(w, role) > 0 for role in ROLES):
     missing = [role for role in ROLES if not sft[role]]
     if missing:
       where = f"{w.path!r} has no examples for {missing}" if w.path else "warmstart.path is empty"
       raise ValueError(f"warmstart.steps={w.steps} needs SFT examples for both policies, but "
                        f"{where}; set warmstart.path or warmstart.steps=0")
   return sft
+
+
+def sft_steps(warmstart: ml_collections.ConfigDict, role: str) -> int:
+  """Warm-start steps of one policy: warmstart.<role>_steps when the config has it, else
+  warmstart.steps (0 or less: no warm start for that policy)."""
+  return int(warmstart.get(f"{role}_steps", warmstart.steps))
 
 
 def _pretrained(config: ml_collections.ConfigDict, mesh, rules):
@@ -169,8 +175,9 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
   tc = trainer_config(config)
   per_step = {"judge": tc.judge.prompts_per_step, "generator": tc.generator.prompts_per_step}
   rl_steps = sum(p.steps for p in schedule.plan(len(train), tc.schedule, per_step))
-  sft_cfg = optim.OptimizerConfig(learning_rate=config.warmstart.learning_rate,
-                                  max_grad_norm=config.warmstart.max_grad_norm)
+  w = config.warmstart
+  sft_cfg = optim.OptimizerConfig(learning_rate=w.learning_rate, max_grad_norm=w.max_grad_norm,
+                                  warmup_steps=w.get("warmup_steps", 0))
   return TrainSetup(policies["generator"], policies["judge"], train, held_out, sft, sft_cfg,
                     optim.make_optimizer(sft_cfg), tc,
-                    total_steps=2 * max(config.warmstart.steps, 0) + rl_steps)
+                    total_steps=sum(max(sft_steps(w, r), 0) for r in ROLES) + rl_steps)

@@ -107,7 +107,7 @@ def test_tokenizer_round_trips_every_rendered_text(tokenizer, instances):
   unk = tokenizer.unk_token_id
   end = tokenizer.eos_token_id
   assert len(tokenizer) < 1024 and end_token_id(tokenizer, chat=True) == end
-  budgets = {"rubric": 160, "judge": 256}
+  budgets = {"rubric": 160, "judge": 300}  # every kind; the toy config's word checks fit 256
   cfg = toy.WarmStart(seed=1)
   subset = instances[:300]
   for kind, examples in (("rubric", toy.rubric_examples(subset, cfg)),
@@ -127,15 +127,29 @@ def test_tokenizer_round_trips_every_rendered_text(tokenizer, instances):
 
 
 def test_sft_examples_encode_whole(tokenizer, instances):
-  examples = toy.judge_examples(instances[:64])
+  word_checks = toy.make_instances(64, seed=7, kinds=("include", "avoid", "start"))
+  examples = toy.judge_examples(word_checks)
   _, report = tokenize_sft(tokenizer, examples, max_length=256)
   assert len(report.kept) == 64 and not report.truncated and not report.skipped
 
 
-def _marks(judgment: str, slot: str) -> list[bool]:
+_LINE = re.compile(r"- Criterion (\d+) \[Hard Rule\]: Justification: (.+) \[(A|B|both|none)\]: "
+                   r"(yes|no)$")
+
+
+def _lines(judgment: str, slot: str) -> list[tuple[str, str, bool]]:
+  """(restated criterion, evidence slot, mark) per criterion line of one response's block."""
   block = judgment.split("**Response B:**")[slot == "B"]
-  return [m == "yes" for m in re.findall(r"- Criterion \d+ \[Hard Rule\]: Justification: (\w+)",
-                                         block)]
+  found = [_LINE.match(line) for line in block.splitlines() if line.startswith("- Criterion")]
+  assert all(found), block
+  return [(m.group(2), m.group(3), m.group(4) == "yes") for m in found]
+
+
+def _evidence(criterion: str, response: str) -> bool:
+  """What a line's [A]/[B] points at: the word occurring for "uses" and "does not use" alike."""
+  if m := re.fullmatch(r"The response does not use (\w+)", criterion):
+    criterion = f"The response uses {m.group(1)}"
+  return _reference(_CRITERION_RULES, criterion, response)
 
 
 def test_warm_start_targets_pass_format_checks_and_are_imperfect_at_the_set_rates(instances):
@@ -163,13 +177,23 @@ def test_warm_start_targets_pass_format_checks_and_are_imperfect_at_the_set_rate
     assert judge_format_ok(ex.target, rubric_block)
     verdict = parse_verdict(ex.target)
     criteria = [c.text for c in parse_rubric(rubric_block).criteria]
+    responses = {"A": inst.response_a, "B": inst.response_b}
     truth = {s: [_reference(_CRITERION_RULES, c, r) for c in criteria]
-             for s, r in (("A", inst.response_a), ("B", inst.response_b))}
+             for s, r in responses.items()}
+    seen = {s: [_evidence(c, r) for c in criteria] for s, r in responses.items()}
     is_right = verdict == "AB"[inst.label]
     right += is_right
-    shown = {"A": _marks(ex.target, "A"), "B": _marks(ex.target, "B")}
-    # Right judgments carry the true marks; wrong ones the other response's marks.
-    assert shown == (truth if is_right else {"A": truth["B"], "B": truth["A"]})
+    lines = {s: _lines(ex.target, s) for s in "AB"}
+    for s in "AB":
+      assert [r for r, _, _ in lines[s]] == [c[len("The response "):] for c in criteria]
+    # Right judgments carry the true evidence and marks; wrong ones the other response's.
+    if not is_right:
+      truth, seen = {"A": truth["B"], "B": truth["A"]}, {"A": seen["B"], "B": seen["A"]}
+    where = [{(True, False): "A", (False, True): "B", (True, True): "both",
+              (False, False): "none"}[pair] for pair in zip(seen["A"], seen["B"])]
+    for s in "AB":
+      assert [w for _, w, _ in lines[s]] == where
+      assert [m for _, _, m in lines[s]] == truth[s]
   assert abs(right / n - 0.65) < 0.04
 
 

@@ -23,7 +23,8 @@ TOY = os.path.join(REPO, "configs", "toy.py")
 OVERRIDES = {
     "model.num_layers": 1, "model.hidden_size": 32, "model.num_heads": 2,
     "model.num_kv_heads": 2, "model.intermediate_size": 64,
-    "data.num_instances": 40, "warmstart.steps": 3, "warmstart.batch_size": 8,
+    "data.num_instances": 40, "warmstart.steps": 3, "warmstart.generator_steps": 3,
+    "warmstart.batch_size": 8,
     "schedule.rounds": 1, "schedule.steps_per_phase": 2,
     "judge.group_size": 2, "judge.prompts_per_step": 4, "judge.max_new_tokens": 16,
     "generator.group_size": 2, "generator.prompts_per_step": 4, "generator.max_new_tokens": 12,

@@ -6,7 +6,8 @@ its leading space, each punctuation mark and newline stands alone) and are mappe
 GPT-2 does, so decode(encode(text)) == text exactly and the parsers see the newlines they need.
 The fixed phrases of the rubric and judge formats ("The response", " [Hard Rule]",
 "--- Analysis ---", "Winner: Response A" ...) are single tokens: a rendered judge prompt plus its
-judgment stays near 200 tokens, which is what lets a from-scratch decoder train on two cores.
+judgment stays under 230 tokens for the word checks (under 290 with every kind), which is what lets
+a from-scratch decoder train on two cores.
 
 The chat template is minimal: `<|role|>content<|end|>` per turn, then `<|assistant|>`; `<|end|>`
 is the eos token, so it ends SFT targets (sft.end_token_id finds it) and stops the sampler.
@@ -18,7 +19,7 @@ import functools
 import re
 
 from arm_jax.prompts import render_judge_prompt, render_rubric_prompt
-from arm_jax.toy.warmstart import judgment_text, rubric_text, templates
+from arm_jax.toy.warmstart import WHERE, judgment_text, rubric_text, templates
 from arm_jax.toy.world import KINDS, LEXICON, TOPICS, Constraint, instruction_text
 
 PAD, UNK, END = "<pad>", "<unk>", "<|end|>"
@@ -27,7 +28,8 @@ SPECIAL = (PAD, UNK, END) + tuple(f"<|{r}|>" for r in ROLES)
 PHRASES = ("The response", " The response", " [Hard Rule]", " [Principle]",
            "--- Compliance Check ---", "--- Analysis ---", "--- Final Judgment ---",
            "Identified Gatekeeper Criterion:", "**Response A:**", "**Response B:**", "- Criterion",
-           "Justification:", " Justification:", "Winner: Response A", "Winner: Response B")
+           "Justification:", " Justification:", "Winner: Response A", "Winner: Response B",
+           " [A]", " [B]", " [both]", " [none]")
 MAX_NUMBER = 32  # numbers up to this are single tokens (counts, criterion numbers)
 
 CHAT_TEMPLATE = (
@@ -66,8 +68,8 @@ def _corpus() -> list[str]:
   rubric_template, judge_template = templates()
   texts = [render_rubric_prompt(rubric_template, instruction), rubric,
            render_judge_prompt(judge_template, instruction, rubric, word, word),
-           judgment_text([True, False], [False, True], 0),
-           judgment_text([True, False], [False, True], 1)]
+           judgment_text(constraints, word, word, 0), judgment_text(constraints, word, word, 1)]
+  texts += list(WHERE.values())
   atoms = list(LEXICON) + [str(n) for n in range(MAX_NUMBER + 1)]
   atoms += [chr(c) for c in range(33, 127) if not chr(c).isalnum()]
   return texts + [prefix + a for a in atoms for prefix in ("", " ")] + ["\n", " ", "\t"]

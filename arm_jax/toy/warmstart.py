@@ -4,10 +4,10 @@ They stand in for the paper's API-distilled SFT data, and are imperfect on purpo
 warm-started policies leave room for alternating RL:
   rubrics: with probability `imperfect_rate` a rubric drops one of the instruction's constraints
     or adds a distractor rule the instruction never states (each half the time);
-  judgments: with probability `accuracy` a judgment is right (true per-criterion marks for the
-    rubric shown, the labelled winner); otherwise it is consistently wrong: the two responses'
-    marks are exchanged and the other response wins, the kind of position mix-up a weak judge
-    makes. A judge that reads a faulty rubric faithfully can still be wrong, as in the real task.
+  judgments: with probability `accuracy` a judgment is right (true per-criterion evidence and
+    marks for the rubric shown, the labelled winner); otherwise it is consistently wrong: the two
+    responses' evidence and marks are exchanged and the other response wins, the kind of
+    position mix-up a weak judge makes. A judge that reads a faulty rubric faithfully can still be wrong, as in the real task.
 Texts are built from `Constraint` values, never parsed back, so their correctness is by
 construction; tests check them with arm_jax.parsing.
 """
@@ -23,7 +23,8 @@ import numpy as np
 from arm_jax.parsing import parse_rubric
 from arm_jax.prompts import Template, load_template, render_judge_prompt, render_rubric_prompt
 from arm_jax.rl.sft import SFTExample
-from arm_jax.toy.world import KINDS, LEXICON, MAX_COUNT, MIN_COUNT, Constraint, ToyInstance
+from arm_jax.toy.world import (CONSTRAINT_WORDS, KINDS, MAX_COUNT, MIN_COUNT, Constraint,
+                               ToyInstance)
 
 TAG = "[Hard Rule]"  # every toy criterion is an explicit requirement
 
@@ -57,7 +58,7 @@ def _distractor(instance: ToyInstance, rng: np.random.Generator) -> Constraint:
                                                   if n not in stated])))
   if kind == "include" and rng.random() < 0.5:
     return Constraint(kind, instance.topic)
-  return Constraint(kind, str(rng.choice([w for w in LEXICON if w not in used])))
+  return Constraint(kind, str(rng.choice([w for w in CONSTRAINT_WORDS if w not in used])))
 
 
 def synthetic_rubric(instance: ToyInstance, rng: np.random.Generator,
@@ -85,35 +86,63 @@ def rubric_coverage(instance: ToyInstance, rubric: str) -> tuple[float, float]:
 
 # --- judgments ---------------------------------------------------------------------------------
 
-def judgment_text(marks_a: Sequence[bool], marks_b: Sequence[bool], winner: int) -> str:
-  """A judge output in the §2 format: the first criterion that separates the responses is the
-  gatekeeper, each criterion gets a yes/no line per response, and the final justification
-  counts the yeses before the Winner line."""
-  if len(marks_a) != len(marks_b):
-    raise ValueError(f"{len(marks_a)} marks for A, {len(marks_b)} for B")
-  gate = next((i for i, (a, b) in enumerate(zip(marks_a, marks_b), 1) if a != b), 1)
+# Which responses show a criterion's evidence, written right after the criterion's restated
+# word: the judge decides it at that word, by matching the word against the two responses.
+WHERE = {(False, False): " [none]", (True, False): " [A]", (False, True): " [B]",
+         (True, True): " [both]"}
+
+
+def evidence(criterion: Constraint, words: Sequence[str]) -> bool:
+  """What a criterion line points at in one response: the word occurring (for "uses" and "does
+  not use" alike), the first word being it ("starts with"), the last ("ends with"), or the
+  length rule holding."""
+  if criterion.kind in ("include", "avoid"):
+    return criterion.word in words
+  return criterion.holds(words)
+
+
+def _mark(criterion: Constraint, found: bool) -> bool:
+  return not found if criterion.kind == "avoid" else found
+
+
+def judgment_text(criteria: Sequence[Constraint], response_a: str, response_b: str, winner: int,
+                  swapped: bool = False) -> str:
+  """A judge output in the §2 format for these criteria and responses, naming `winner`.
+
+  Each criterion line's justification restates the criterion, says which responses show its
+  evidence ([A], [B], [both] or [none]) and ends with this response's yes/no: every step is
+  local, which is what lets a small decoder learn to judge. The first criterion that separates
+  the responses is the gatekeeper and the final justification counts the yeses. swapped=True
+  writes the evidence of A for B and of B for A (a position mix-up, with the marks it implies).
+  """
+  words_a, words_b = response_a.split(), response_b.split()
+  found = [(evidence(c, words_a), evidence(c, words_b)) for c in criteria]
+  if swapped:
+    found = [(b, a) for a, b in found]
+  marks = {slot: [_mark(c, f[i]) for c, f in zip(criteria, found)] for i, slot in enumerate("AB")}
+  gate = next((i for i, (a, b) in enumerate(zip(marks["A"], marks["B"]), 1) if a != b), 1)
   lines = ["--- Compliance Check ---", f"Identified Gatekeeper Criterion: Criterion {gate}",
            "--- Analysis ---"]
-  for slot, marks in (("A", marks_a), ("B", marks_b)):
+  for slot in "AB":
     lines.append(f"**Response {slot}:**")
-    lines += [f"- Criterion {i} {TAG}: Justification: {'yes' if m else 'no'}"
-              for i, m in enumerate(marks, 1)]
+    for i, (c, f, m) in enumerate(zip(criteria, found, marks[slot]), 1):
+      restated = c.criterion[len("The response"):]
+      lines.append(f"- Criterion {i} {TAG}: Justification:{restated}{WHERE[f]}: "
+                   f"{'yes' if m else 'no'}")
   lines += ["--- Final Judgment ---",
-            f"Justification: A meets {sum(marks_a)}, B meets {sum(marks_b)}.",
+            f"Justification: A meets {sum(marks['A'])}, B meets {sum(marks['B'])}.",
             f"Winner: Response {'AB'[winner]}"]
   return "\n".join(lines)
 
 
 def synthetic_judgment(instance: ToyInstance, criteria: Sequence[Constraint],
                        rng: np.random.Generator, accuracy: float = 0.65) -> str:
-  """Right with probability `accuracy`; otherwise marks exchanged between A and B and the
+  """Right with probability `accuracy`; otherwise the evidence of A and B exchanged and the
   unpreferred response named the winner."""
-  words_a, words_b = instance.response_a.split(), instance.response_b.split()
-  marks_a = [c.holds(words_a) for c in criteria]
-  marks_b = [c.holds(words_b) for c in criteria]
   if rng.random() < accuracy:
-    return judgment_text(marks_a, marks_b, instance.label)
-  return judgment_text(marks_b, marks_a, 1 - instance.label)
+    return judgment_text(criteria, instance.response_a, instance.response_b, instance.label)
+  return judgment_text(criteria, instance.response_a, instance.response_b, 1 - instance.label,
+                       swapped=True)
 
 
 # --- SFT examples ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The toy preference world: instructions with explicit, checkable constraints and response pairs.
 
 An instruction names a topic and states 2-4 constraints drawn from six kinds (use a word, do not
-use a word, start with a word, end with a word, at most / at least N words). Responses are short
+use a word, start with a word, end with a word, at most / at least N words); the words of word
+constraints come from CONSTRAINT_WORDS. Responses are short
 sequences of lexicon words, and the preferred one satisfies strictly more constraints than the
 other, so the label is ground truth that `satisfied` recomputes from text alone. The topic is
 never a constraint word and never checked: a rubric that turns it into a rule is wrong, which
@@ -34,7 +35,12 @@ yogurt coffee pebble comet breeze red blue green quiet bright gentle brave calm 
 golden silent happy sleepy wild warm cold shiny soft runs jumps sings glows falls grows shines
 sleeps flies swims dances waits
 """.split())
-TOPICS = LEXICON[:24]
+TOPICS = LEXICON[:8]
+# The words that word constraints name (disjoint from the topics; fillers may use any word).
+# A small set on purpose: whether a judge can see that a word occurs in response A rather than
+# B is learned by a from-scratch 2-layer decoder within a few hundred steps for 16 words, and
+# not within a thousand for all of the lexicon (measured; see the toy config).
+CONSTRAINT_WORDS = LEXICON[8:24]
 KINDS = ("include", "avoid", "start", "end", "at_most", "at_least")
 WORD_KINDS = ("include", "avoid", "start", "end")
 MIN_WORDS, MAX_WORDS = 2, 12  # response length range; length constraints fall inside it
@@ -107,7 +113,7 @@ def _sample_constraints(rng: np.random.Generator,
   while True:
     kinds = rng.choice(allowed, size=int(rng.integers(2, min(4, len(allowed)) + 1)),
                        replace=False)
-    words = rng.choice(LEXICON, size=len(kinds), replace=False)
+    words = rng.choice(CONSTRAINT_WORDS, size=len(kinds), replace=False)
     counts = {k: int(rng.integers(MIN_COUNT, MAX_COUNT + 1)) for k in ("at_most", "at_least")}
     if "at_most" in kinds and "at_least" in kinds and counts["at_least"] > counts["at_most"] - 2:
       continue
