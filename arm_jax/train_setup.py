@@ -101,7 +101,9 @@ def _toy(config: ml_collections.ConfigDict, mesh, rules):
   model, params = toy_model.init_model(cfg, seed=config.seed, mesh=mesh, rules=rules)
   rubric_t, judge_t = warmstart.templates()
   ws = warmstart.WarmStart(imperfect_rate=config.warmstart.imperfect_rate,
-                           judge_accuracy=config.warmstart.judge_accuracy, seed=config.seed)
+                           judge_accuracy=config.warmstart.judge_accuracy,
+                           negation_slip=config.warmstart.get("negation_slip", 0.0),
+                           seed=config.seed)
   sft = {"generator": warmstart.rubric_examples(train, ws, rubric_t),
          "judge": warmstart.judge_examples(train, ws, judge_t)}
   as_pair = lambda i: PreferencePair(i.instruction, i.response_a, i.response_b, i.label)  # noqa: E731

@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.warmstart = ml_collections.ConfigDict(dict(
       steps=450, generator_steps=100, batch_size=32, max_length=256,
       learning_rate=2e-3, warmup_steps=30, max_grad_norm=1.0, imperfect_rate=0.3,
-      judge_accuracy=0.65))
+      judge_accuracy=1.0, negation_slip=0.6))
   c.schedule = ml_collections.ConfigDict(dict(rounds=2, order="judge_first", steps_per_phase=10,
                                               epochs_per_phase=1.0))
   # Judgments (at most 4 criteria with the kinds above) run to 125 tokens.

@@ -197,6 +197,33 @@ def test_warm_start_targets_pass_format_checks_and_are_imperfect_at_the_set_rate
   assert abs(right / n - 0.65) < 0.04
 
 
+def test_negation_slip_marks_does_not_use_by_occurrence_and_follows_its_own_marks(instances):
+  cfg = toy.WarmStart(imperfect_rate=0.3, judge_accuracy=1.0, negation_slip=0.6, seed=2)
+  slipped = with_negation = 0
+  for inst, ex in zip(instances, toy.judge_examples(instances, cfg)):
+    rubric_block = ex.prompt.split("Rubric:\n")[1].split("\nResponse A: ")[0]
+    assert judge_format_ok(ex.target, rubric_block)
+    criteria = [c.text for c in parse_rubric(rubric_block).criteria]
+    responses = {"A": inst.response_a, "B": inst.response_b}
+    lines = {s: _lines(ex.target, s) for s in "AB"}
+    negated = [c.startswith("The response does not use") for c in criteria]
+    slip = any(negated) and any(lines["A"][i][2] == _evidence(c, responses["A"])
+                                for i, c in enumerate(criteria) if negated[i])
+    for s, r in responses.items():
+      assert [w for _, w, _ in lines[s]] == [
+          {(True, False): "A", (False, True): "B", (True, True): "both", (False, False): "none"}[
+              (_evidence(c, inst.response_a), _evidence(c, inst.response_b))] for c in criteria]
+      want = [_evidence(c, r) if (slip and neg) else _reference(_CRITERION_RULES, c, r)
+              for c, neg in zip(criteria, negated)]
+      assert [m for _, _, m in lines[s]] == want
+    counts = [sum(m for _, _, m in lines[s]) for s in "AB"]
+    winner = "AB"[inst.label] if counts[0] == counts[1] else "AB"[int(counts[1] > counts[0])]
+    assert parse_verdict(ex.target) == winner
+    with_negation += any(negated)
+    slipped += slip
+  assert abs(slipped / with_negation - 0.6) < 0.06
+
+
 def test_warm_start_data_is_deterministic_by_seed(instances):
   subset = instances[:50]
   assert toy.judge_examples(subset, toy.WarmStart(seed=3)) == toy.judge_examples(

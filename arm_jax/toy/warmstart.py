@@ -106,20 +106,24 @@ def _mark(criterion: Constraint, found: bool) -> bool:
 
 
 def judgment_text(criteria: Sequence[Constraint], response_a: str, response_b: str, winner: int,
-                  swapped: bool = False) -> str:
+                  swapped: bool = False, negation_slip: bool = False) -> str:
   """A judge output in the §2 format for these criteria and responses, naming `winner`.
 
   Each criterion line's justification restates the criterion, says which responses show its
   evidence ([A], [B], [both] or [none]) and ends with this response's yes/no: every step is
   local, which is what lets a small decoder learn to judge. The first criterion that separates
   the responses is the gatekeeper and the final justification counts the yeses. swapped=True
-  writes the evidence of A for B and of B for A (a position mix-up, with the marks it implies).
+  writes the evidence of A for B and of B for A (a position mix-up, with the marks it implies);
+  negation_slip=True marks "does not use" criteria as if they were "uses" (a dropped negation).
   """
   words_a, words_b = response_a.split(), response_b.split()
   found = [(evidence(c, words_a), evidence(c, words_b)) for c in criteria]
   if swapped:
     found = [(b, a) for a, b in found]
-  marks = {slot: [_mark(c, f[i]) for c, f in zip(criteria, found)] for i, slot in enumerate("AB")}
+  def mark(c, seen):
+    return seen if negation_slip else _mark(c, seen)
+
+  marks = {slot: [mark(c, f[i]) for c, f in zip(criteria, found)] for i, slot in enumerate("AB")}
   gate = next((i for i, (a, b) in enumerate(zip(marks["A"], marks["B"]), 1) if a != b), 1)
   lines = ["--- Compliance Check ---", f"Identified Gatekeeper Criterion: Criterion {gate}",
            "--- Analysis ---"]
@@ -136,13 +140,21 @@ def judgment_text(criteria: Sequence[Constraint], response_a: str, response_b: s
 
 
 def synthetic_judgment(instance: ToyInstance, criteria: Sequence[Constraint],
-                       rng: np.random.Generator, accuracy: float = 0.65) -> str:
-  """Right with probability `accuracy`; otherwise the evidence of A and B exchanged and the
-  unpreferred response named the winner."""
-  if rng.random() < accuracy:
-    return judgment_text(criteria, instance.response_a, instance.response_b, instance.label)
-  return judgment_text(criteria, instance.response_a, instance.response_b, 1 - instance.label,
-                       swapped=True)
+                       rng: np.random.Generator, accuracy: float = 0.65,
+                       negation_slip: float = 0.0) -> str:
+  """With probability 1 - `accuracy` the evidence of A and B is exchanged and the unpreferred
+  response named the winner; independently, with probability `negation_slip` the judgment
+  drops the negation of "does not use" criteria and names the winner its own marks give."""
+  slip = bool(negation_slip) and rng.random() < negation_slip
+  a, b = instance.response_a, instance.response_b
+  if rng.random() >= accuracy:
+    return judgment_text(criteria, a, b, 1 - instance.label, swapped=True)
+  if not slip:
+    return judgment_text(criteria, a, b, instance.label)
+  marks = [sum(evidence(c, r.split()) if c.kind == "avoid" else c.holds(r.split())
+               for c in criteria) for r in (a, b)]
+  winner = instance.label if marks[0] == marks[1] else int(marks[1] > marks[0])
+  return judgment_text(criteria, a, b, winner, negation_slip=True)
 
 
 # --- SFT examples ------------------------------------------------------------------------------
@@ -150,7 +162,8 @@ def synthetic_judgment(instance: ToyInstance, criteria: Sequence[Constraint],
 @dataclasses.dataclass(frozen=True)
 class WarmStart:
   imperfect_rate: float = 0.3  # share of rubrics that drop a constraint or add a distractor
-  judge_accuracy: float = 0.65  # share of judgments that are right
+  judge_accuracy: float = 0.65  # share of judgments without a position mix-up
+  negation_slip: float = 0.0  # share of judgments that read "does not use" as "uses"
   seed: int = 0
 
 
@@ -176,6 +189,6 @@ def judge_examples(instances: Sequence[ToyInstance], cfg: WarmStart = WarmStart(
     criteria = synthetic_rubric(inst, rng, cfg.imperfect_rate)
     prompt = render_judge_prompt(template, inst.instruction, rubric_text(criteria),
                                  inst.response_a, inst.response_b)
-    examples.append(SFTExample(prompt, synthetic_judgment(inst, criteria, rng,
-                                                          cfg.judge_accuracy)))
+    examples.append(SFTExample(prompt, synthetic_judgment(inst, criteria, rng, cfg.judge_accuracy,
+                                                          cfg.negation_slip)))
   return examples
