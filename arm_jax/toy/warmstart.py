@@ -4,10 +4,13 @@ They stand in for the paper's API-distilled SFT data, and are imperfect on purpo
 warm-started policies leave room for alternating RL:
   rubrics: with probability `imperfect_rate` a rubric drops one of the instruction's constraints
     or adds a distractor rule the instruction never states (each half the time);
-  judgments: with probability `accuracy` a judgment is right (true per-criterion evidence and
-    marks for the rubric shown, the labelled winner); otherwise it is consistently wrong: the two
+  judgments: with probability 1 - `judge_accuracy` a judgment is consistently wrong: the two
     responses' evidence and marks are exchanged and the other response wins, the kind of
-    position mix-up a weak judge makes. A judge that reads a faulty rubric faithfully can still be wrong, as in the real task.
+    position mix-up a weak judge makes; independently, with probability `negation_slip` it
+    reads "does not use" as "uses" and names the winner its own marks give (the evidence stays
+    right). Otherwise it is right: true per-criterion evidence and marks for the rubric shown,
+    the labelled winner. A judge that reads a faulty rubric faithfully can still be wrong, as
+    in the real task.
 Texts are built from `Constraint` values, never parsed back, so their correctness is by
 construction; tests check them with arm_jax.parsing.
 """
