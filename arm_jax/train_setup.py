@@ -114,7 +114,7 @@ def _toy(config: ml_collections.ConfigDict, mesh, rules):
 
 def _warmstart_examples(w: ml_collections.ConfigDict) -> dict[str, list[SFTExample]]:
   """SFT examples from warmstart.path; none when it is "" (the paper's SFT data is not offline),
-  which only a run without warm start (warmstart.steps = 0) can use."""
+  which only a run without warm start (`sft_steps` 0 for both policies) can use."""
   sft = train_data.read_sft_jsonl(w.path) if w.path else {role: [] for role in ROLES}
   if any(sft_steps(w, role) > 0 for role in ROLES):
     missing = [role for role in ROLES if not sft[role]]

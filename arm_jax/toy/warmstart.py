@@ -104,29 +104,34 @@ def evidence(criterion: Constraint, words: Sequence[str]) -> bool:
   return criterion.holds(words)
 
 
-def _mark(criterion: Constraint, found: bool) -> bool:
-  return not found if criterion.kind == "avoid" else found
+def judgment_marks(criteria: Sequence[Constraint], response_a: str, response_b: str,
+                   swapped: bool = False, negation_slip: bool = False):
+  """(evidence, marks) a judgment writes: evidence[i] = (A shows it, B shows it) for criterion
+  i, marks = {"A": [...], "B": [...]}. swapped=True exchanges A's and B's evidence (a position
+  mix-up, with the marks it implies); negation_slip=True marks "does not use" criteria as if
+  they were "uses" (a dropped negation)."""
+  found = [(evidence(c, response_a.split()), evidence(c, response_b.split())) for c in criteria]
+  if swapped:
+    found = [(b, a) for a, b in found]
+
+  def mark(c: Constraint, seen: bool) -> bool:
+    return not seen if c.kind == "avoid" and not negation_slip else seen
+
+  return found, {slot: [mark(c, f[i]) for c, f in zip(criteria, found)]
+                 for i, slot in enumerate("AB")}
 
 
 def judgment_text(criteria: Sequence[Constraint], response_a: str, response_b: str, winner: int,
                   swapped: bool = False, negation_slip: bool = False) -> str:
-  """A judge output in the §2 format for these criteria and responses, naming `winner`.
+  """A judge output in the §2 format for these criteria and responses, naming `winner`, with
+  the evidence and marks of `judgment_marks`.
 
   Each criterion line's justification restates the criterion, says which responses show its
   evidence ([A], [B], [both] or [none]) and ends with this response's yes/no: every step is
   local, which is what lets a small decoder learn to judge. The first criterion that separates
-  the responses is the gatekeeper and the final justification counts the yeses. swapped=True
-  writes the evidence of A for B and of B for A (a position mix-up, with the marks it implies);
-  negation_slip=True marks "does not use" criteria as if they were "uses" (a dropped negation).
+  the responses is the gatekeeper and the final justification counts the yeses.
   """
-  words_a, words_b = response_a.split(), response_b.split()
-  found = [(evidence(c, words_a), evidence(c, words_b)) for c in criteria]
-  if swapped:
-    found = [(b, a) for a, b in found]
-  def mark(c, seen):
-    return seen if negation_slip else _mark(c, seen)
-
-  marks = {slot: [mark(c, f[i]) for c, f in zip(criteria, found)] for i, slot in enumerate("AB")}
+  found, marks = judgment_marks(criteria, response_a, response_b, swapped, negation_slip)
   gate = next((i for i, (a, b) in enumerate(zip(marks["A"], marks["B"]), 1) if a != b), 1)
   lines = ["--- Compliance Check ---", f"Identified Gatekeeper Criterion: Criterion {gate}",
            "--- Analysis ---"]
@@ -154,9 +159,9 @@ def synthetic_judgment(instance: ToyInstance, criteria: Sequence[Constraint],
     return judgment_text(criteria, a, b, 1 - instance.label, swapped=True)
   if not slip:
     return judgment_text(criteria, a, b, instance.label)
-  marks = [sum(evidence(c, r.split()) if c.kind == "avoid" else c.holds(r.split())
-               for c in criteria) for r in (a, b)]
-  winner = instance.label if marks[0] == marks[1] else int(marks[1] > marks[0])
+  _, marks = judgment_marks(criteria, a, b, negation_slip=True)
+  met = sum(marks["A"]), sum(marks["B"])
+  winner = instance.label if met[0] == met[1] else int(met[1] > met[0])
   return judgment_text(criteria, a, b, winner, negation_slip=True)
 
 

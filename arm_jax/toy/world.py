@@ -2,9 +2,9 @@
 
 An instruction names a topic and states 2-4 constraints drawn from six kinds (use a word, do not
 use a word, start with a word, end with a word, at most / at least N words); the words of word
-constraints come from CONSTRAINT_WORDS. Responses are short
-sequences of lexicon words, and the preferred one satisfies strictly more constraints than the
-other, so the label is ground truth that `satisfied` recomputes from text alone. The topic is
+constraints come from CONSTRAINT_WORDS. Responses are short sequences of lexicon words, and the
+preferred one satisfies strictly more constraints than the other, so the label is ground truth
+that `satisfied` recomputes from text alone. The topic is
 never a constraint word and never checked: a rubric that turns it into a rule is wrong, which
 gives the rubric generator a realistic mistake to unlearn.
 
