@@ -30,7 +30,7 @@ from arm_jax.rl import optim, phases, schedule
 from arm_jax.rl.grpo import GRPOConfig
 from arm_jax.rl.phases import PreferencePair
 from arm_jax.rl.policy import Policy
-from arm_jax.rl.sft import SFTExample
+from arm_jax.rl.sft import SFTConfig, SFTExample
 from arm_jax.rl.trainer import TrainerConfig
 from arm_jax.sampling import SamplingParams
 from arm_jax.tokenizer import load_tokenizer
@@ -49,6 +49,7 @@ class TrainSetup:
   sft_optimizer: Any
   trainer_config: TrainerConfig
   total_steps: int
+  sft_config: SFTConfig = SFTConfig()
 
 
 def _phase(c: ml_collections.ConfigDict) -> phases.PhaseConfig:
@@ -182,4 +183,5 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
                                   warmup_steps=w.get("warmup_steps", 0))
   return TrainSetup(policies["generator"], policies["judge"], train, held_out, sft, sft_cfg,
                     optim.make_optimizer(sft_cfg), tc,
-                    total_steps=sum(max(sft_steps(w, r), 0) for r in ROLES) + rl_steps)
+                    total_steps=sum(max(sft_steps(w, r), 0) for r in ROLES) + rl_steps,
+                    sft_config=SFTConfig(prompt_loss_weight=w.get("prompt_loss_weight", 0.0)))

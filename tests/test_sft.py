@@ -107,6 +107,42 @@ def test_update_gradient_matches_full_logits_reference(tiny, agg, micro_batches)
   assert float(metrics["tokens"]) == float(seq.loss_mask.sum())
 
 
+@pytest.mark.parametrize("agg", AGGREGATIONS)
+def test_prompt_loss_weight_scores_prompt_tokens_after_the_first(tiny, agg):
+  """prompt_loss_weight w: completion tokens weigh 1, prompt tokens w, except each row's first
+  real token (nothing to predict it from); the hand-built reference picks them by position."""
+  model, params, seq, _ = tiny
+  w = 0.25
+  weights = np.asarray(seq.loss_mask, np.float32)
+  for i, row in enumerate(np.asarray(seq.attention)):
+    real = np.flatnonzero(row)
+    prompt = [j for j in real[1:] if not seq.loss_mask[i, j]]
+    weights[i, prompt] = w
+
+  def loss_fn(p):
+    nll = -full_logprobs(model, p, seq)[0] * weights
+    if agg == "token_mean":
+      return nll.sum() / weights.sum()
+    return (nll.sum(1) / weights.sum(1)).mean()
+
+  loss, want = jax.jit(jax.value_and_grad(loss_fn))(params)
+  sgd = optax.sgd(LR)
+  cfg = SFTConfig(loss_aggregation=agg, micro_batches=2, logprob_chunk=4, prompt_loss_weight=w)
+  new, _, metrics = make_sft_update(model, cfg, sgd, donate=False)(params, sgd.init(params), seq)
+  got = jax.tree.map(lambda a, b: (a - b) / LR, params, new)
+  for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    scale = float(np.abs(np.asarray(r)).max())
+    np.testing.assert_allclose(np.asarray(g), np.asarray(r), atol=1e-5 * scale, rtol=0)
+  np.testing.assert_allclose(float(metrics["loss"]), float(loss), rtol=1e-5)
+  # The logged NLL and token count stay the completion's.
+  logp = np.asarray(full_logprobs(model, params, seq)[0])
+  mask = np.asarray(seq.loss_mask)
+  np.testing.assert_allclose(float(metrics["nll_per_token"]), -logp[mask].mean(), rtol=1e-5)
+  assert float(metrics["tokens"]) == mask.sum()
+  with pytest.raises(ValueError, match="prompt_loss_weight"):
+    SFTConfig(prompt_loss_weight=-1.0)
+
+
 def test_run_on_8_device_mesh_matches_one_device_and_learns(tokenizer):
   """Five steps on one repeated batch of 8 (AdamW 1e-2): same losses and params on a
   (2, 2, 2) mesh as on one device, and the loss falls."""

@@ -173,11 +173,30 @@ class SFTConfig:
   loss_aggregation: str = "token_mean"  # see losses.AGGREGATIONS; token_mean is the usual SFT
   micro_batches: int = 1
   logprob_chunk: int = 128
+  # Weight of each prompt token's NLL relative to a completion token's (OpenAI's legacy
+  # fine-tuning `prompt_loss_weight`; TRL's completion_only_loss=False is 1.0). 0 = the usual
+  # completion-only SFT. The logged nll_per_token stays the completion's.
+  prompt_loss_weight: float = 0.0
 
   def __post_init__(self):
     losses.aggregation(self.loss_aggregation)
     if self.micro_batches < 1 or self.logprob_chunk < 1:
       raise ValueError("micro_batches and logprob_chunk must be >= 1")
+    if not self.prompt_loss_weight >= 0.0:
+      raise ValueError(f"prompt_loss_weight={self.prompt_loss_weight} must be >= 0")
+
+
+def loss_weights(batch: SequenceBatch, prompt_loss_weight: float = 0.0) -> jax.Array:
+  """Per-token weights of the SFT loss [n, t]: 1 on completion tokens, `prompt_loss_weight` on
+  prompt tokens after each row's first (nothing precedes the first to predict it from) and from
+  column score_from on (token_logprobs scores no earlier column), 0 on padding."""
+  weights = batch.loss_mask.astype(jnp.float32)
+  if prompt_loss_weight:
+    later = jnp.cumsum(batch.attention, axis=1) > 1
+    later &= (jnp.arange(batch.tokens.shape[1]) >= batch.score_from)[None]
+    prompt = batch.attention & ~batch.loss_mask & later
+    weights = weights + prompt_loss_weight * prompt.astype(jnp.float32)
+  return weights
 
 
 def _split(x: jax.Array, m: int) -> jax.Array:
@@ -189,10 +208,10 @@ def sft_loss(model: Decoder, cfg: SFTConfig, params: Any, batch: SequenceBatch,
              totals: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
   """(NLL sum of these rows under the aggregation, aux); `totals` are the whole batch's."""
   logp, _ = token_logprobs(model, params, batch, chunk=cfg.logprob_chunk, with_entropy=False)
-  mask = batch.loss_mask
-  nll = jnp.where(mask, -logp, 0.0)
-  loss_sum, _ = losses.aggregation(cfg.loss_aggregation)(nll, mask, *totals)
-  return loss_sum, dict(nll=nll.sum(), tokens=mask.sum().astype(jnp.float32))
+  weights = loss_weights(batch, cfg.prompt_loss_weight)
+  loss_sum, _ = losses.aggregation(cfg.loss_aggregation)(-logp * weights, weights, *totals)
+  nll = jnp.where(batch.loss_mask, -logp, 0.0)
+  return loss_sum, dict(nll=nll.sum(), tokens=batch.loss_mask.sum().astype(jnp.float32))
 
 
 def make_sft_update(model: Decoder, cfg: SFTConfig, optimizer: optax.GradientTransformation, *,
@@ -204,8 +223,8 @@ def make_sft_update(model: Decoder, cfg: SFTConfig, optimizer: optax.GradientTra
     n, m = batch.tokens.shape[0], cfg.micro_batches
     if n % m:
       raise ValueError(f"batch of {n} rows does not split into {m} micro-batches")
-    mask = batch.loss_mask
-    totals = (jnp.float32(n), jnp.maximum(mask.sum().astype(jnp.float32), 1.0))
+    mask = loss_weights(batch, cfg.prompt_loss_weight)
+    totals = (jnp.float32(n), jnp.maximum(mask.sum(), 1.0))
     _, denom = aggregate(jnp.zeros(mask.shape, jnp.float32), mask, *totals)
     grad_fn = jax.value_and_grad(lambda p, mb: sft_loss(model, cfg, p, mb, totals), has_aux=True)
 
