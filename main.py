@@ -1,6 +1,8 @@
 """arm_jax entry point: `python main.py --config configs/<name>.py [--workdir DIR]`.
 
-Kept short on purpose: the config names the job and arm_jax.jobs runs it.
+Without --config it runs the embedded default, configs/toy.py: the whole Rubric-ARM method on
+the toy world, minutes on any CPU. Kept short on purpose: the config names the job and
+arm_jax.jobs runs it.
 """
 
 import os
@@ -11,7 +13,7 @@ from ml_collections import config_flags
 
 from arm_jax import jobs
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "toy.py")
 config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "ml_collections config file",
                                 lock_config=True)
 flags.DEFINE_string("workdir", "workdir", "where outputs and checkpoints go")

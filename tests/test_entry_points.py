@@ -16,8 +16,9 @@ def _run(args, cwd):
   return proc.stdout
 
 
-def test_main_runs_default_config_and_writes_generations(tmp_path):
-  out = _run([os.path.join(REPO, "main.py"), "--workdir", str(tmp_path),
+def test_main_runs_generate_config_and_writes_generations(tmp_path):
+  out = _run([os.path.join(REPO, "main.py"), "--config",
+              os.path.join(REPO, "configs", "generate.py"), "--workdir", str(tmp_path),
               "--config.sampling.max_new_tokens=12"], cwd=str(tmp_path))
   records = [json.loads(l) for l in open(tmp_path / "generations.jsonl")]
   assert len(records) == 3

@@ -145,6 +145,17 @@ def _main_cmd(workdir):
           *flags]
 
 
+def test_main_without_config_is_the_toy_run(reference, tmp_path):
+  """The README's main-job command (`python main.py`, no --config) runs configs/toy.py."""
+  _, ref_done = reference
+  flags = [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
+  subprocess.run([sys.executable, os.path.join(REPO, "main.py"), "--workdir", str(tmp_path),
+                  *flags], check=True, stdout=subprocess.DEVNULL, timeout=600)
+  done = records(str(tmp_path))[-1]
+  assert done["generator_checksum"] == ref_done["generator_checksum"]
+  assert done["judge_checksum"] == ref_done["judge_checksum"]
+
+
 @pytest.mark.slow
 def test_sigkill_mid_phase_then_same_command_matches_uninterrupted(reference, tmp_path):
   ref_dir, ref_done = reference

@@ -37,10 +37,11 @@ sleeps flies swims dances waits
 """.split())
 TOPICS = LEXICON[:8]
 # The words that word constraints name (disjoint from the topics; fillers may use any word).
-# A small set on purpose: whether a judge can see that a word occurs in response A rather than
-# B is learned by a from-scratch 2-layer decoder within a few hundred steps for 16 words, and
-# not within a thousand for all of the lexicon (measured; see the toy config).
-CONSTRAINT_WORDS = LEXICON[8:24]
+# A small set on purpose: telling whether a word occurs in response A or in B is what a
+# from-scratch judge learns last, and it learns it sooner the fewer words it must track
+# (measured on the toy judge after 600 warm-start steps: 49% of block-A evidence right with 16
+# words, 57% with 8; chance 25%).
+CONSTRAINT_WORDS = LEXICON[8:16]
 KINDS = ("include", "avoid", "start", "end", "at_most", "at_least")
 WORD_KINDS = ("include", "avoid", "start", "end")
 MIN_WORDS, MAX_WORDS = 2, 12  # response length range; length constraints fall inside it

@@ -1,6 +1,6 @@
-"""Embedded default: the shipped SmolLM2-135M-Instruct answering chat prompts, on any machine.
+"""Generation: the shipped SmolLM2-135M-Instruct answering chat prompts, on any machine.
 
-Runs with `python main.py` (no flags). Swap fields from the command line, e.g.
+`python main.py --config configs/generate.py`. Swap fields from the command line, e.g.
 `--config.sampling.temperature=0.7 --config.model.path=/path/to/hf_dir`.
 """
 
