@@ -90,20 +90,26 @@ def tiny():
   return model, params, seq, reference(params)
 
 
-@pytest.mark.parametrize("agg,micro_batches", [("token_mean", 1), ("token_mean", 2),
-                                               ("seq_mean_token_mean", 2)])
-def test_update_gradient_matches_full_logits_reference(tiny, agg, micro_batches):
-  """SGD step = -LR * gradient; two micro-batches accumulate to the un-split gradient."""
-  model, params, seq, reference = tiny
-  loss, want = reference[agg]
+def _sgd_step_matches(model, cfg, params, seq, loss, want):
+  """One SGD update = -LR * `want` (the reference gradient) and logs `loss`; its metrics."""
   sgd = optax.sgd(LR)
-  cfg = SFTConfig(loss_aggregation=agg, micro_batches=micro_batches, logprob_chunk=4)
   new, _, metrics = make_sft_update(model, cfg, sgd, donate=False)(params, sgd.init(params), seq)
   got = jax.tree.map(lambda a, b: (a - b) / LR, params, new)
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     scale = float(np.abs(np.asarray(w)).max())
     np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-5 * scale, rtol=0)
   np.testing.assert_allclose(float(metrics["loss"]), float(loss), rtol=1e-5)
+  return metrics
+
+
+@pytest.mark.parametrize("agg,micro_batches", [("token_mean", 1), ("token_mean", 2),
+                                               ("seq_mean_token_mean", 2)])
+def test_update_gradient_matches_full_logits_reference(tiny, agg, micro_batches):
+  """SGD step = -LR * gradient; two micro-batches accumulate to the un-split gradient."""
+  model, params, seq, reference = tiny
+  loss, want = reference[agg]
+  cfg = SFTConfig(loss_aggregation=agg, micro_batches=micro_batches, logprob_chunk=4)
+  metrics = _sgd_step_matches(model, cfg, params, seq, loss, want)
   assert float(metrics["tokens"]) == float(seq.loss_mask.sum())
 
 
@@ -126,14 +132,8 @@ def test_prompt_loss_weight_scores_prompt_tokens_after_the_first(tiny, agg):
     return (nll.sum(1) / weights.sum(1)).mean()
 
   loss, want = jax.jit(jax.value_and_grad(loss_fn))(params)
-  sgd = optax.sgd(LR)
   cfg = SFTConfig(loss_aggregation=agg, micro_batches=2, logprob_chunk=4, prompt_loss_weight=w)
-  new, _, metrics = make_sft_update(model, cfg, sgd, donate=False)(params, sgd.init(params), seq)
-  got = jax.tree.map(lambda a, b: (a - b) / LR, params, new)
-  for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-    scale = float(np.abs(np.asarray(r)).max())
-    np.testing.assert_allclose(np.asarray(g), np.asarray(r), atol=1e-5 * scale, rtol=0)
-  np.testing.assert_allclose(float(metrics["loss"]), float(loss), rtol=1e-5)
+  metrics = _sgd_step_matches(model, cfg, params, seq, loss, want)
   # The logged NLL and token count stay the completion's.
   logp = np.asarray(full_logprobs(model, params, seq)[0])
   mask = np.asarray(seq.loss_mask)

@@ -139,18 +139,18 @@ def test_resume_refuses_another_seed(reference, tmp_path):
     run_train(config, ref_dir)
 
 
-def _main_cmd(workdir):
+def _main_cmd(workdir, config=TOY):
+  """main.py on the tiny overrides; config=None leaves out --config (the embedded default)."""
   flags = [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
-  return [sys.executable, os.path.join(REPO, "main.py"), "--config", TOY, "--workdir", workdir,
-          *flags]
+  return [sys.executable, os.path.join(REPO, "main.py"),
+          *(["--config", config] if config else []), "--workdir", workdir, *flags]
 
 
 def test_main_without_config_is_the_toy_run(reference, tmp_path):
   """The README's main-job command (`python main.py`, no --config) runs configs/toy.py."""
   _, ref_done = reference
-  flags = [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
-  subprocess.run([sys.executable, os.path.join(REPO, "main.py"), "--workdir", str(tmp_path),
-                  *flags], check=True, stdout=subprocess.DEVNULL, timeout=600)
+  subprocess.run(_main_cmd(str(tmp_path), config=None), check=True, stdout=subprocess.DEVNULL,
+                 timeout=600)
   done = records(str(tmp_path))[-1]
   assert done["generator_checksum"] == ref_done["generator_checksum"]
   assert done["judge_checksum"] == ref_done["judge_checksum"]
