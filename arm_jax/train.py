@@ -93,7 +93,8 @@ class _Run:
       state["sft_opt"] = self.sft_opt_state
     if self.meta["stage"] == "rl":
       for role, p in self.policies.items():
-        state[f"{role}_opt"] = p.opt_state
+        if p.opt_state is not None:  # None: the warm start just ended, RL has not begun
+          state[f"{role}_opt"] = p.opt_state
         if p.ref_params is not None:
           state[f"{role}_ref"] = p.ref_params
     return state
@@ -122,9 +123,10 @@ class _Run:
       role = meta["stage"].split("_", 1)[1]
       like["sft_opt"] = jax.jit(self.setup.sft_optimizer.init)(self.policies[role].params)
     if meta["stage"] == "rl":
-      self._make_trainer()
+      self._make_trainer()  # fresh optimizer states: kept when the checkpoint has none
       for role, p in self.policies.items():
-        like[f"{role}_opt"] = p.opt_state
+        if f"{role}_opt" in keys:
+          like[f"{role}_opt"] = p.opt_state
         if f"{role}_ref" in keys:
           like[f"{role}_ref"] = p.params
     state = self.ckpt.restore_state(step, like)
@@ -132,7 +134,10 @@ class _Run:
       p.params = state[role]
       if f"{role}_opt" in state:
         p.opt_state = state[f"{role}_opt"]
-      p.ref_params = state.get(f"{role}_ref")
+      if f"{role}_ref" in state:
+        p.ref_params = state[f"{role}_ref"]
+      elif p.ref_params is not None:  # saved before RL began: the reference is the policy now
+        p.ref_params = jax.tree.map(jnp.copy, p.params)
     self.sft_opt_state = state.get("sft_opt")
     if self.trainer is not None and meta["rubric_cache"] is not None:
       self.trainer.rubric_cache = {int(i): text for i, text in meta["rubric_cache"]}

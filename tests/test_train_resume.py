@@ -131,6 +131,32 @@ def test_crash_loses_only_unsaved_steps_and_resumes_exactly(reference, tmp_path,
   assert trajectory(workdir) == trajectory(ref_dir)
 
 
+def test_crash_between_warm_start_and_rl_resumes_exactly(tmp_path, monkeypatch):
+  """The checkpoint written when the warm start ends holds no RL optimizer state and no KL
+  reference yet; a crash before the first RL checkpoint (here in the round-0 evaluation) must
+  resume from it to the uninterrupted result, with fresh optimizer states and the KL reference
+  taken from the warm-started policy, not from the freshly initialised one (beta > 0)."""
+  config = tiny_config()
+  config.generator.beta = config.judge.beta = 0.1
+  ref_dir = str(tmp_path / "reference")
+  ref_done = run_train(config, ref_dir)
+  workdir = str(tmp_path / "run")
+  original = train._Run.evaluate
+
+  def crash(self, round_):
+    if round_ == 0:
+      raise RuntimeError("simulated crash")
+    return original(self, round_)
+
+  monkeypatch.setattr(train._Run, "evaluate", crash)
+  with pytest.raises(RuntimeError, match="simulated crash"):
+    run_train(config, workdir)
+  monkeypatch.undo()
+  assert [r["phase"] for r in records(workdir)][-1] == "sft"
+  assert run_train(config, workdir) == ref_done
+  assert trajectory(workdir) == trajectory(ref_dir)
+
+
 def test_resume_refuses_another_seed(reference, tmp_path):
   ref_dir, _ = reference
   config = tiny_config()
