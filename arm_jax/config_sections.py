@@ -41,6 +41,11 @@ def train_base() -> ml_collections.ConfigDict:
   """job, seed, a data-parallel mesh over every device, default rules, rewards, logging."""
   c = _run_base("train")
   c.offload_idle_optimizer = True
+  # A workdir (or its checkpoints folder) of an earlier run: a fresh run starts both policies
+  # from that run's newest checkpoint (e.g. one warm start, `schedule.rounds=0`, shared by RL
+  # variants that set warmstart.steps=warmstart.generator_steps=0). "" = from scratch / the
+  # model's weights. Ignored when --workdir already holds a checkpoint (resume wins).
+  c.init_from = ""
   c.rewards = ml_collections.ConfigDict(dict(format_reward="binary", format_weight=1.0,
                                              validity_weight=0.0, brevity_weight=0.0))
   c.log = ml_collections.ConfigDict(dict(tensorboard=True))

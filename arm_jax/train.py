@@ -146,6 +146,32 @@ class _Run:
                  meta["stage"], meta["phase"], meta["step"])
     return True
 
+  def initialize_from(self, path: str) -> None:
+    """A fresh run starts both policies from the newest checkpoint of the run in `path` (its
+    workdir or checkpoints folder); optimizer states and position start afresh."""
+    directory = os.path.abspath(path)
+    if os.path.basename(directory) != "checkpoints":
+      directory = os.path.join(directory, "checkpoints")
+    if not os.path.isdir(directory):
+      raise FileNotFoundError(f"init_from={path!r}: no checkpoints folder at {directory}")
+    source = TrainCheckpointer(directory, create=False)
+    try:
+      step = source.latest_step()
+      if step is None:
+        raise FileNotFoundError(f"init_from={path!r}: {directory} holds no finished checkpoint")
+      like = {role: p.params for role, p in self.policies.items()}
+      try:
+        state = source.restore_state(step, like, partial=True)
+      except ValueError as e:
+        raise ValueError(f"init_from={path!r}: checkpoint {step} does not hold this config's "
+                         f"models: {e}") from e
+    finally:
+      source.close()
+    for role, p in self.policies.items():
+      p.params = state[role]
+    self.meta["init_from"] = dict(path=directory, step=step)
+    logging.info("both policies start from %s, checkpoint %d", directory, step)
+
   # ------------------------------------------------------------------------- logging
   def record(self, record: dict) -> None:
     self.writer.write(dict(record, global_step=self.meta["global_step"]))
@@ -286,7 +312,8 @@ def run_train(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   setup = train_setup.build(config)
   run = _Run(config, workdir, setup)
   try:
-    run.resume()
+    if not run.resume() and config.get("init_from"):
+      run.initialize_from(config.init_from)
     write_config(config, workdir)
     if run.meta["stage"] == "done":
       logging.info("%s already finished", workdir)

@@ -25,9 +25,10 @@ def abstract_like(tree: Any) -> Any:
 class TrainCheckpointer:
   """Numbered checkpoints under `directory`; the number is the run's global step."""
 
-  def __init__(self, directory: str, max_to_keep: int = 2):
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                           enable_async_checkpointing=False)
+  def __init__(self, directory: str, max_to_keep: int = 2, create: bool = True):
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
+                                           enable_async_checkpointing=False,
+                                           read_only=not create)
     self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options,
                                           item_names=("state", "meta"))
 
@@ -46,11 +47,12 @@ class TrainCheckpointer:
     return dict(self._manager.restore(step, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore()))["meta"])
 
-  def restore_state(self, step: int, like: Any) -> Any:
-    """The arrays of checkpoint `step`, laid out as `like` (live arrays or abstract ones)."""
+  def restore_state(self, step: int, like: Any, partial: bool = False) -> Any:
+    """The arrays of checkpoint `step`, laid out as `like` (live arrays or abstract ones);
+    partial: `like` may name a subset of the saved entries (e.g. only the params)."""
     target = abstract_like(like)
     return self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target)))["state"]
+        state=ocp.args.StandardRestore(target, strict=not partial)))["state"]
 
   def close(self) -> None:
     self._manager.close()

@@ -1,10 +1,13 @@
 """Toy-config ablations: schedule order and the judge's format reward, over seeds.
 
-Runs `main.py --config configs/toy.py` once per (seed, order, format reward), each in its own
-workdir under --out (a finished workdir is reused: re-running the script resumes or skips), and
-writes --out/ablation.md and ablation.json: per variant the final held-out judge_accuracy
-(mean and each seed), the gain over round 0, and the mean gradient variance of the judge and
-generator phases (steps where it is defined).
+The variants differ only after the warm start, so each seed's warm start runs once
+(`main.py --config configs/toy.py --config.schedule.rounds=0`, workdir --out/warmstart_seed<S>)
+and every variant of that seed starts its RL from it (`--config.init_from`, no warm-start
+steps), which ends bit-identical to a full run of the variant (tests/test_train_resume.py) at a
+third of the cost. Each run has its own workdir under --out; a finished workdir is reused, so
+re-running the script resumes or skips. Writes --out/ablation.md and ablation.json: per variant
+the final held-out judge_accuracy (mean and each seed), the gain over round 0, and the mean
+gradient variance of the judge and generator phases (steps where it is defined).
 
   python experiments/toy_ablation.py [--seeds 0 1 2] [--out experiments/toy_ablation]
       [--override warmstart.steps=100 ...]
@@ -31,7 +34,7 @@ VARIANTS = {
 }
 
 
-def run(workdir: str, seed: int, overrides: dict[str, str]) -> list[dict]:
+def run(workdir: str, seed: int, overrides: dict) -> list[dict]:
   cmd = [sys.executable, os.path.join(REPO, "main.py"), "--config",
          os.path.join(REPO, "configs", "toy.py"), "--workdir", workdir, f"--config.seed={seed}",
          f"--config.data.seed={seed}"]
@@ -65,11 +68,17 @@ def main():
   args = p.parse_args()
   extra = dict(kv.split("=", 1) for kv in args.override)
   results = {}
+  warm_dirs = {}
+  for seed in args.seeds:
+    warm_dirs[seed] = os.path.join(args.out, f"warmstart_seed{seed}")
+    run(warm_dirs[seed], seed, {**extra, "schedule.rounds": 0})
+  from_warm = {"warmstart.steps": 0, "warmstart.generator_steps": 0}
   for name, variant in VARIANTS.items():
     per_seed = []
     for seed in args.seeds:
       workdir = os.path.join(args.out, f"{name}_seed{seed}")
-      per_seed.append(dict(seed=seed, **summarise(run(workdir, seed, {**variant, **extra}))))
+      overrides = {**extra, **variant, **from_warm, "init_from": warm_dirs[seed]}
+      per_seed.append(dict(seed=seed, **summarise(run(workdir, seed, overrides))))
     results[name] = per_seed
   rows = ["| variant | final judge_accuracy (mean) | per seed | gain over round 0 | "
           "grad variance judge | grad variance generator |", "|---|---|---|---|---|---|"]

@@ -16,6 +16,12 @@ def test_parts_are_disjoint_and_cover_everything():
     schedule.split_parts(2, 3, seed=0)
 
 
+def test_zero_rounds_plan_no_phase_and_negative_rounds_are_refused():
+  assert schedule.plan(12, ScheduleConfig(rounds=0), {"judge": 2, "generator": 3}) == []
+  with pytest.raises(ValueError, match="rounds must be >= 0"):
+    ScheduleConfig(rounds=-1)
+
+
 @pytest.mark.parametrize("order,roles", [("judge_first", ["judge", "generator"] * 3),
                                          ("generator_first", ["generator", "judge"] * 3)])
 def test_plan_alternates_in_the_chosen_order(order, roles):

@@ -157,6 +157,36 @@ def test_crash_between_warm_start_and_rl_resumes_exactly(tmp_path, monkeypatch):
   assert trajectory(workdir) == trajectory(ref_dir)
 
 
+def test_rl_from_a_shared_warm_start_matches_the_uninterrupted_run(reference, tmp_path):
+  """schedule.rounds=0 stops after the warm start; a second run that starts from it
+  (init_from, no warm-start steps) trains RL to the uninterrupted run's exact result."""
+  ref_dir, ref_done = reference
+  warm = tiny_config()
+  warm.schedule.rounds = 0
+  warm_dir = str(tmp_path / "warm")
+  run_train(warm, warm_dir)
+  assert [r["phase"] for r in records(warm_dir)] == ["sft"] * 6 + ["eval", "done"]
+
+  rl = tiny_config()
+  rl.init_from = warm_dir
+  rl.warmstart.steps = rl.warmstart.generator_steps = 0
+  rl_dir = str(tmp_path / "rl")
+  assert run_train(rl, rl_dir) == ref_done
+
+  def after_warm_start(workdir):
+    return [{k: v for k, v in r.items() if k != "global_step"} for r in trajectory(workdir)
+            if r["phase"] != "sft"]
+
+  assert after_warm_start(rl_dir) == after_warm_start(ref_dir)
+  # Resume wins over init_from: re-running the finished workdir changes nothing.
+  assert run_train(rl, rl_dir) == ref_done
+
+  missing = tiny_config()
+  missing.init_from = str(tmp_path / "nowhere")
+  with pytest.raises(FileNotFoundError, match="nowhere"):
+    run_train(missing, str(tmp_path / "other"))
+
+
 def test_resume_refuses_another_seed(reference, tmp_path):
   ref_dir, _ = reference
   config = tiny_config()

@@ -1,7 +1,8 @@
 """The alternating schedule as data: which policy trains, on which examples, for how long.
 
 R rounds over R non-overlapping parts of the (seed-shuffled) training pairs; each round is a
-judge phase then a generator phase (or the reverse, the paper's "switch opt" ablation). Every
+judge phase then a generator phase (or the reverse, the paper's "switch opt" ablation). R = 0
+plans no phase: a run that stops after its warm start (whose models others can `init_from`). Every
 batch is a pure function of (phase, step, seed), so a run resumes from (phase index, step)
 without replaying anything.
 """
@@ -28,8 +29,8 @@ class ScheduleConfig:
   def __post_init__(self):
     if self.order not in ORDERS:
       raise ValueError(f"order={self.order!r}; expected one of {sorted(ORDERS)}")
-    if self.rounds < 1:
-      raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+    if self.rounds < 0:
+      raise ValueError(f"rounds must be >= 0 (0 = no RL), got {self.rounds}")
     if self.steps_per_phase <= 0 and self.epochs_per_phase <= 0:
       raise ValueError("set steps_per_phase > 0 or epochs_per_phase > 0")
 
@@ -44,7 +45,9 @@ class Phase:
 
 
 def split_parts(num_examples: int, rounds: int, seed: int) -> list[np.ndarray]:
-  """R disjoint parts covering every example once (sizes differ by at most one)."""
+  """R disjoint parts covering every example once (sizes differ by at most one); none for R=0."""
+  if rounds == 0:
+    return []
   if num_examples < rounds:
     raise ValueError(f"{num_examples} examples cannot fill {rounds} non-overlapping parts")
   order = np.random.default_rng(seed).permutation(num_examples)
