@@ -23,15 +23,23 @@ TOY = os.path.join(REPO, "configs", "toy.py")
 OVERRIDES = {
     "model.num_layers": 1, "model.hidden_size": 32, "model.num_heads": 2,
     "model.num_kv_heads": 2, "model.intermediate_size": 64,
-    "data.num_instances": 40, "warmstart.steps": 3, "warmstart.generator_steps": 3,
-    "warmstart.batch_size": 8,
+    # 40 + 40 warm-start steps at a high rate: enough for the judge to reach a Winner line and
+    # the generator a well-formed rubric now and then, so that GRPO groups disagree and both
+    # phases change the parameters (with 3 steps every reward was 0 and RL moved nothing).
+    "data.num_instances": 40, "warmstart.steps": 40, "warmstart.generator_steps": 40,
+    "warmstart.batch_size": 8, "warmstart.learning_rate": 1e-2, "warmstart.warmup_steps": 2,
     "schedule.rounds": 1, "schedule.steps_per_phase": 2,
-    "judge.group_size": 2, "judge.prompts_per_step": 4, "judge.max_new_tokens": 16,
-    "generator.group_size": 2, "generator.prompts_per_step": 4, "generator.max_new_tokens": 12,
-    "eval.max_pairs": 4, "eval.rubric_max_new_tokens": 12, "eval.judge_max_new_tokens": 16,
+    "judge.group_size": 2, "judge.prompts_per_step": 4, "judge.max_new_tokens": 144,
+    "generator.group_size": 2, "generator.prompts_per_step": 4, "generator.max_new_tokens": 48,
+    "generator.beta": 0.1,  # the generator keeps a KL reference, which resume must restore
+    "eval.max_pairs": 4, "eval.rubric_max_new_tokens": 48, "eval.judge_max_new_tokens": 144,
     "eval.batch_size": 8,
     "checkpoint.every_steps": 1, "log.tensorboard": False,
 }
+
+
+SFT_STEPS = OVERRIDES["warmstart.steps"] + OVERRIDES["warmstart.generator_steps"]  # 80
+# Global steps after the warm start: judge 81-82, generator 83-84.
 
 
 def tiny_config():
@@ -66,7 +74,7 @@ def reference(tmp_path_factory):
 def test_uninterrupted_run_logs_every_stage(reference):
   workdir, done = reference
   rs = records(workdir)
-  assert [r["phase"] for r in rs].count("sft") == 6
+  assert [r["phase"] for r in rs].count("sft") == SFT_STEPS
   evals = [r for r in rs if r["phase"] == "eval"]
   assert [e["round"] for e in evals] == [0, 1] and all(0 <= e["judge_accuracy"] <= 1
                                                        for e in evals)
@@ -74,6 +82,9 @@ def test_uninterrupted_run_logs_every_stage(reference):
     if r["phase"] in ("judge", "generator"):
       assert {"round", "step", "reward_mean", "accuracy", "format_rate", "kl",
               "grad_variance"} <= set(r)
+  # RL moved both policies, so the checksums below compare trained parameters.
+  for phase in ("judge", "generator"):
+    assert max(r["grad_norm"] for r in rs if r["phase"] == phase) > 0
   assert rs[-1] == dict(done, global_step=rs[-1]["global_step"])
   assert set(done) == {"phase", "generator_checksum", "judge_checksum"}
   assert os.path.getsize(os.path.join(workdir, "curves.png")) > 0
@@ -101,8 +112,8 @@ def _interrupt_at(monkeypatch, global_step, action):
 def test_sigterm_mid_phase_saves_exits_and_resumes_exactly(reference, tmp_path, monkeypatch):
   ref_dir, ref_done = reference
   workdir = str(tmp_path)
-  # Step 8 = the second judge step (6 SFT steps, then judge steps 7-8): mid RL phase.
-  _interrupt_at(monkeypatch, 7, lambda: os.kill(os.getpid(), signal.SIGTERM))
+  # After the first judge step (SFT_STEPS + 1) and before the second: mid RL phase.
+  _interrupt_at(monkeypatch, SFT_STEPS + 1, lambda: os.kill(os.getpid(), signal.SIGTERM))
   assert run_train(tiny_config(), workdir) is None
   assert [r["phase"] for r in records(workdir)][-1] == "judge"
   monkeypatch.undo()
@@ -118,12 +129,12 @@ def test_crash_loses_only_unsaved_steps_and_resumes_exactly(reference, tmp_path,
   def crash():
     raise RuntimeError("simulated crash")
 
-  # Mid SFT of the judge (step 5), then mid generator phase (step 10) on the resumed run.
-  _interrupt_at(monkeypatch, 5, crash)
+  # Mid SFT of the judge, then at the last generator step on the resumed run.
+  _interrupt_at(monkeypatch, SFT_STEPS - 20, crash)
   with pytest.raises(RuntimeError, match="simulated crash"):
     run_train(tiny_config(), workdir)
   monkeypatch.undo()
-  _interrupt_at(monkeypatch, 10, crash)
+  _interrupt_at(monkeypatch, SFT_STEPS + 4, crash)
   with pytest.raises(RuntimeError, match="simulated crash"):
     run_train(tiny_config(), workdir)
   monkeypatch.undo()
@@ -131,15 +142,14 @@ def test_crash_loses_only_unsaved_steps_and_resumes_exactly(reference, tmp_path,
   assert trajectory(workdir) == trajectory(ref_dir)
 
 
-def test_crash_between_warm_start_and_rl_resumes_exactly(tmp_path, monkeypatch):
+def test_crash_between_warm_start_and_rl_resumes_exactly(reference, tmp_path, monkeypatch):
   """The checkpoint written when the warm start ends holds no RL optimizer state and no KL
   reference yet; a crash before the first RL checkpoint (here in the round-0 evaluation) must
   resume from it to the uninterrupted result, with fresh optimizer states and the KL reference
-  taken from the warm-started policy, not from the freshly initialised one (beta > 0)."""
+  taken from the warm-started policy, not from the freshly initialised one (the generator's
+  beta > 0)."""
+  ref_dir, ref_done = reference
   config = tiny_config()
-  config.generator.beta = config.judge.beta = 0.1
-  ref_dir = str(tmp_path / "reference")
-  ref_done = run_train(config, ref_dir)
   workdir = str(tmp_path / "run")
   original = train._Run.evaluate
 
@@ -165,7 +175,10 @@ def test_rl_from_a_shared_warm_start_matches_the_uninterrupted_run(reference, tm
   warm.schedule.rounds = 0
   warm_dir = str(tmp_path / "warm")
   run_train(warm, warm_dir)
-  assert [r["phase"] for r in records(warm_dir)] == ["sft"] * 6 + ["eval", "done"]
+  assert [r["phase"] for r in records(warm_dir)] == ["sft"] * SFT_STEPS + ["eval", "done"]
+  warm_done = records(warm_dir)[-1]
+  assert all(warm_done[f"{role}_checksum"] != ref_done[f"{role}_checksum"]
+             for role in ("generator", "judge"))  # RL changed both policies
 
   rl = tiny_config()
   rl.init_from = warm_dir
