@@ -102,13 +102,18 @@ def _verdict_codes(verdicts: Sequence[Optional[str]]) -> np.ndarray:
 
 def judge_rewards(texts: Sequence[str], rubrics: Sequence[RubricLike], labels: Sequence[Label],
                   **options) -> dict[str, np.ndarray]:
-  """`judge_reward` over a batch (options as there): float32 accuracy, format and total, and
-  int8 verdict codes (0 = A, 1 = B, -1 = none)."""
+  """`judge_reward` over a batch (options as there): float32 accuracy, format and total, float32
+  format_ok (1 = the full judge format, `judge_format_ok`, whatever format_reward pays: the
+  format rate the logs report, also when the ablation turns the format reward off), and int8
+  verdict codes (0 = A, 1 = B, -1 = none)."""
   _check_lengths(texts=texts, rubrics=rubrics, labels=labels)
+  rubrics = [as_rubric(r) for r in rubrics]
   rewards = [judge_reward(t, r, y, **options) for t, r, y in zip(texts, rubrics, labels)]
   arrays = {k: np.array([getattr(r, k) for r in rewards], np.float32)
             for k in ("accuracy", "format", "total")}
-  return {**arrays, "verdict": _verdict_codes([r.verdict for r in rewards])}
+  format_ok = np.array([judge_format_ok(t, r) for t, r in zip(texts, rubrics)], np.float32)
+  return {**arrays, "format_ok": format_ok,
+          "verdict": _verdict_codes([r.verdict for r in rewards])}
 
 
 def generator_rewards(judge_texts: Sequence[str], labels: Sequence[Label], *,

@@ -96,8 +96,21 @@ def test_judge_rewards_batch():
   np.testing.assert_allclose(out["format"], [1, 1, 0, 10 / 11, 10 / 11], rtol=1e-6)
   np.testing.assert_allclose(out["total"], [2, 2, 0, 10 / 11, 10 / 11], rtol=1e-6)
   np.testing.assert_array_equal(out["verdict"], [0, 1, -1, -1, -1])
+  np.testing.assert_array_equal(out["format_ok"], [1, 1, 0, 0, 0])
   assert {k: v.dtype for k, v in out.items()} == {
-      "accuracy": np.float32, "format": np.float32, "total": np.float32, "verdict": np.int8}
+      "accuracy": np.float32, "format": np.float32, "total": np.float32,
+      "format_ok": np.float32, "verdict": np.int8}
+
+
+def test_format_ok_is_reported_when_the_format_reward_is_off():
+  """The no-format-reward ablation pays nothing for format but still logs the format rate."""
+  texts = [PERFECT, ONE_LINE_SHORT, NO_WINNER]
+  off = judge_rewards(texts, [RUBRIC] * 3, ["A"] * 3, format_reward="none")
+  np.testing.assert_array_equal(off["format"], [0, 0, 0])
+  np.testing.assert_array_equal(off["total"], [1, 1, 0])
+  np.testing.assert_array_equal(off["format_ok"], [1, 0, 0])
+  binary = judge_rewards(texts, [RUBRIC] * 3, ["A"] * 3, format_reward="binary")
+  np.testing.assert_array_equal(binary["format_ok"], binary["format"])
 
 
 def test_generator_rewards_batch():

@@ -114,7 +114,7 @@ def judge_step(judge: Policy, cfg: PhaseConfig, update: Callable, pairs: Sequenc
   t2 = time.perf_counter()
   metrics = train_on_rollout(judge, cfg, update, prompts, out, r["total"])
   t3 = time.perf_counter()
-  metrics.update(accuracy=float(r["accuracy"].mean()), format_rate=float(r["format"].mean()),
+  metrics.update(accuracy=float(r["accuracy"].mean()), format_rate=float(r["format_ok"].mean()),
                  verdict_rate=float((r["verdict"] >= 0).mean()),
                  **_lengths(out, cfg.sampling.max_new_tokens),
                  seconds_generation=t1 - t0, seconds_reward=t2 - t1, seconds_update=t3 - t2)
