@@ -1,9 +1,10 @@
 """The training job resumes exactly: interrupted runs end bit-identical to an uninterrupted one.
 
-A tiny toy config (seconds per run), data-parallel over the suite's 8 host devices. The default
-tier interrupts in-process with a SIGTERM delivered mid-phase; the slow tier adds two crashes
-that lose everything after the last checkpoint, and kills a real `main.py` process with SIGKILL
-mid-phase before re-running the same command.
+A tiny toy config (about a minute per run), data-parallel over the suite's 8 host devices. The
+default tier interrupts in-process with a SIGTERM delivered mid-phase and with a crash between
+the warm start and RL; the slow tier adds two crashes that lose everything after the last
+checkpoint, RL started from a shared warm start (init_from), and kills a real `main.py` process
+with SIGKILL mid-phase before re-running the same command.
 """
 
 import json
@@ -167,6 +168,7 @@ def test_crash_between_warm_start_and_rl_resumes_exactly(reference, tmp_path, mo
   assert trajectory(workdir) == trajectory(ref_dir)
 
 
+@pytest.mark.slow  # two more tiny runs; the default tier is near its 15-minute budget on CI
 def test_rl_from_a_shared_warm_start_matches_the_uninterrupted_run(reference, tmp_path):
   """schedule.rounds=0 stops after the warm start; a second run that starts from it
   (init_from, no warm-start steps) trains RL to the uninterrupted run's exact result."""
