@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Any, Callable, Sequence
@@ -115,14 +116,23 @@ def param_shardings(model: Decoder, mesh: Mesh, rules, *, strict: bool = False) 
   return nn.unbox(sharding_lib.tree_shardings(abstract_params(model), mesh, rules, strict=strict))
 
 
-def init_params(model: Decoder, rng: jax.Array, mesh: Mesh | None = None, rules=None) -> Any:
-  """Random init, created directly in its shardings when a mesh is given."""
+@functools.lru_cache(maxsize=32)
+def _jitted_init(model: Decoder, mesh: Mesh | None, rules: tuple | None):
+  """One compiled init per (model, mesh, rules): every policy of an equal model (the toy's
+  rubric generator and judge, the tests' runs) reuses it; rngs differ, programs do not."""
   dummy = jnp.zeros((1, 1), jnp.int32)
   init = lambda r: nn.unbox(model.init(r, dummy)["params"])  # noqa: E731
   if mesh is None:
-    return jax.jit(init)(rng)
+    return jax.jit(init)
   shardings = param_shardings(model, mesh, rules or sharding_lib.DEFAULT_RULES)
-  return jax.jit(init, out_shardings=shardings)(rng)
+  return jax.jit(init, out_shardings=shardings)
+
+
+def init_params(model: Decoder, rng: jax.Array, mesh: Mesh | None = None, rules=None) -> Any:
+  """Random init, created directly in its shardings when a mesh is given."""
+  frozen = None if rules is None else tuple((name, tuple(axis) if isinstance(axis, list) else axis)
+                                            for name, axis in rules)
+  return _jitted_init(model, mesh, frozen)(rng)
 
 
 def _tree_get(tree: dict, path: Sequence[str]):
