@@ -1,9 +1,10 @@
 """The training job resumes exactly: interrupted runs end bit-identical to an uninterrupted one.
 
 A tiny toy config (about a minute per run), data-parallel over the suite's 8 host devices. The
-default tier interrupts in-process with a SIGTERM delivered mid-phase and with a crash between
-the warm start and RL; the slow tier adds two crashes that lose everything after the last
-checkpoint, RL started from a shared warm start (init_from), and kills a real `main.py` process
+default tier interrupts in-process with a SIGTERM delivered mid-phase and checks that `python
+main.py` without --config builds and runs the toy config; the slow tier adds a crash between the
+warm start and RL, two crashes that lose everything after the last checkpoint, RL started from
+a shared warm start (init_from), the whole README command, and kills a real `main.py` process
 with SIGKILL mid-phase before re-running the same command.
 """
 
@@ -16,7 +17,7 @@ import time
 
 import pytest
 
-from arm_jax import train
+from arm_jax import train, train_setup
 from arm_jax.train import run_train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,6 +144,7 @@ def test_crash_loses_only_unsaved_steps_and_resumes_exactly(reference, tmp_path,
   assert trajectory(workdir) == trajectory(ref_dir)
 
 
+@pytest.mark.slow  # the default tier resumes mid-phase (SIGTERM); this adds the SFT -> RL window
 def test_crash_between_warm_start_and_rl_resumes_exactly(reference, tmp_path, monkeypatch):
   """The checkpoint written when the warm start ends holds no RL optimizer state and no KL
   reference yet; a crash before the first RL checkpoint (here in the round-0 evaluation) must
@@ -210,15 +212,38 @@ def test_resume_refuses_another_seed(reference, tmp_path):
     run_train(config, ref_dir)
 
 
-def _main_cmd(workdir, config=TOY):
+def _main_cmd(workdir, config=TOY, overrides=None):
   """main.py on the tiny overrides; config=None leaves out --config (the embedded default)."""
-  flags = [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
+  flags = [f"--config.{k}={v}" for k, v in (overrides or OVERRIDES).items()]
   return [sys.executable, os.path.join(REPO, "main.py"),
           *(["--config", config] if config else []), "--workdir", workdir, *flags]
 
 
+def test_main_without_config_builds_and_runs_the_toy_config(tmp_path):
+  """The README's main-job command (`python main.py`, no --config) runs configs/toy.py: the
+  config it records is the toy config with the overrides, and its policies are the ones that
+  config builds (warm start and RL switched off to keep the default tier short; the slow tier
+  runs the whole command)."""
+  quick = dict(OVERRIDES, **{"warmstart.steps": 0, "warmstart.generator_steps": 0,
+                             "schedule.rounds": 0})
+  subprocess.run(_main_cmd(str(tmp_path), config=None, overrides=quick), check=True,
+                 stdout=subprocess.DEVNULL, timeout=600)
+  config = tiny_config()
+  for dotted, value in quick.items():
+    section, name = dotted.split(".")
+    config[section][name] = value
+  from arm_jax.evaluation.systems import load_train_config  # noqa: PLC0415
+  assert load_train_config("", (), str(tmp_path)).to_dict() == config.to_dict()
+  setup = train_setup.build(config)
+  rs = records(str(tmp_path))
+  assert [r["phase"] for r in rs] == ["eval", "done"]
+  assert rs[-1]["generator_checksum"] == train.params_checksum(setup.generator.params)
+  assert rs[-1]["judge_checksum"] == train.params_checksum(setup.judge.params)
+
+
+@pytest.mark.slow  # the default tier checks the same command without warm start and RL
 def test_main_without_config_is_the_toy_run(reference, tmp_path):
-  """The README's main-job command (`python main.py`, no --config) runs configs/toy.py."""
+  """The whole README main-job command on the tiny overrides ends as the in-process run."""
   _, ref_done = reference
   subprocess.run(_main_cmd(str(tmp_path), config=None), check=True, stdout=subprocess.DEVNULL,
                  timeout=600)
