@@ -44,13 +44,13 @@ SFT_STEPS = OVERRIDES["warmstart.steps"] + OVERRIDES["warmstart.generator_steps"
 # Global steps after the warm start: judge 81-82, generator 83-84.
 
 
-def tiny_config():
+def tiny_config(overrides=None):
   import importlib.util  # noqa: PLC0415
   spec = importlib.util.spec_from_file_location("toy_config", TOY)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config()
-  for dotted, value in OVERRIDES.items():
+  for dotted, value in (overrides or OVERRIDES).items():
     section, name = dotted.split(".")
     config[section][name] = value
   return config
@@ -228,10 +228,7 @@ def test_main_without_config_builds_and_runs_the_toy_config(tmp_path):
                              "schedule.rounds": 0})
   subprocess.run(_main_cmd(str(tmp_path), config=None, overrides=quick), check=True,
                  stdout=subprocess.DEVNULL, timeout=600)
-  config = tiny_config()
-  for dotted, value in quick.items():
-    section, name = dotted.split(".")
-    config[section][name] = value
+  config = tiny_config(quick)
   from arm_jax.evaluation.systems import load_train_config  # noqa: PLC0415
   assert load_train_config("", (), str(tmp_path)).to_dict() == config.to_dict()
   setup = train_setup.build(config)
