@@ -156,3 +156,29 @@ def test_sampler_accepts_a_model_loaded_unscanned(tmp_path):
     b = Sampler(umodel, stop_ids=[STOP_ID], unroll_layers=unroll)(uparams, PROMPTS, sp,
                                                                   jax.random.key(0))
     np.testing.assert_array_equal(a.tokens, b.tokens)
+
+
+def test_kept_decode_params_follow_the_params_passed(tmp_path):
+  """The decode-layout copy is reused only for the very params it was made from: after an
+  update (new arrays) the sampler decodes the new weights, as a fresh sampler does."""
+  make_hf_model(tmp_path, "llama", vocab_size=64)
+  model, params = load_pretrained(str(tmp_path))
+  sp = SamplingParams(12, temperature=1.0)
+  sampler = Sampler(model, stop_ids=[STOP_ID], out_major=True)
+  a1 = sampler(params, PROMPTS, sp, jax.random.key(3))
+  kept = sampler.decode_params(params)
+  assert sampler.decode_params(params) is kept  # unchanged params: no second conversion
+  # An "update": every weight scaled, as new arrays (the old ones stay alive, unchanged).
+  updated = jax.tree.map(lambda x: x * 1.5, params)
+  b = sampler(updated, PROMPTS, sp, jax.random.key(3))
+  assert sampler.decode_params(updated) is not kept
+  fresh = Sampler(model, stop_ids=[STOP_ID], out_major=True, keep_decode_params=False)
+  ref_b = fresh(updated, PROMPTS, sp, jax.random.key(3))
+  np.testing.assert_array_equal(b.tokens, ref_b.tokens)
+  np.testing.assert_allclose(b.logprobs, ref_b.logprobs, atol=1e-6)
+  assert not np.allclose(a1.logprobs, b.logprobs)  # the update changed what is decoded
+  # Back to the first params: the same tokens and log-probs as the first call.
+  a2 = sampler(params, PROMPTS, sp, jax.random.key(3))
+  np.testing.assert_array_equal(a1.tokens, a2.tokens)
+  np.testing.assert_allclose(a1.logprobs, a2.logprobs, atol=1e-6)
+  assert fresh._kept is None
