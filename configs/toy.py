@@ -55,7 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
   # from large rollout batches only: 8 prompts x 4 judgments a step (lr 3e-4, 2 x 15 steps)
   # left the warm start's negation slip in place and moved held-out accuracy by -1.3 points
   # over three seeds; 32 x 8 (one update per batch, so nothing is clipped; 4 micro-batches for
-  # the variance diagnostic) for 2 x 40 steps moved it by +10.0 / +10.6 / +10.3 at lr 5e-4
+  # the variance diagnostic) for 2 x 40 steps moved it by +9.96 / +10.67 / +10.33 at lr 5e-4
   # (experiments/toy_ablation.py, seeds 0-2) and, on seed 0, by +5.1 at lr 1e-4 (2 x 20
   # steps) and +4.7 at lr 2e-4.
   c.judge = _policy(max_new_tokens=144, learning_rate=5e-4)
