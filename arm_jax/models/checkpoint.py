@@ -130,8 +130,7 @@ def _jitted_init(model: Decoder, mesh: Mesh | None, rules: tuple | None):
 
 def init_params(model: Decoder, rng: jax.Array, mesh: Mesh | None = None, rules=None) -> Any:
   """Random init, created directly in its shardings when a mesh is given."""
-  frozen = None if rules is None else tuple((name, tuple(axis) if isinstance(axis, list) else axis)
-                                            for name, axis in rules)
+  frozen = None if rules is None else sharding_lib.rules_from_config(rules)  # hashable
   return _jitted_init(model, mesh, frozen)(rng)
 
 
