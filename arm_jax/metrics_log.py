@@ -239,6 +239,9 @@ class MetricsWriter:
 # Plots.
 
 
+_READING = ("rubric_exact", "judge_restated", "judge_evidence", "judge_marks")
+
+
 def _read_records(metrics_path: str) -> list[dict[str, Any]]:
   with open(metrics_path) as f:
     return [json.loads(line) for line in f if line.strip()]
@@ -264,6 +267,11 @@ def _panels(records: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, tup
   evals = _series([r for r in records if r.get("phase") == "eval"], "judge_accuracy", "round")
   if evals[0]:
     panels.append(("eval judge_accuracy", "round", {"eval": evals}))
+  reading = {key: _series([r for r in records if r.get("phase") == "eval"], key, "round")
+             for key in _READING}
+  reading = {key: xy for key, xy in reading.items() if xy[0]}
+  if reading:  # the toy's step-by-step checks (arm_jax.toy.diagnostics)
+    panels.append(("eval reading", "round", reading))
   return panels
 
 

@@ -194,7 +194,8 @@ class _Run:
         self.setup.held_out, seed=int(self.config.seed),
         rubric_max_new_tokens=e.rubric_max_new_tokens,
         judge_max_new_tokens=e.judge_max_new_tokens, batch_size=e.batch_size)
-    result = evaluate(judge_temperature=e.judge_temperature)
+    result = evaluate(judge_temperature=e.judge_temperature,
+                      diagnose=self.setup.eval_diagnostics)
     if e.judge_temperature > 0:  # the greedy figure too, for comparison
       greedy = evaluate(judge_temperature=0.0)
       result.update(judge_accuracy_greedy=greedy["judge_accuracy"],

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +50,8 @@ class TrainSetup:
   trainer_config: TrainerConfig
   total_steps: int
   sft_config: SFTConfig = SFTConfig()
+  # diagnose(pairs, rubrics, judgments) -> figures for the held-out eval records, or None
+  eval_diagnostics: Optional[Callable[..., dict]] = None
 
 
 def _phase(c: ml_collections.ConfigDict) -> phases.PhaseConfig:
@@ -157,6 +159,15 @@ def _pretrained(config: ml_collections.ConfigDict, mesh, rules):
   return policies, split.train, split.held_out, sft
 
 
+def _diagnostics(config: ml_collections.ConfigDict):
+  """The toy's step-by-step checks of held-out rubrics and judgments, which parse the toy
+  templates' output formats; None for other data or templates."""
+  if config.data.kind != "toy" or config.templates.rubric or config.templates.judge:
+    return None
+  from arm_jax.toy import diagnostics  # pylint: disable=import-outside-toplevel
+  return diagnostics.reading
+
+
 _BUILDERS = {("toy", "toy"): _toy, ("pretrained", "dataset"): _pretrained}
 
 
@@ -184,4 +195,5 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
   return TrainSetup(policies["generator"], policies["judge"], train, held_out, sft, sft_cfg,
                     optim.make_optimizer(sft_cfg), tc,
                     total_steps=sum(max(sft_steps(w, r), 0) for r in ROLES) + rl_steps,
-                    sft_config=SFTConfig(prompt_loss_weight=w.get("prompt_loss_weight", 0.0)))
+                    sft_config=SFTConfig(prompt_loss_weight=w.get("prompt_loss_weight", 0.0)),
+                    eval_diagnostics=_diagnostics(config))

@@ -185,6 +185,7 @@ def test_plot_curves_writes_png(tmp_path):
     records.append({"phase": "generator", "global_step": step, "reward_mean": 0.2,
                     "format_rate": 0.9, "loss": 0.3})
   records += [{"phase": "eval", "round": r, "judge_accuracy": 0.5 + 0.1 * r} for r in range(3)]
+  records[-1].update(rubric_exact=0.9, judge_marks=0.7)  # the toy's reading checks, last round
   metrics = tmp_path / "metrics.jsonl"
   metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
   out = tmp_path / "plots" / "curves.png"
@@ -192,7 +193,9 @@ def test_plot_curves_writes_png(tmp_path):
   assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 1000
   titles = [title for title, _, _ in metrics_log._panels(records)]  # pylint: disable=protected-access
   assert titles == ["reward_mean", "accuracy", "format_rate", "grad_variance", "loss",
-                    "eval judge_accuracy"]
+                    "eval judge_accuracy", "eval reading"]
+  assert metrics_log._panels(records)[-1][2] == {  # pylint: disable=protected-access
+      "rubric_exact": ([2], [0.9]), "judge_marks": ([2], [0.7])}
 
 
 def test_plot_curves_rejects_a_log_without_metrics(tmp_path):

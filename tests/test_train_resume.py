@@ -80,6 +80,12 @@ def test_uninterrupted_run_logs_every_stage(reference):
   evals = [r for r in rs if r["phase"] == "eval"]
   assert [e["round"] for e in evals] == [0, 1] and all(0 <= e["judge_accuracy"] <= 1
                                                        for e in evals)
+  # The toy's step-by-step reading checks (arm_jax.toy.diagnostics) ride on every eval record.
+  for e in evals:
+    shares = {k: v for k, v in e.items() if k.startswith(("rubric_", "judge_marks", "judge_re",
+                                                          "judge_ev"))}
+    assert {"rubric_exact", "judge_restated", "judge_evidence", "judge_marks"} <= set(shares)
+    assert all(0 <= v <= 1 for v in shares.values())
   for r in rs:
     if r["phase"] in ("judge", "generator"):
       assert {"round", "step", "reward_mean", "accuracy", "format_rate", "kl",

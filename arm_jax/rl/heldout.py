@@ -7,7 +7,7 @@ arm_jax.evaluate; this is the cheap number the training curves track after every
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 import numpy as np
@@ -26,11 +26,14 @@ def shown_order(pairs: Sequence[PreferencePair], seed: int) -> list[PreferencePa
 
 def judge_accuracy(generator: Policy, judge: Policy, pairs: Sequence[PreferencePair], *,
                    seed: int, rubric_max_new_tokens: int, judge_max_new_tokens: int,
-                   batch_size: int, judge_temperature: float = 0.0) -> dict[str, float]:
+                   batch_size: int, judge_temperature: float = 0.0,
+                   diagnose: Optional[Callable[[Sequence[PreferencePair], list[str], list[str]],
+                                               dict[str, float]]] = None) -> dict[str, float]:
   """judge_accuracy (unparseable verdicts count as wrong), verdict_rate, pairs.
 
   Rubrics are greedy. The judgment is greedy by default; judge_temperature > 0 samples it
-  (key fixed by seed), measuring the sampled policy that GRPO trains.
+  (key fixed by seed), measuring the sampled policy that GRPO trains. diagnose(pairs as shown,
+  rubrics, judgments) adds its figures to the result (the toy's: arm_jax.toy.diagnostics).
   """
   shown = shown_order(pairs, seed)
   key = jax.random.key(seed)
@@ -38,16 +41,20 @@ def judge_accuracy(generator: Policy, judge: Policy, pairs: Sequence[PreferenceP
                            key, batch_size)
   greedy = (SamplingParams(judge_max_new_tokens, greedy=True) if judge_temperature <= 0 else
             SamplingParams(judge_max_new_tokens, temperature=judge_temperature))
-  correct, parsed = 0, 0
+  correct, parsed, judgments = 0, 0, []
   for start in range(0, len(shown), batch_size):
     chunk = shown[start:start + batch_size]
     prompts = judge.encode([
         render_judge_prompt(judge.template, p.instruction, r, p.response_a, p.response_b)
         for p, r in zip(chunk, rubrics[start:start + batch_size])])
     _, texts = judge.generate(prompts, greedy, jax.random.fold_in(key, start))
+    judgments += texts
     for p, text in zip(chunk, texts):
       verdict = parse_verdict(text)
       parsed += verdict is not None
       correct += verdict is not None and label_index(verdict) == p.label
   n = max(len(shown), 1)
-  return dict(judge_accuracy=correct / n, verdict_rate=parsed / n, pairs=len(shown))
+  result = dict(judge_accuracy=correct / n, verdict_rate=parsed / n, pairs=len(shown))
+  if diagnose is not None:
+    result.update(diagnose(shown, rubrics, judgments))
+  return result

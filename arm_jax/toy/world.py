@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from typing import Sequence
 
 import numpy as np
@@ -89,6 +90,37 @@ def satisfied(constraints: Sequence[Constraint], response: str) -> list[bool]:
 
 def instruction_text(topic: str, constraints: Sequence[Constraint]) -> str:
   return " ".join([f"Write about {topic}."] + [c.instruction for c in constraints])
+
+
+def _parser(formats: dict[str, str]):
+  patterns = [(kind, re.compile("^" + re.escape(f).replace(r"\{w\}", r"(?P<w>[a-z]+)")
+                                .replace(r"\{n\}", r"(?P<n>\d+)") + "$"))
+              for kind, f in formats.items()]
+
+  def parse(text: str) -> Constraint | None:
+    for kind, pattern in patterns:
+      m = pattern.match(text.strip())
+      if m:
+        return Constraint(kind, m.groupdict().get("w") or "", int(m.groupdict().get("n") or 0))
+    return None
+  return parse
+
+
+parse_criterion = _parser(_CRITERION)
+parse_criterion.__doc__ = """The Constraint a rubric criterion's text states ("The response uses
+moon"), or None for text that is no toy criterion: the inverse of Constraint.criterion."""
+_parse_instruction_sentence = _parser(_INSTRUCTION)
+
+
+def parse_instruction(instruction: str) -> tuple[str, tuple[Constraint, ...]]:
+  """(topic, constraints) of an instruction_text: the ground truth a pair's instruction carries,
+  so diagnostics need no ToyInstance. Raises ValueError on text that is not a toy instruction."""
+  sentences = [s + "." for s in instruction.strip().rstrip(".").split(". ")]
+  head = re.fullmatch(r"Write about ([a-z]+)\.", sentences[0])
+  constraints = [_parse_instruction_sentence(s) for s in sentences[1:]]
+  if head is None or any(c is None for c in constraints):
+    raise ValueError(f"not a toy instruction: {instruction!r}")
+  return head.group(1), tuple(constraints)
 
 
 @dataclasses.dataclass(frozen=True)
