@@ -6,8 +6,9 @@ and every variant of that seed starts its RL from it (`--config.init_from`, no w
 steps), which ends bit-identical to a full run of the variant (tests/test_train_resume.py) at a
 third of the cost. Each run has its own workdir under --out; a finished workdir is reused, so
 re-running the script resumes or skips. Writes --out/ablation.md and ablation.json: per variant
-the final held-out judge_accuracy (mean and each seed), the gain over round 0, and the mean
-gradient variance of the judge and generator phases (steps where it is defined).
+the final held-out judge_accuracy (mean and each seed), the gain over round 0, the mean
+gradient variance of the judge and generator phases (steps where it is defined), and the final
+rubric_exact and judge_evidence (arm_jax.toy.diagnostics: does the pair of policies read).
 
   python experiments/toy_ablation.py [--seeds 0 1 2] [--out experiments/toy_ablation]
       [--override warmstart.steps=100 ...]
@@ -56,7 +57,9 @@ def summarise(records: list[dict]) -> dict:
               for phase in ("judge", "generator")}
   return dict(final=evals[-1]["judge_accuracy"], round0=evals[0]["judge_accuracy"],
               grad_variance_judge=grad_var["judge"],
-              grad_variance_generator=grad_var["generator"])
+              grad_variance_generator=grad_var["generator"],
+              rubric_exact=evals[-1].get("rubric_exact"),
+              judge_evidence=evals[-1].get("judge_evidence"))
 
 
 def main():
@@ -81,7 +84,8 @@ def main():
       per_seed.append(dict(seed=seed, **summarise(run(workdir, seed, overrides))))
     results[name] = per_seed
   rows = ["| variant | final judge_accuracy (mean) | per seed | gain over round 0 | "
-          "grad variance judge | grad variance generator |", "|---|---|---|---|---|---|"]
+          "grad variance judge | grad variance generator | rubric_exact | judge_evidence |",
+          "|---|---|---|---|---|---|---|---|"]
   for name, per_seed in results.items():
     finals = [r["final"] for r in per_seed]
     gains = [r["final"] - r["round0"] for r in per_seed]
@@ -89,7 +93,9 @@ def main():
         f"| {name} | {statistics.fmean(finals):.3f} | "
         f"{', '.join(f'{x:.3f}' for x in finals)} | {statistics.fmean(gains):+.3f} | "
         f"{_mean([r['grad_variance_judge'] for r in per_seed]):.3f} | "
-        f"{_mean([r['grad_variance_generator'] for r in per_seed]):.3f} |")
+        f"{_mean([r['grad_variance_generator'] for r in per_seed]):.3f} | "
+        f"{_mean([r['rubric_exact'] for r in per_seed]):.3f} | "
+        f"{_mean([r['judge_evidence'] for r in per_seed]):.3f} |")
   table = "\n".join(rows)
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "ablation.md"), "w") as f:
