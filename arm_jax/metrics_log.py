@@ -264,11 +264,11 @@ def _panels(records: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, tup
     lines = {phase: xy for phase, xy in lines.items() if xy[0]}
     if lines:
       panels.append((key, "global_step", lines))
-  evals = _series([r for r in records if r.get("phase") == "eval"], "judge_accuracy", "round")
+  eval_records = [r for r in records if r.get("phase") == "eval"]
+  evals = _series(eval_records, "judge_accuracy", "round")
   if evals[0]:
     panels.append(("eval judge_accuracy", "round", {"eval": evals}))
-  reading = {key: _series([r for r in records if r.get("phase") == "eval"], key, "round")
-             for key in _READING}
+  reading = {key: _series(eval_records, key, "round") for key in _READING}
   reading = {key: xy for key, xy in reading.items() if xy[0]}
   if reading:  # the toy's step-by-step checks (arm_jax.toy.diagnostics)
     panels.append(("eval reading", "round", reading))

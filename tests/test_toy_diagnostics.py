@@ -81,3 +81,14 @@ def test_swapped_evidence_and_inexact_rubric_and_unreadable_lines():
 def test_misaligned_inputs_are_refused():
   with pytest.raises(ValueError, match="1 pairs, 2 rubrics, 1 judgments"):
     diagnostics.reading([PAIR], [RUBRIC, RUBRIC], ["x"])
+
+
+def test_criterion_lines_out_of_format_count_as_wrong_not_dropped():
+  right = toy.judgment_text([AVOID, INCLUDE], PAIR.response_a, PAIR.response_b, 1)
+  # Response B's first line loses its mark: still one of the 4 lines, wrong in every share.
+  broken = right.replace("- Criterion 1 [Hard Rule]: Justification: does not use silver [A]: yes",
+                         "- Criterion 1 [Hard Rule]: Justification: does not use silver [A]")
+  assert broken != right
+  out = diagnostics.reading([PAIR], [RUBRIC], [broken])
+  assert out == dict(rubric_exact=1.0, judge_restated=0.75, judge_evidence=0.75,
+                     judge_marks=0.75, judge_marks_avoid=1.0, judge_marks_include=1.0)

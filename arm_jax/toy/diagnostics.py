@@ -15,7 +15,8 @@ is in the instruction's text (world.parse_instruction) and every judgment line i
                     criterion the line restates; judge_marks_<kind> per kind ("avoid" shows the
                     warm start's negation slip being unlearned).
 
-Lines that restate no toy criterion count as wrong in every judge_ share. Written into the toy's
+Criterion lines that restate no toy criterion, or that break the toy line format, count as wrong
+in every judge_ share. Written into the toy's
 held-out eval records (arm_jax.rl.heldout's `diagnose` hook).
 """
 
@@ -31,15 +32,23 @@ from arm_jax.toy.warmstart import WHERE, evidence
 from arm_jax.toy.world import parse_criterion, parse_instruction
 
 _BLOCK = re.compile(r"^\*\*Response ([AB]):\*\*$", re.M)
-_LINE = re.compile(r"^- Criterion (\d+) \[Hard Rule\]: Justification: (.*?)"
-                   r"( \[(?:none|A|B|both)\])?: (yes|no)$", re.M)
+_LINE = re.compile(r"- Criterion (\d+) \[Hard Rule\]: Justification: (.*?)"
+                   r"( \[(?:none|A|B|both)\])?: (yes|no)")
 
 
 def _lines(judgment: str):
-  """(slot, criterion number, restated text, evidence tag or None, mark) per criterion line."""
+  """(slot, criterion number, restated text, evidence tag or None, mark) per criterion line; a
+  "- Criterion" line out of the toy format comes as (slot, 0, "", None, None)."""
   blocks = _BLOCK.split(judgment)
   for slot, body in zip(blocks[1::2], blocks[2::2]):
-    for number, restated, where, mark in _LINE.findall(body):
+    for line in body.splitlines():
+      if not line.startswith("- Criterion"):
+        continue
+      m = _LINE.fullmatch(line)
+      if m is None:
+        yield slot, 0, "", None, None
+        continue
+      number, restated, where, mark = m.groups()
       yield slot, int(number), restated, where or None, mark == "yes"
 
 
