@@ -195,6 +195,7 @@ class _Run:
         rubric_max_new_tokens=e.rubric_max_new_tokens,
         judge_max_new_tokens=e.judge_max_new_tokens, batch_size=e.batch_size)
     result = evaluate(judge_temperature=e.judge_temperature,
+                      samples=e.get("samples", 1) if e.judge_temperature > 0 else 1,
                       diagnose=self.setup.eval_diagnostics)
     if e.judge_temperature > 0:  # the greedy figure too, for comparison
       greedy = evaluate(judge_temperature=0.0)

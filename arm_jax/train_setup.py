@@ -191,9 +191,14 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
   rl_steps = sum(p.steps for p in schedule.plan(len(train), tc.schedule, per_step))
   w = config.warmstart
   sft_cfg = optim.OptimizerConfig(learning_rate=w.learning_rate, max_grad_norm=w.max_grad_norm,
-                                  warmup_steps=w.get("warmup_steps", 0))
+                                  warmup_steps=w.get("warmup_steps", 0),
+                                  schedule=w.get("schedule", "constant"))
+  # The SFT optimizer here gives the state's structure (checkpoint templates); run_sft spans a
+  # cosine schedule over each policy's own warm-start steps (total_steps=0).
+  like_cfg = (dataclasses.replace(sft_cfg, total_steps=sft_cfg.warmup_steps + 1)
+              if sft_cfg.schedule == "cosine" else sft_cfg)
   return TrainSetup(policies["generator"], policies["judge"], train, held_out, sft, sft_cfg,
-                    optim.make_optimizer(sft_cfg), tc,
+                    optim.make_optimizer(like_cfg), tc,
                     total_steps=sum(max(sft_steps(w, r), 0) for r in ROLES) + rl_steps,
                     sft_config=SFTConfig(prompt_loss_weight=w.get("prompt_loss_weight", 0.0)),
                     eval_diagnostics=_diagnostics(config))

@@ -9,6 +9,7 @@ with SIGKILL mid-phase before re-running the same command.
 """
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -208,6 +209,33 @@ def test_rl_from_a_shared_warm_start_matches_the_uninterrupted_run(reference, tm
   missing.init_from = str(tmp_path / "nowhere")
   with pytest.raises(FileNotFoundError, match="nowhere"):
     run_train(missing, str(tmp_path / "other"))
+
+
+def test_cosine_warm_start_spans_each_policy_and_resumes_exactly(tmp_path, monkeypatch):
+  """warmstart.schedule="cosine" (the paper's SFT schedule): each policy's learning rate warms
+  up linearly, then decays to 0 over its own warm-start steps (hand formula); a run stopped in
+  the judge's warm start resumes on the same schedule to the uninterrupted run's records."""
+  overrides = dict(OVERRIDES, **{"warmstart.schedule": "cosine", "warmstart.steps": 12,
+                                 "warmstart.generator_steps": 8, "schedule.rounds": 0})
+  peak, warmup = OVERRIDES["warmstart.learning_rate"], OVERRIDES["warmstart.warmup_steps"]
+
+  def expected(step, total):
+    if step < warmup:
+      return peak * step / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+
+  ref_dir = str(tmp_path / "ref")
+  run_train(tiny_config(overrides), ref_dir)
+  sft = [r for r in records(ref_dir) if r["phase"] == "sft"]
+  for role, total in (("generator", 8), ("judge", 12)):
+    got = [r["learning_rate"] for r in sft if r["role"] == role]
+    assert got == pytest.approx([expected(t, total) for t in range(total)], rel=1e-5, abs=1e-9)
+  workdir = str(tmp_path / "run")
+  _interrupt_at(monkeypatch, 8 + 5, lambda: os.kill(os.getpid(), signal.SIGTERM))
+  assert run_train(tiny_config(overrides), workdir) is None
+  monkeypatch.undo()
+  run_train(tiny_config(overrides), workdir)
+  assert trajectory(workdir) == trajectory(ref_dir)
 
 
 def test_resume_refuses_another_seed(reference, tmp_path):
