@@ -165,7 +165,7 @@ def _diagnostics(config: ml_collections.ConfigDict):
   if config.data.kind != "toy" or config.templates.rubric or config.templates.judge:
     return None
   from arm_jax.toy import diagnostics  # pylint: disable=import-outside-toplevel
-  return diagnostics.reading
+  return diagnostics.evaluate
 
 
 _BUILDERS = {("toy", "toy"): _toy, ("pretrained", "dataset"): _pretrained}

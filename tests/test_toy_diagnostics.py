@@ -92,3 +92,45 @@ def test_criterion_lines_out_of_format_count_as_wrong_not_dropped():
   out = diagnostics.reading([PAIR], [RUBRIC], [broken])
   assert out == dict(rubric_exact=1.0, judge_restated=0.75, judge_evidence=0.75,
                      judge_marks=0.75, judge_marks_avoid=1.0, judge_marks_include=1.0)
+
+
+def test_wrong_judgments_are_charged_to_their_first_failing_step():
+  # PAIR: B is preferred (A breaks "do not use silver"); right marks A 0+1, B 1+1.
+  a, b = PAIR.response_a, PAIR.response_b
+  right = toy.judgment_text([AVOID, INCLUDE], a, b, 1)
+  slipped = toy.judgment_text([AVOID, INCLUDE], a, b, 0, negation_slip=True)  # A 2, B 1
+  swapped = toy.judgment_text([AVOID, INCLUDE], a, b, 0, swapped=True)
+  against_counts = toy.judgment_text([AVOID, INCLUDE], a, b, 0)  # A 1, B 2, "Winner: A"
+  miscounted = against_counts.replace("A meets 1, B meets 2.", "A meets 2, B meets 1.")
+  garbled = slipped.replace("uses candle [both]", "likes candle [both]", 1)
+  # Judged faithfully, the rubric without the avoid rule ties (1, 1); a distractor rule that
+  # neither response is asked for does not separate them either.
+  partial = toy.rubric_text([INCLUDE])
+  tie_partial = toy.judgment_text([INCLUDE], a, b, 0)
+  cases = [(RUBRIC, right, None), (RUBRIC, slipped, "marks"), (RUBRIC, swapped, "evidence"),
+           (RUBRIC, against_counts, "verdict"), (RUBRIC, miscounted, "count"),
+           (RUBRIC, garbled, "format"), (partial, tie_partial, "rubric"),
+           (RUBRIC, right.replace("Winner: Response B", "Winner: Response C"), "format")]
+  rubrics, judgments = [c[0] for c in cases], [c[1] for c in cases]
+  for rubric, judgment, cause in cases:
+    out = diagnostics.wrong_by([PAIR], [rubric], [judgment])
+    assert set(out) == {f"wrong_by_{s}" for s in diagnostics.WRONG_BY}
+    assert out == {k: float(k == f"wrong_by_{cause}") for k in out}, (cause, judgment)
+  both = diagnostics.evaluate([PAIR] * len(cases), rubrics, judgments)
+  wrong = sum(v for k, v in both.items() if k.startswith("wrong_by_"))
+  assert wrong == pytest.approx(7 / 8)  # = 1 - accuracy: only `right` names B
+  assert both["wrong_by_format"] == pytest.approx(2 / 8)
+  assert both["rubric_exact"] == pytest.approx(7 / 8)  # reading's shares ride along
+
+
+def test_a_faithful_judgment_of_an_exact_rubric_is_wrong_only_on_a_tie():
+  instances = toy.make_instances(300, seed=7)
+  pairs = [i.pair for i in instances]
+  rubrics = [toy.rubric_text(i.constraints) for i in instances]
+  # Every judgment names A: right where A is preferred; the lines are right, so a wrong one
+  # contradicts its own counts (B meets more), never ties (the preferred meets more).
+  judgments = [toy.judgment_text(i.constraints, i.response_a, i.response_b, 0)
+               for i in instances]
+  out = diagnostics.wrong_by(pairs, rubrics, judgments)
+  assert out["wrong_by_verdict"] == pytest.approx(sum(i.label for i in instances) / 300)
+  assert sum(out.values()) == out["wrong_by_verdict"] > 0.3

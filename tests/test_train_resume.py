@@ -87,6 +87,9 @@ def test_uninterrupted_run_logs_every_stage(reference):
                                                           "judge_ev"))}
     assert {"rubric_exact", "judge_restated", "judge_evidence", "judge_marks"} <= set(shares)
     assert all(0 <= v <= 1 for v in shares.values())
+    # each wrong judgment is charged to one step (arm_jax.toy.diagnostics.wrong_by)
+    wrong = [e[k] for k in e if k.startswith("wrong_by_")]
+    assert len(wrong) == 7 and sum(wrong) == pytest.approx(1 - e["judge_accuracy"])
   for r in rs:
     if r["phase"] in ("judge", "generator"):
       assert {"round", "step", "reward_mean", "accuracy", "format_rate", "kl",
