@@ -225,7 +225,8 @@ class _Run:
     policy.params, _, _ = run_sft(
         policy.model, params, policy.tokenizer, self.setup.sft_examples[role],
         optimizer_config=self.setup.sft_optimizer_config, sft_config=self.setup.sft_config,
-        batch_size=s.batch_size, max_length=s.max_length, steps=steps, seed=int(self.config.seed),
+        batch_size=s.batch_size, max_length=s.max_length, pad_multiple=s.get("pad_multiple", 64),
+        steps=steps, seed=int(self.config.seed),
         mesh=policy.model.mesh, rules=policy.model.rules, log_fn=logging.info,
         opt_state=self.sft_opt_state, start_step=start, on_step=on_step)
     if self.preemption.requested:

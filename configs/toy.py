@@ -35,39 +35,38 @@ def get_config() -> ml_collections.ConfigDict:
   c.templates = ml_collections.ConfigDict(dict(rubric="", judge=""))  # "" = the toy templates
   # steps: the judge's; the rubric (a copy of the instruction's constraints) is learned far
   # sooner than judging, so the generator gets its own generator_steps.
-  # A step takes 0.03-0.07 s on a 2-core AVX-512 machine, 0.12-0.35 s on slower 2-core ones.
-  # negation_slip leaves RL a judge error to fix.
-  # What this warm start does NOT teach is reading (the eval records' rubric_exact,
-  # judge_restated, judge_evidence: arm_jax.toy.diagnostics). On seed 0 no greedy rubric is
-  # exact and 27% of the judge's evidence tags are right (chance 25%), before RL and after it,
-  # while judge_accuracy goes 0.62 -> 0.72: the judge learns the label from the responses'
-  # surface. Measured alternative (seed 0, not yet the default): batch_size 32 and
-  # prompt_loss_weight 0 teach both to read (600 generator steps: rubric_exact 0.99; 800 judge
-  # steps: restated 0.97, evidence 0.90, the avoid marks 18% right as the slip says), but take
-  # 5.3 minutes and 2 x 40 judge steps (lr 5e-4, beta 0.1) moved the sampled judge_accuracy
-  # only 0.694 -> 0.744 (greedy 0.658 -> 0.893). prompt_loss_weight 1 at batch 32: restated
-  # 0.16 after 750 steps; batch 8 (as here): rubric_exact 0 after 1500 generator steps.
+  # The warm start teaches both policies to read (the eval records' rubric_exact,
+  # judge_restated, judge_evidence: arm_jax.toy.diagnostics): batch 32 with
+  # prompt_loss_weight 0 (seed 0: rubric_exact 0.99 after 600 generator steps; evidence 0.86 /
+  # 0.995 greedy after 600 / 900 judge steps). The former default (batch 8, prompt_loss_weight
+  # 1, 1800 + 300 steps) taught neither: no exact rubric, 27% of evidence tags right (chance
+  # 25%), a judge that learned the label from the responses' surface (0.61 -> 0.69). Evidence
+  # appears late and at a seed-dependent step (800 steps: 0.89 in one run, 0.63 in another), so
+  # the judge gets 1100. pad_multiple 16 pads rows (judge rows 160 tokens on average, at most
+  # 224; rubric rows at most 80) less than 64 would: the warm start took 5.7 instead of 7.1
+  # minutes. negation_slip leaves RL a judge error to fix: 80% of judgments read "does not use"
+  # as "uses" and follow their own marks (a tie names Response A).
   # schedule: "constant" (after warmup_steps) or "cosine" (the paper's SFT schedule: warmup,
   # then a decay to 0 over each policy's own warm-start steps).
   c.warmstart = ml_collections.ConfigDict(dict(
-      steps=1800, generator_steps=300, batch_size=8, max_length=256,
-      learning_rate=1e-3, schedule="constant", warmup_steps=30, max_grad_norm=1.0, imperfect_rate=0.3,
-      judge_accuracy=1.0, negation_slip=0.8, prompt_loss_weight=1.0))
+      steps=1100, generator_steps=500, batch_size=32, max_length=256, pad_multiple=16,
+      learning_rate=1e-3, schedule="constant", warmup_steps=30, max_grad_norm=1.0,
+      imperfect_rate=0.3, judge_accuracy=1.0, negation_slip=0.8, prompt_loss_weight=0.0))
   c.schedule = ml_collections.ConfigDict(dict(rounds=2, order="judge_first", steps_per_phase=40,
                                               epochs_per_phase=1.0))
   # The paper's generator reward is the judge's correctness alone; on the toy, 30 steps of it
   # drift the generator into unparseable rubrics (format 0.95 -> 0.07 in one run), so half a
   # point rewards a parseable rubric (RUBRIC_ARM.md's optional validity term).
   c.rewards.validity_weight = 0.5
-  # Judgments (at most 4 criteria with the kinds above) run to 125 tokens. The judge learns
-  # from large rollout batches only: 8 prompts x 4 judgments a step (lr 3e-4, 2 x 15 steps)
-  # left the warm start's negation slip in place and moved held-out accuracy by -1.3 points
-  # over three seeds; 32 x 8 (one update per batch, so nothing is clipped; 4 micro-batches for
-  # the variance diagnostic) for 2 x 40 steps moved it by +9.96 / +10.67 / +10.33 at lr 5e-4
-  # (experiments/toy_ablation.py, seeds 0-2) and, on seed 0, by +5.1 at lr 1e-4 (2 x 20
-  # steps) and +4.7 at lr 2e-4.
+  # Judgments (at most 4 criteria with the kinds above) run to 125 tokens. 16 prompts x 8
+  # judgments a step, one update each (nothing is clipped; 4 micro-batches for the variance
+  # diagnostic), lr 5e-4. The reading judge needs its KL term: with beta 0 it stopped restating
+  # the criteria within 50 steps, with 0.03 a third of its lines still restated after 60; with
+  # beta 0.1 they hold. lr 1e-3 lost evidence (0.94 -> 0.77 in 30 steps); 32 x 8 gained no
+  # more per step than 16 x 8 at twice the time. RL mostly unlearns the negation slip (seed 0,
+  # 30 + 30 steps: "does not use" marks 25% -> 50% right).
   c.judge = _policy(max_new_tokens=144, learning_rate=5e-4)
-  c.judge.update(prompts_per_step=32, group_size=8, mu=1, micro_batches=4)
+  c.judge.update(prompts_per_step=16, group_size=8, mu=1, micro_batches=4, beta=0.1)
   # The frozen judge's correctness barely depends on the rubric here (the judge also sees the
   # instruction): without a KL term the generator drifted in round 2 to one-criterion rubrics
   # that name no constraint of the instruction (mean 17 -> 8 tokens); beta 0.1 holds them

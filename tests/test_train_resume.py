@@ -217,9 +217,11 @@ def test_rl_from_a_shared_warm_start_matches_the_uninterrupted_run(reference, tm
 def test_cosine_warm_start_spans_each_policy_and_resumes_exactly(tmp_path, monkeypatch):
   """warmstart.schedule="cosine" (the paper's SFT schedule): each policy's learning rate warms
   up linearly, then decays to 0 over its own warm-start steps (hand formula); a run stopped in
-  the judge's warm start resumes on the same schedule to the uninterrupted run's records."""
+  the judge's warm start resumes on the same schedule to the uninterrupted run's records.
+  warmstart.pad_multiple sets the rows' padding."""
   overrides = dict(OVERRIDES, **{"warmstart.schedule": "cosine", "warmstart.steps": 12,
-                                 "warmstart.generator_steps": 8, "schedule.rounds": 0})
+                                 "warmstart.generator_steps": 8, "schedule.rounds": 0,
+                                 "warmstart.pad_multiple": 16})
   peak, warmup = OVERRIDES["warmstart.learning_rate"], OVERRIDES["warmstart.warmup_steps"]
 
   def expected(step, total):
@@ -233,6 +235,9 @@ def test_cosine_warm_start_spans_each_policy_and_resumes_exactly(tmp_path, monke
   for role, total in (("generator", 8), ("judge", 12)):
     got = [r["learning_rate"] for r in sft if r["role"] == role]
     assert got == pytest.approx([expected(t, total) for t in range(total)], rel=1e-5, abs=1e-9)
+  # warmstart.pad_multiple: rows padded to a multiple of 16, not of the default 64
+  lengths = {r["length"] for r in sft}
+  assert all(n % 16 == 0 for n in lengths) and any(n % 64 for n in lengths), lengths
   workdir = str(tmp_path / "run")
   _interrupt_at(monkeypatch, 8 + 5, lambda: os.kill(os.getpid(), signal.SIGTERM))
   assert run_train(tiny_config(overrides), workdir) is None

@@ -152,16 +152,17 @@ def synthetic_judgment(instance: ToyInstance, criteria: Sequence[Constraint],
                        negation_slip: float = 0.0) -> str:
   """With probability 1 - `accuracy` the evidence of A and B is exchanged and the unpreferred
   response named the winner; independently, with probability `negation_slip` the judgment
-  drops the negation of "does not use" criteria and names the winner its own marks give."""
+  drops the negation of "does not use" criteria and names the winner its own marks give; when
+  they tie it names Response A (a judge without the label falls back on position)."""
   slip = bool(negation_slip) and rng.random() < negation_slip
   a, b = instance.response_a, instance.response_b
   if rng.random() >= accuracy:
     return judgment_text(criteria, a, b, 1 - instance.label, swapped=True)
-  if not slip:
+  if not slip or not any(c.kind == "avoid" for c in criteria):  # nothing to slip on
     return judgment_text(criteria, a, b, instance.label)
   _, marks = judgment_marks(criteria, a, b, negation_slip=True)
   met = sum(marks["A"]), sum(marks["B"])
-  winner = instance.label if met[0] == met[1] else int(met[1] > met[0])
+  winner = 0 if met[0] == met[1] else int(met[1] > met[0])
   return judgment_text(criteria, a, b, winner, negation_slip=True)
 
 
