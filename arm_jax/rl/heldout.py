@@ -5,8 +5,9 @@ Each pair is shown in a random order fixed by (seed, index), so a judge that alw
 the same slot scores about 50%; each further sampled judgment of a pair draws the order again.
 Averaging several sampled judgments per pair estimates the sampled judge's accuracy with less
 noise than one: on the toy's 281 held-out pairs one judgment each gives a standard error of
-about 2.5 points, and the same parameters measured 0.826 and 0.893 with two seeds. The full benchmark evaluator (voting, position bias, tables) is
-arm_jax.evaluate; this is the cheap number the training curves track after every round.
+about 2.5 points, and the same parameters measured 0.826 and 0.893 with two seeds. The full
+benchmark evaluator (voting, position bias, tables) is arm_jax.evaluate; this is the cheap
+number the training curves track after every round.
 """
 
 from __future__ import annotations
