@@ -79,8 +79,9 @@ def test_swapped_evidence_and_inexact_rubric_and_unreadable_lines():
 
 
 def test_misaligned_inputs_are_refused():
-  with pytest.raises(ValueError, match="1 pairs, 2 rubrics, 1 judgments"):
-    diagnostics.reading([PAIR], [RUBRIC, RUBRIC], ["x"])
+  for check in (diagnostics.reading, diagnostics.wrong_by, diagnostics.evaluate):
+    with pytest.raises(ValueError, match="1 pairs, 2 rubrics, 1 judgments"):
+      check([PAIR], [RUBRIC, RUBRIC], ["x"])
 
 
 def test_criterion_lines_out_of_format_count_as_wrong_not_dropped():

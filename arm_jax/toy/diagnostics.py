@@ -70,13 +70,18 @@ def _lines(judgment: str):
       yield slot, int(number), restated, where or None, mark == "yes"
 
 
+def _aligned(pairs: Sequence[PreferencePair], rubrics: Sequence[str], judgments: Sequence[str]):
+  """(pair as shown, rubric, judgment) triples; misaligned inputs are refused, never cut."""
+  if not len(pairs) == len(rubrics) == len(judgments):
+    raise ValueError(f"{len(pairs)} pairs, {len(rubrics)} rubrics, {len(judgments)} judgments")
+  return zip(pairs, rubrics, judgments)
+
+
 def reading(pairs: Sequence[PreferencePair], rubrics: Sequence[str],
             judgments: Sequence[str]) -> dict[str, float]:
   """The shares above over aligned (pair as shown, rubric, judgment) triples."""
-  if not len(pairs) == len(rubrics) == len(judgments):
-    raise ValueError(f"{len(pairs)} pairs, {len(rubrics)} rubrics, {len(judgments)} judgments")
   counts = collections.Counter()
-  for pair, rubric, judgment in zip(pairs, rubrics, judgments):
+  for pair, rubric, judgment in _aligned(pairs, rubrics, judgments):
     _, constraints = parse_instruction(pair.instruction)
     stated = [parse_criterion(c.text.rstrip(". ")) for c in parse_rubric(rubric).criteria]
     counts["rubric_exact"] += set(stated) == set(constraints)
@@ -133,10 +138,8 @@ def _first_failure(pair: PreferencePair, rubric: str, judgment: str) -> str:
 def wrong_by(pairs: Sequence[PreferencePair], rubrics: Sequence[str],
              judgments: Sequence[str]) -> dict[str, float]:
   """wrong_by_<step> for every step of WRONG_BY, as shares of all judgments."""
-  if not len(pairs) == len(rubrics) == len(judgments):
-    raise ValueError(f"{len(pairs)} pairs, {len(rubrics)} rubrics, {len(judgments)} judgments")
   counts = collections.Counter()
-  for pair, rubric, judgment in zip(pairs, rubrics, judgments):
+  for pair, rubric, judgment in _aligned(pairs, rubrics, judgments):
     verdict = parse_verdict(judgment)
     if verdict is None or label_index(verdict) != pair.label:
       counts[_first_failure(pair, rubric, judgment)] += 1
