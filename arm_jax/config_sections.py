@@ -49,6 +49,10 @@ def train_base() -> ml_collections.ConfigDict:
   c.rewards = ml_collections.ConfigDict(dict(format_reward="binary", format_weight=1.0,
                                              validity_weight=0.0, brevity_weight=0.0))
   c.log = ml_collections.ConfigDict(dict(tensorboard=True))
+  # every_steps: save every N global steps (0 = only at stage / phase ends and on SIGTERM);
+  # max_to_keep: the newest N stay; keep_rounds: the checkpoints after the warm start and after
+  # each round stay too, for evaluating any round's pair (arm_jax.evaluate, trained.checkpoint).
+  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=50, max_to_keep=2, keep_rounds=True))
   return c
 
 
@@ -82,27 +86,33 @@ def paper_benchmarks() -> ml_collections.ConfigDict:
 def system_specs() -> ml_collections.ConfigDict:
   """The table rows a config can select (arm_jax.evaluation.systems): the trained pair, the base
   model prompted as generator and judge (the paper's "prompting only" row), the base judge
-  without a rubric, and the trained judge without a rubric. votes > 1 adds a voting@k row."""
+  without a rubric, and the trained judge without a rubric. votes > 1 adds a voting@k row;
+  checkpoint picks the training run's checkpoint for trained weights ("" = trained.checkpoint;
+  arm_jax.evaluation.systems.CHECKPOINTS)."""
   spec = lambda generator, judge: ml_collections.ConfigDict(  # noqa: E731
-      dict(generator=generator, judge=judge, votes=1))
+      dict(generator=generator, judge=judge, votes=1, checkpoint=""))
   return ml_collections.ConfigDict(dict(
       trained=spec("trained", "trained"), prompted=spec("base", "base"),
       direct=spec("none", "base"), trained_direct=spec("none", "trained")))
 
 
 def evaluate_base() -> ml_collections.ConfigDict:
-  """An evaluation config's shared sections, with RUBRIC_ARM.md §4's decoding: greedy rubrics of
-  up to 1024 tokens, judgments sampled at temperature 1.0 with up to 4096 tokens."""
+  """An evaluation config's shared sections, with RUBRIC_ARM.md §4's decoding: greedy rubrics,
+  judgments sampled at temperature 1.0; the length limits are the training run's (or the
+  paper's 1024 / 4096 without one)."""
   c = _run_base("evaluate")
   # Base weights: an HF directory or .gguf ("" = the shipped SmolLM2, or the training run's
   # starting weights when trained.workdir is set).
   c.model = ml_collections.ConfigDict(dict(path="", dtype="float32"))
-  # A training run: its workdir, the config file it was started with, and its --config.
-  # overrides as "key=value" strings.
-  c.trained = ml_collections.ConfigDict(dict(workdir="", config="", overrides=()))
+  # A training run: its workdir, the config file it was started with ("" = its config.json),
+  # its --config. overrides as "key=value" strings, and the checkpoint its trained rows read:
+  # latest, warm_start (round 0), round:R or step:N (arm_jax.evaluation.systems.CHECKPOINTS).
+  c.trained = ml_collections.ConfigDict(dict(workdir="", config="", overrides=(),
+                                             checkpoint="latest"))
   c.templates = ml_collections.ConfigDict(dict(rubric="", judge="", direct=""))
-  c.rubric = ml_collections.ConfigDict(dict(max_new_tokens=1024))
-  c.judge = ml_collections.ConfigDict(dict(max_new_tokens=4096, temperature=1.0, top_p=1.0,
+  # max_new_tokens 0: the training run's own limits (its eval section), else the paper's.
+  c.rubric = ml_collections.ConfigDict(dict(max_new_tokens=0))
+  c.judge = ml_collections.ConfigDict(dict(max_new_tokens=0, temperature=1.0, top_p=1.0,
                                            top_k=0))
   c.batch_size = 8  # prompts per generation call (times votes rows)
   c.orders = ("mixed",)  # any of mixed, ord1, ord2; ord1 + ord2 give the position bias

@@ -11,12 +11,20 @@ greedy rubric per prompt (`rubric.max_new_tokens`), judgments sampled at `judge.
 arm_jax.evaluation.metrics. Outputs in DIR: results.md, results.csv, results.json,
 predictions.jsonl, results.png (arm_jax.evaluation.report).
 
+Generation limits (`rubric.max_new_tokens`, `judge.max_new_tokens`): 0 takes the training run's
+own (its held-out eval's, `eval.rubric_max_new_tokens` / `eval.judge_max_new_tokens`), or the
+paper's inference limits (1024 / 4096) without a training run. A limit below what the run
+generated with in training (the larger of its RL and eval limits) can cut rubrics or judgments
+before their end (a judgment cut before its `Winner:` line is a parse failure): it is logged as
+a warning and listed in results.json's settings.warnings.
+
 Everything that can be checked without a model (benchmark paths, names, the training run's
 checkpoint) is checked before any model loads, with an error that names the problem.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import zlib
 from typing import Optional
@@ -59,6 +67,34 @@ def _orders(config: ml_collections.ConfigDict) -> list[str]:
   return orders
 
 
+PAPER_LIMITS = {"rubric": 1024, "judge": 4096}  # greedy rubrics, sampled judgments (inference)
+
+
+def generation_limits(config: ml_collections.ConfigDict,
+                      train_config: Optional[ml_collections.ConfigDict]) -> dict:
+  """{"rubric": {...}, "judge": {...}, "warnings": [...]}: per kind the max_new_tokens used, where
+  it comes from ("config", "run" or "paper") and the run's training limit (None without a
+  run)."""
+  out: dict = {"warnings": []}
+  for kind, policy in (("rubric", "generator"), ("judge", "judge")):
+    value = int(config[kind].max_new_tokens)
+    run_eval = run_limit = None
+    if train_config is not None:
+      run_eval = int(train_config.eval[f"{kind}_max_new_tokens"])
+      run_limit = max(run_eval, int(train_config[policy].max_new_tokens))
+    source = "config" if value else "run" if run_eval is not None else "paper"
+    value = value or (run_eval if run_eval is not None else PAPER_LIMITS[kind])
+    out[kind] = dict(max_new_tokens=value, source=source, run_limit=run_limit)
+    if run_limit is not None and value < run_limit:
+      out["warnings"].append(
+          f"{kind}.max_new_tokens={value} is below the training run's {kind} limit {run_limit} "
+          f"({policy}.max_new_tokens={train_config[policy].max_new_tokens}, "
+          f"eval.{kind}_max_new_tokens={run_eval}): {kind}s longer than {value} tokens are cut"
+          + (" before their Winner line and count as parse failures" if kind == "judge" else "")
+          + f"; set {kind}.max_new_tokens=0 to use the run's own")
+  return out
+
+
 def _key(seed: int, *names: str) -> jax.Array:
   """A sampling key per (system, benchmark), independent of which others run."""
   key = jax.random.key(seed)
@@ -80,8 +116,13 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
   orders = _orders(config)
   if config.batch_size < 1:
     raise ValueError(f"config.batch_size={config.batch_size}; expected 1 or more")
+  for kind in ("rubric", "judge"):
+    if config[kind].max_new_tokens < 0:
+      raise ValueError(f"config.{kind}.max_new_tokens={config[kind].max_new_tokens}; expected "
+                       "0 (the training run's own, else the paper's) or more")
   j = config.judge
-  sampling = sampling_from_flags(j.max_new_tokens, j.temperature, j.top_p, j.top_k)
+  # Checked now; the length limit is known once the training run's config is read.
+  sampling = sampling_from_flags(1, j.temperature, j.top_p, j.top_k)
   voting = [s.name for s in specs if s.votes > 1]
   if sampling.greedy and voting:
     raise ValueError(f"systems {voting} vote over several judge samples, but judge.temperature "
@@ -94,6 +135,10 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
   examples = {n: benchmarks_lib.load_examples(n, specs_of[n]) for n in names
               if n not in held_out}
   models = build_models(config, specs, train_config)
+  limits = generation_limits(config, models.train_config)
+  for warning in limits["warnings"]:
+    logging.warning("%s", warning)
+  sampling = dataclasses.replace(sampling, max_new_tokens=limits["judge"]["max_new_tokens"])
   for n in held_out:
     examples[n] = benchmarks_lib.load_examples(n, specs_of[n], models.held_out)
     if not examples[n]:
@@ -102,9 +147,11 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
                           else ""))
   results: dict = dict(
       settings=dict(seed=int(config.seed), orders=orders, batch_size=config.batch_size,
-                    rubric_max_new_tokens=config.rubric.max_new_tokens,
-                    judge=dict(max_new_tokens=j.max_new_tokens, temperature=j.temperature,
-                               top_p=j.top_p, top_k=j.top_k)),
+                    rubric_max_new_tokens=limits["rubric"]["max_new_tokens"],
+                    judge=dict(max_new_tokens=limits["judge"]["max_new_tokens"],
+                               temperature=j.temperature, top_p=j.top_p, top_k=j.top_k),
+                    limits={k: limits[k] for k in ("rubric", "judge")},
+                    warnings=limits["warnings"]),
       models=models.info,
       benchmarks={n: dict(column=benchmarks_lib.column_label(n), **specs_of[n].to_dict(),
                           examples=len(examples[n]),
@@ -113,19 +160,21 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
   predictions: list[dict] = []
   rubric_caches: dict[str, dict] = {}  # one rubric per prompt and generator, shared by rows
   for spec in specs:
-    judge = models.directs[spec.judge] if spec.direct else models.judges[spec.judge]
+    judge = models.judge(spec)
+    weights = {r: models.weights(spec, r) for r in ("generator", "judge") if getattr(spec, r) in
+               ("trained", "base")}
     system = dict(generator=spec.generator, judge=spec.judge, votes=spec.votes,
-                  judge_template=judge.template.source, benchmarks={})
+                  weights=weights, judge_template=judge.template.source, benchmarks={})
     for n in names:
       key = _key(int(config.seed), spec.name, n)
       rubric_fn = None if spec.direct else policy_rubric_fn(
-          models.generators[spec.generator], config.rubric.max_new_tokens, config.batch_size,
+          models.generator(spec), limits["rubric"]["max_new_tokens"], config.batch_size,
           jax.random.fold_in(key, 0))
       run = evaluate_examples(
           examples[n], judge_fn=policy_judge_fn(judge, sampling, config.batch_size,
                                                 jax.random.fold_in(key, 1)),
           rubric_fn=rubric_fn, orders=orders, votes=spec.votes, seed=int(config.seed),
-          rubric_cache=rubric_caches.setdefault(spec.generator, {}))
+          rubric_cache=rubric_caches.setdefault(weights.get("generator", ""), {}))
       system["benchmarks"][n] = run.metrics
       predictions.extend(dict(system=spec.name, **p) for p in run.predictions)
       table = run.metrics["orders"][report.table_order(orders)]

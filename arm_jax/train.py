@@ -77,8 +77,9 @@ class _Run:
     self.config, self.workdir, self.setup = config, workdir, setup
     self.policies = {"generator": setup.generator, "judge": setup.judge}
     self.writer = MetricsWriter(workdir, tensorboard=config.log.tensorboard)
-    self.ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"),
-                                  config.checkpoint.max_to_keep)
+    self.ckpt = TrainCheckpointer(
+        os.path.join(workdir, "checkpoints"), config.checkpoint.max_to_keep,
+        keep_steps=setup.round_end_steps if config.checkpoint.keep_rounds else ())
     self.preemption = _Preemption()
     self.meta = dict(stage=STAGES[0], phase=0, step=0, global_step=0, metrics_offset=0,
                      rubric_cache=None, evals=[], seed=int(config.seed))
@@ -105,6 +106,7 @@ class _Run:
       self.meta["rubric_cache"] = None if cache is None else sorted(cache.items())
     self.meta["metrics_offset"] = self.writer.offset()
     self.meta["state_keys"] = sorted(self._state())
+    self.meta["round_end_steps"] = list(self.setup.round_end_steps)  # for the evaluator
     self.ckpt.save(self.meta["global_step"], self._state(), self.meta)
 
   def resume(self) -> bool:
@@ -247,6 +249,8 @@ class _Run:
     """Alternating RL from the saved position; False when preempted."""
     if self.trainer is None:
       self._make_trainer()
+    if self.ckpt.latest_step() != self.meta["global_step"]:  # no warm start: keep round 0 too
+      self.save()
     self.evaluate(0)
     cfg = self.setup.trainer_config
     per_step = {"judge": cfg.judge.prompts_per_step, "generator": cfg.generator.prompts_per_step}

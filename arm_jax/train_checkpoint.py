@@ -2,7 +2,9 @@
 
 One checkpoint = `state` (a pytree of arrays: both policies' params and optimizer states, the
 KL references if kept) and `meta` (JSON: stage, phase, step, cached rubrics, the byte offset of
-metrics.jsonl, the config's seed). Orbax writes each step into a temporary directory and renames
+metrics.jsonl, the config's seed). The newest `max_to_keep` checkpoints stay, and so do the ones
+at `keep_steps` (a run keeps the end of its warm start and of each round, so that the pair after
+any round can be evaluated later: arm_jax.evaluation.systems). Orbax writes each step into a temporary directory and renames
 it when complete, so a crash during a save leaves no checkpoint that looks finished; the next
 start resumes from the newest complete one and orbax removes the partial directory.
 """
@@ -14,6 +16,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
 
 
 def abstract_like(tree: Any) -> Any:
@@ -25,8 +28,13 @@ def abstract_like(tree: Any) -> Any:
 class TrainCheckpointer:
   """Numbered checkpoints under `directory`; the number is the run's global step."""
 
-  def __init__(self, directory: str, max_to_keep: int = 2, create: bool = True):
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
+  def __init__(self, directory: str, max_to_keep: int = 2, create: bool = True,
+               keep_steps: tuple[int, ...] = ()):
+    if max_to_keep < 1:
+      raise ValueError(f"checkpoint.max_to_keep={max_to_keep}; expected 1 or more")
+    policy = preservation.AnyPreservationPolicy([preservation.LatestN(max_to_keep),
+                                                 preservation.CustomSteps(keep_steps)])
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=create,
                                            enable_async_checkpointing=False,
                                            read_only=not create)
     self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options,
@@ -34,6 +42,9 @@ class TrainCheckpointer:
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
 
   def save(self, step: int, state: Any, meta: dict) -> None:
     """Blocking save of (state, meta) as checkpoint `step` (replacing one of the same number)."""

@@ -49,6 +49,9 @@ class TrainSetup:
   sft_optimizer: Any
   trainer_config: TrainerConfig
   total_steps: int
+  # round_end_steps[R]: the global step at which R rounds are complete (R = 0: the warm start's
+  # end), the checkpoints that stay when checkpoint.keep_rounds is set.
+  round_end_steps: tuple[int, ...] = ()
   sft_config: SFTConfig = SFTConfig()
   # diagnose(pairs, rubrics, judgments) -> figures for the held-out eval records, or None
   eval_diagnostics: Optional[Callable[..., dict]] = None
@@ -168,6 +171,15 @@ def _diagnostics(config: ml_collections.ConfigDict):
   return diagnostics.evaluate
 
 
+def round_end_steps(warm_steps: int, planned: list[schedule.Phase]) -> tuple[int, ...]:
+  """The global step after the warm start (round 0) and after each round's last phase."""
+  ends, step = [warm_steps], warm_steps
+  for r in sorted({p.round for p in planned}):
+    step += sum(p.steps for p in planned if p.round == r)
+    ends.append(step)
+  return tuple(ends)
+
+
 _BUILDERS = {("toy", "toy"): _toy, ("pretrained", "dataset"): _pretrained}
 
 
@@ -188,8 +200,10 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
     policies["judge"].template = load_template(config.templates.judge, "judge")
   tc = trainer_config(config)
   per_step = {"judge": tc.judge.prompts_per_step, "generator": tc.generator.prompts_per_step}
-  rl_steps = sum(p.steps for p in schedule.plan(len(train), tc.schedule, per_step))
+  planned = schedule.plan(len(train), tc.schedule, per_step)
+  rl_steps = sum(p.steps for p in planned)
   w = config.warmstart
+  warm_steps = sum(max(sft_steps(w, r), 0) for r in ROLES)
   sft_cfg = optim.OptimizerConfig(learning_rate=w.learning_rate, max_grad_norm=w.max_grad_norm,
                                   warmup_steps=w.get("warmup_steps", 0),
                                   schedule=w.get("schedule", "constant"))
@@ -199,6 +213,7 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
               if sft_cfg.schedule == "cosine" else sft_cfg)
   return TrainSetup(policies["generator"], policies["judge"], train, held_out, sft, sft_cfg,
                     optim.make_optimizer(like_cfg), tc,
-                    total_steps=sum(max(sft_steps(w, r), 0) for r in ROLES) + rl_steps,
+                    total_steps=warm_steps + rl_steps,
+                    round_end_steps=round_end_steps(warm_steps, planned),
                     sft_config=SFTConfig(prompt_loss_weight=w.get("prompt_loss_weight", 0.0)),
                     eval_diagnostics=_diagnostics(config))

@@ -1,16 +1,18 @@
-"""Evaluate a toy training run (configs/toy.py) on its held-out pairs.
+"""Evaluate a toy training run (configs/toy.py) on its held-out pairs, round by round.
 
-Rows: the trained pair with voting@5, the untrained starting decoder prompted as generator and
-judge, and that decoder judging without a rubric. The toy world's tokenizer only knows toy text,
-so the benchmark is the run's own held-out split (the pairs its training curves were measured
-on), with the orders needed for the position bias:
+Rows: the pair after the warm start (round 0, the paper's Stage I), after round 1, and after the
+last round (the newest checkpoint) with voting@5: the paper's Stage I vs Stage II comparison on
+the same pairs. The toy world's tokenizer only knows toy text, so the benchmark is the run's own
+held-out split, every pair, in the order the run's held-out eval showed them (draw 0: that is
+Ord-1 here), with Ord-2 for the position bias:
 
   python main.py --config configs/toy.py --workdir runs/toy
   python -m arm_jax.evaluate --config configs/evaluate_toy.py --workdir runs/toy/eval
 
-The run's models are rebuilt from the config.json it wrote into its workdir (its config file
-plus its --config. overrides); `--config.trained.config=FILE` with `trained.overrides` takes a
-config file instead.
+The run's models, templates and generation limits come from the config.json it wrote into its
+workdir (its config file plus its --config. overrides); `--config.trained.config=FILE` with
+`trained.overrides` takes a config file instead. The untrained decoder (the "prompted" and
+"direct" rows of configs/evaluate_smollm2.py) writes no verdict at all, so it is not a row here.
 """
 
 import ml_collections
@@ -23,12 +25,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.trained.workdir = "runs/toy"
   c.trained.config = ""  # "" = runs/toy/config.json
   c.benchmark_specs.held_out = ml_collections.ConfigDict(dict(
-      kind="held_out", path="", subset="", max_examples=128))
+      kind="held_out", path="", subset="", max_examples=0))  # 0 = all, as the run's eval
   c.benchmarks = ("held_out",)
-  c.systems = ("trained", "prompted", "direct")
+  c.system_specs.warm_start = ml_collections.ConfigDict(dict(
+      generator="trained", judge="trained", votes=1, checkpoint="warm_start"))
+  c.system_specs.round_1 = ml_collections.ConfigDict(dict(
+      generator="trained", judge="trained", votes=1, checkpoint="round:1"))
+  c.systems = ("warm_start", "round_1", "trained")
   c.system_specs.trained.votes = 5
   c.orders = ("mixed", "ord1", "ord2")
-  c.rubric.max_new_tokens = 64  # configs/toy.py's generation limits
-  c.judge.max_new_tokens = 96
-  c.batch_size = 64
+  c.batch_size = 64  # the run's eval batch
   return c

@@ -78,5 +78,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict(dict(max_pairs=512, rubric_max_new_tokens=1024,
                                           judge_max_new_tokens=4096, batch_size=64,
                                           judge_temperature=1.0))
-  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=10, max_to_keep=2))
+  c.checkpoint.update(every_steps=10, max_to_keep=2)
   return c

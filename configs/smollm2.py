@@ -46,5 +46,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict(dict(max_pairs=4, rubric_max_new_tokens=96,
                                           judge_max_new_tokens=192, batch_size=8,
                                           judge_temperature=0.0))  # 0 = greedy only
-  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=0, max_to_keep=1))
+  c.checkpoint.update(every_steps=0, max_to_keep=1)
   return c

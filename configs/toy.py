@@ -87,5 +87,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict(dict(max_pairs=300, samples=8, rubric_max_new_tokens=64,
                                           judge_max_new_tokens=144, batch_size=64,
                                           judge_temperature=1.0))
-  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=50, max_to_keep=2))
+  c.checkpoint.update(every_steps=50, max_to_keep=2)
   return c

@@ -50,6 +50,7 @@ def _eval_config(workdir: str, fixture: str):
   c.benchmark_specs.held_out.max_examples = 4
   c.benchmark_specs.fixture = dict(kind="dataset", path=fixture, subset="", max_examples=0)
   c.benchmarks = ("held_out", "fixture")
+  c.systems = ("trained", "prompted", "direct")  # this fixture checkpoint has no rounds
   for name in c.systems:  # voting@2 rows; equal votes also share the compiled decode loops
     c.system_specs[name].votes = 2
   c.rubric.max_new_tokens, c.judge.max_new_tokens, c.batch_size = 8, 12, 8

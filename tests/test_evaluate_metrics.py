@@ -111,6 +111,8 @@ def test_voting_ties_and_parse_failures():
   # 7 comparisons x 3 samples; unparseable: p3 1, p4 3, b1 2 x 3.
   assert (o["judgments"], o["parse_failures"]) == (21, 10)
   assert o["parse_failure_rate"] == pytest.approx(10 / 21)
+  # Every sample that names the preferred slot: p1 2, p2 2, p3 1, p4 0, b1 1 on each of 3.
+  assert o["judgment_accuracy"] == pytest.approx(8 / 21)
   assert o["subsets"] == {
       "bon": {"examples": 1, "accuracy": 0.0, "voting_accuracy": 1.0},
       "s1": {"examples": 2, "accuracy": 0.5, "voting_accuracy": 1.0},

@@ -17,6 +17,9 @@ Everything here runs without a model, so the rules are pinned by tests with hand
 * voting@k: the k samples of a comparison vote; unparseable samples abstain and the majority of
   the parsed verdicts decides. A tie, including no parsed verdict at all, decides nothing and
   loses. Ties and vote-less comparisons are counted and reported.
+* Judgment accuracy: the share of all judgments (every sample of every comparison) that name
+  the preferred response's slot; for pairwise examples this is what training's held-out eval
+  reports as judge_accuracy when it averages several sampled judgments per pair.
 * Position bias: |accuracy(Ord-1) - accuracy(Ord-2)|, when both orders were run.
 * Parse-failure rate: unparseable judgments over all judgments (every sample of every
   comparison) in that order.
@@ -103,6 +106,7 @@ def summarize(scores: Sequence[ExampleScore], votes: int) -> dict:
   out = dict(examples=len(scores), comparisons=len(comparisons),
              accuracy=_mean([s.correct for s in scores]),
              comparison_accuracy=_mean([v[0] == label for label, v in comparisons]),
+             judgment_accuracy=_mean([x == label for label, v in comparisons for x in v]),
              judgments=len(judgments), parse_failures=failures,
              parse_failure_rate=failures / len(judgments) if judgments else float("nan"))
   if votes > 1:

@@ -81,8 +81,9 @@ def _details(results: dict, benchmarks: Sequence[str], orders: Sequence[str]) ->
   """Per system and benchmark: every order, position bias, voting ties, parse failures,
   lengths and time."""
   head = (["system", "benchmark", "n"] + [ORDER_LABELS[o] for o in orders] +
-          ["position bias", "vote ties", "parse fail %", "rubric tok", "judgment tok",
-           "s / 100 prompts"])
+          ["all samples", "position bias", "vote ties", "parse fail %", "rubric tok",
+           "judgment tok", "s / 100 prompts"])
+  order = table_order(orders)
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for name, system in results["systems"].items():
     for b in benchmarks:
@@ -103,7 +104,8 @@ def _details(results: dict, benchmarks: Sequence[str], orders: Sequence[str]) ->
       rubric = "-" if run["rubric_tokens_mean"] is None else f"{run['rubric_tokens_mean']:.0f}"
       lines.append("| " + " | ".join(
           [name, column_label(b), str(run["examples"])] + accs +
-          [_pct(bias["accuracy"], "-", 2) if bias else "-", ties, fails, rubric,
+          [_pct(by_order[order]["judgment_accuracy"], "-"),
+           _pct(bias["accuracy"], "-", 2) if bias else "-", ties, fails, rubric,
            f"{run['judgment_tokens_mean']:.0f}", f"{run['seconds_per_100']:.1f}"]) + " |")
   return lines
 
@@ -127,9 +129,14 @@ def write_markdown(path: str, results: dict, rows: Sequence[dict], cols: Sequenc
             "candidate wins every pairwise comparison against the others.",
             "- voting@k: majority of k judge samples on one rubric; unparseable samples abstain; "
             "a tie (also: no parsed sample) counts as wrong.",
-            "- Unparseable verdicts count as wrong. Times include compilation.", "",
+            "- Unparseable verdicts count as wrong. Times include compilation."]
+  lines += [f"- Warning: {w}" for w in results["settings"]["warnings"]]
+  lines += ["",
             "## Details", "",
-            "Accuracy (%) in each order; position bias = |Ord-1 - Ord-2| in points; vote ties "
+            "Accuracy (%) in each order; all samples = the share of every judge sample (all k "
+            f"of each comparison, order {ORDER_LABELS[order]}) naming the preferred response, "
+            "as training's held-out judge_accuracy counts; position bias = |Ord-1 - Ord-2| in "
+            "points; vote ties "
             "and parse failures (%) per order; mean rubric and judgment lengths in tokens; wall "
             "time per 100 examples (rubric generation plus every judged presentation).", ""]
   lines += _details(results, benchmarks, orders)

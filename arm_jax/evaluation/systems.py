@@ -3,13 +3,15 @@
 A system spec (config `system_specs.<name>`, selected by name in `systems`) says
   generator: "trained", "base" or "none" (no rubric: the judge reads the direct template),
   judge: "trained" or "base",
-  votes: judge samples per comparison (1; k > 1 adds a voting@k row).
+  votes: judge samples per comparison (1; k > 1 adds a voting@k row),
+  checkpoint: which checkpoint of the training run its trained weights come from ("" =
+    `trained.checkpoint`; see CHECKPOINTS).
 Weights:
-  trained: the newest checkpoint of the training run in `trained.workdir` (arm_jax.train), its
-    models built from the run's config (`trained.config` plus `trained.overrides`, the
-    `--config.` overrides the run was started with; with `trained.config` empty, the
-    config.json the run wrote into its workdir) exactly as the run built them
-    (arm_jax.train_setup.build; a pretrained run needs its data.path, as training did);
+  trained: a checkpoint of the training run in `trained.workdir` (arm_jax.train), its models
+    built from the run's config (`trained.config` plus `trained.overrides`, the `--config.`
+    overrides the run was started with; with `trained.config` empty, the config.json the run
+    wrote into its workdir) exactly as the run built them (arm_jax.train_setup.build; a
+    pretrained run needs its data.path, as training did);
   base: `model.path` (an HF directory or .gguf; "" = the shipped SmolLM2) when set or when there
     is no training run; otherwise the weights the training run started from (the pretrained
     checkpoint, or the toy's initial random decoder). The paper's "prompting only" row is the
@@ -39,6 +41,7 @@ from absl import logging
 from arm_jax import assets, jobs
 from arm_jax.models import load_pretrained
 from arm_jax.prompts import Template, load_template
+from arm_jax.rl import heldout
 from arm_jax.rl.phases import PreferencePair
 from arm_jax.rl.policy import Policy
 from arm_jax.tokenizer import load_tokenizer
@@ -46,6 +49,10 @@ from arm_jax.train_checkpoint import abstract_like
 
 SOURCES = ("trained", "base")
 ROLES = ("generator", "judge")
+# Checkpoint selectors (trained.checkpoint, system_specs.<name>.checkpoint): the newest one, the
+# pair after the warm start (round 0: the paper's Stage I), after round R (Stage II's rounds),
+# or a global step. Rounds are kept by training's checkpoint.keep_rounds.
+CHECKPOINTS = ("latest", "warm_start", "round:R", "step:N")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +61,7 @@ class SystemSpec:
   generator: str  # "trained", "base" or "none"
   judge: str  # "trained" or "base"
   votes: int = 1
+  checkpoint: str = "latest"  # of the trained weights: one of CHECKPOINTS
 
   @property
   def direct(self) -> bool:
@@ -71,8 +79,11 @@ def system_specs(config: ml_collections.ConfigDict) -> list[SystemSpec]:
       raise ValueError(f"system {name!r} in config.systems is not defined in "
                        f"config.system_specs (defined: {', '.join(sorted(config.system_specs))})")
     s = config.system_specs[name]
-    spec = SystemSpec(name, s.generator, s.judge, s.get("votes", 1))
     where = f"system_specs.{name}"
+    spec = SystemSpec(name, s.generator, s.judge, s.get("votes", 1),
+                      s.get("checkpoint", "") or config.trained.checkpoint)
+    parse_checkpoint(spec.checkpoint, f"{where}.checkpoint" if s.get("checkpoint", "")
+                     else "trained.checkpoint")
     if spec.generator not in (*SOURCES, "none"):
       raise ValueError(f"{where}.generator={spec.generator!r}; expected trained, base or none")
     if spec.judge not in SOURCES:
@@ -85,6 +96,18 @@ def system_specs(config: ml_collections.ConfigDict) -> list[SystemSpec]:
   if len(set(config.systems)) != len(config.systems):
     raise ValueError(f"config.systems names a system twice: {list(config.systems)}")
   return specs
+
+
+def parse_checkpoint(selector: str, where: str) -> tuple[str, int]:
+  """("latest", 0), ("round", R) (warm_start = round 0) or ("step", N), else an error naming
+  `where` and the accepted forms."""
+  kind, _, number = selector.partition(":")
+  if selector in ("latest", "warm_start"):
+    return ("latest", 0) if selector == "latest" else ("round", 0)
+  if kind in ("round", "step") and number.isdigit():
+    return kind, int(number)
+  raise ValueError(f"{where}={selector!r}; expected one of {', '.join(CHECKPOINTS)} (R, N: "
+                   "whole numbers, e.g. round:0 for the pair after the warm start)")
 
 
 # --- the training run ----------------------------------------------------------------------------
@@ -181,14 +204,62 @@ def _manager(workdir: str) -> ocp.CheckpointManager:
     quiet.close()
 
 
-def restore_trained(workdir: str, like: dict[str, Any]) -> tuple[dict[str, Any], dict]:
-  """({"generator": params, "judge": params}, meta) from the newest checkpoint of `workdir`,
-  placed like `like`. Only the two policies are read, so a checkpoint taken mid-run (optimizer
-  states, references) restores as well as a finished one."""
+def _steps_and_rounds(manager: ocp.CheckpointManager, workdir: str) -> tuple[list[int], list]:
+  """The run's kept checkpoint steps and its round_end_steps (from the newest checkpoint's meta;
+  [] for runs that predate them)."""
+  steps = sorted(manager.all_steps())
+  if not steps:
+    raise FileNotFoundError(f"trained.workdir={workdir!r}: {workdir}/checkpoints holds no "
+                            "finished checkpoint")
+  meta = manager.restore(steps[-1], args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+  return steps, list(meta.get("round_end_steps", []))
+
+
+def resolve_checkpoint(workdir: str, selector: str, where: str = "trained.checkpoint") -> int:
+  """The global step of the checkpoint that `selector` (one of CHECKPOINTS) names in the run in
+  `workdir`; an error says what the run has when it is not there."""
+  kind, number = parse_checkpoint(selector, where)
   manager = _manager(workdir)
   quiet = _QuietOrbax()
   try:
-    step = manager.latest_step()
+    steps, round_ends = _steps_and_rounds(manager, workdir)
+  finally:
+    manager.close()
+    quiet.close()
+  if kind == "latest":
+    return steps[-1]
+  if kind == "step":
+    if number not in steps:
+      raise FileNotFoundError(f"{where}={selector!r}: {workdir}/checkpoints has no step {number} "
+                              f"(kept: {', '.join(map(str, steps))})")
+    return number
+  if not round_ends:
+    raise ValueError(f"{where}={selector!r}: the checkpoints in {workdir} do not record where its "
+                     "rounds end (runs written before checkpoint.keep_rounds); name a step "
+                     f"instead (kept: {', '.join(map(str, steps))})")
+  if number >= len(round_ends):
+    raise ValueError(f"{where}={selector!r}: the run has {len(round_ends) - 1} rounds "
+                     "(round:0 is the pair after the warm start)")
+  step = round_ends[number]
+  if step > steps[-1]:
+    raise FileNotFoundError(f"{where}={selector!r}: the run has not reached it yet (round "
+                            f"{number} ends at step {step}, the newest checkpoint is {steps[-1]})")
+  if step not in steps:
+    raise FileNotFoundError(f"{where}={selector!r}: step {step} was not kept (kept: "
+                            f"{', '.join(map(str, steps))}); training keeps each round's end "
+                            "with checkpoint.keep_rounds=True")
+  return step
+
+
+def restore_trained(workdir: str, like: dict[str, Any],
+                    step: Optional[int] = None) -> tuple[dict[str, Any], dict]:
+  """({"generator": params, "judge": params}, meta) from checkpoint `step` of `workdir` (None =
+  the newest), placed like `like`. Only the two policies are read, so a checkpoint taken mid-run
+  (optimizer states, references) restores as well as a finished one."""
+  manager = _manager(workdir)
+  quiet = _QuietOrbax()
+  try:
+    step = manager.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"trained.workdir={workdir!r}: {workdir}/checkpoints holds no "
                               "finished checkpoint")
@@ -213,12 +284,27 @@ def restore_trained(workdir: str, like: dict[str, Any]) -> tuple[dict[str, Any],
 
 @dataclasses.dataclass
 class Models:
-  """Policies by weight source; `direct` judges read the no-rubric template."""
+  """Policies by weight key ("base", or "trained@<step>" for a checkpoint of the training run);
+  `direct` judges read the no-rubric template."""
   generators: dict[str, Policy]
   judges: dict[str, Policy]
   directs: dict[str, Policy]
-  held_out: list[PreferencePair]
+  held_out: list[PreferencePair]  # as the run's held-out eval shows them (draw 0)
   info: dict  # what was loaded, for results.json
+  checkpoint_steps: dict[str, int] = dataclasses.field(default_factory=dict)  # selector -> step
+  train_config: Optional[ml_collections.ConfigDict] = None  # the training run's, if any
+
+  def weights(self, spec: SystemSpec, role: str) -> str:
+    """The weight key of `spec`'s generator or judge."""
+    source = getattr(spec, role)
+    return "base" if source == "base" else f"trained@{self.checkpoint_steps[spec.checkpoint]}"
+
+  def generator(self, spec: SystemSpec) -> Policy:
+    return self.generators[self.weights(spec, "generator")]
+
+  def judge(self, spec: SystemSpec) -> Policy:
+    key = self.weights(spec, "judge")
+    return self.directs[key] if spec.direct else self.judges[key]
 
 
 def _template(name: str, kind: str, default: Template) -> Template:
@@ -240,46 +326,56 @@ def _policies(model, tokenizer, params: dict[str, Any],
           for kind in ("generator", "judge", "direct")}
 
 
-def _train_setup(config: ml_collections.ConfigDict, train_config: ml_collections.ConfigDict):
+def _train_setup(train_config: ml_collections.ConfigDict):
   """The training run's models, built as the run built them, and its held-out pairs (all)."""
   from arm_jax import train_setup  # pylint: disable=import-outside-toplevel  (the RL stack)
   train_config = ml_collections.ConfigDict(train_config.to_dict())  # an unlocked copy
   train_config.eval.max_pairs = 0  # every held-out pair; benchmarks cap their own size
-  _manager(config.trained.workdir).close()  # a missing checkpoint fails before the build
   return train_setup.build(train_config), train_config.model.kind == "toy"
 
 
 def build_models(config: ml_collections.ConfigDict, specs: Sequence[SystemSpec],
                  train_config: Optional[ml_collections.ConfigDict] = None) -> Models:
-  """Loads only the weights the selected systems use."""
+  """Loads only the weights the selected systems use: each named checkpoint of the training run
+  once, however many rows read it. Checkpoints are found before any model is built."""
   t = config.templates
+  trained_specs = [s for s in specs if "trained" in (s.generator, s.judge)]
   used = {s.generator for s in specs} | {s.judge for s in specs}
   info: dict[str, Any] = {}
   by_source: dict[str, dict[str, Policy]] = {}
   held_out: list[PreferencePair] = []
+  checkpoint_steps: dict[str, int] = {}
   run_base = None
   if config.trained.workdir:
-    if "trained" in used:  # a missing run is the first thing to say, before its config
+    if trained_specs:  # a missing run or checkpoint is the first thing to say, before its config
       _checkpoint_dir(config.trained.workdir)
+      for s in trained_specs:
+        if s.checkpoint not in checkpoint_steps:
+          where = (f"system_specs.{s.name}.checkpoint"
+                   if config.system_specs[s.name].get("checkpoint", "") else "trained.checkpoint")
+          checkpoint_steps[s.checkpoint] = resolve_checkpoint(config.trained.workdir,
+                                                              s.checkpoint, where)
     if train_config is None:
       train_config = load_train_config(config.trained.config, tuple(config.trained.overrides),
                                        config.trained.workdir)
-    setup, toy = _train_setup(config, train_config)
-    held_out = list(setup.held_out)
+    setup, toy = _train_setup(train_config)
+    held_out = heldout.shown_order(list(setup.held_out), int(train_config.seed))
     templates = {"generator": _template(t.rubric, "rubric", setup.generator.template),
                  "judge": _template(t.judge, "judge", setup.judge.template),
                  "direct": _template(t.direct, "direct", _direct_default(toy))}
     model, tokenizer = setup.judge.model, setup.judge.tokenizer
     start = {"generator": setup.generator.params, "judge": setup.judge.params}
     run_base = (model, tokenizer, start, templates)
+    # checkpoints: selector -> step; restored: step -> that checkpoint's position (meta)
     info["trained"] = dict(workdir=config.trained.workdir, config=config.trained.config,
-                           overrides=list(config.trained.overrides))
-    if "trained" in used:
-      trained, meta = restore_trained(config.trained.workdir, start)
-      logging.info("restored %s checkpoint %d (stage %s)", config.trained.workdir,
-                   meta["checkpoint_step"], meta.get("stage"))
-      by_source["trained"] = _policies(model, tokenizer, trained, templates)
-      info["trained"]["checkpoint"] = meta
+                           overrides=list(config.trained.overrides),
+                           checkpoints=dict(checkpoint_steps), restored={})
+    for step in sorted(set(checkpoint_steps.values())):
+      trained, meta = restore_trained(config.trained.workdir, start, step)
+      logging.info("restored %s checkpoint %d (stage %s)", config.trained.workdir, step,
+                   meta.get("stage"))
+      by_source[f"trained@{step}"] = _policies(model, tokenizer, trained, templates)
+      info["trained"]["restored"][str(step)] = meta
   if "base" in used:
     if config.model.path or run_base is None:
       path = config.model.path or assets.smollm2_gguf()
@@ -299,10 +395,10 @@ def build_models(config: ml_collections.ConfigDict, specs: Sequence[SystemSpec],
       model, tokenizer, start, templates = run_base
       by_source["base"] = _policies(model, tokenizer, start, templates)
       info["base"] = dict(path=f"starting weights of {config.trained.workdir}")
-  for source, policies in by_source.items():
-    info.setdefault(source, {})["templates"] = {k: p.template.source for k, p in policies.items()}
+  for source, policies in by_source.items():  # every trained checkpoint reads the same templates
+    info[source.split("@")[0]]["templates"] = {k: p.template.source for k, p in policies.items()}
   return Models(generators={s: p["generator"] for s, p in by_source.items()},
                 judges={s: p["judge"] for s, p in by_source.items()},
                 directs={s: p["direct"] for s, p in by_source.items()},
-                held_out=held_out, info=info)
-
+                held_out=held_out, info=info, checkpoint_steps=checkpoint_steps,
+                train_config=train_config)
