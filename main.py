@@ -11,7 +11,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from arm_jax import jobs
+from arm_jax import jobs, xla_options
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "toy.py")
 config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "ml_collections config file",
@@ -22,6 +22,7 @@ flags.DEFINE_string("workdir", "workdir", "where outputs and checkpoints go")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  xla_options.configure_process()
   if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("TPU_WORKER_HOSTNAMES"):
     jax.distributed.initialize()  # multi-host: one process per host
   jobs.run(flags.FLAGS.config, flags.FLAGS.workdir)

@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "gguf==0.19.0",
     "matplotlib==3.11.2",
     "tqdm==4.70.1",
+    "tensorboardX==2.6.5",  # TensorBoard event files without TensorFlow
     "jinja2>=3.1",
     "numpy>=2.0",
 ]

@@ -1,73 +1,306 @@
-"""Sections shared by the training and evaluation configs (configs/*.py), so a config states only
-its choices.
+"""The config schema: every field of every job's config, declared once with its default, a
+one-line comment and, where it has them, its allowed values. Config files (configs/*.py) start
+from `train_base()`, `evaluate_base()` or `generate_base()` and change only what they choose.
 
-Imports nothing but ml_collections: a config file stays cheap to load.
+`validate(config)` runs when a config is loaded (main.py through arm_jax.jobs, run_train,
+run_evaluate, a training run's config read by the evaluator), before any weights load: a key the
+schema does not declare (a misspelling), a value of the wrong type or one outside its allowed
+values is a ValueError naming the key and what is allowed. It returns the config completed with
+the defaults of fields the file left out, so the library reads every field directly.
+
+Imports nothing but ml_collections: a config file stays cheap to load. Allowed values that the
+library also defines (advantages, format rewards, ...) are pinned to it by tests/test_configs.py.
 """
 
 from __future__ import annotations
 
+import difflib
+from typing import Any, NamedTuple, Optional
+
 import ml_collections
 
-# RUBRIC_ARM.md §3's GRPO settings; weight decay 0 and clipping at norm 1 are not given by the
-# paper (the usual GRPO defaults).
-_POLICY = dict(
-    group_size=4, advantage="grpo", eps_low=0.2, eps_high=0.28, beta=0.001, mu=2,
-    loss_aggregation="seq_mean_token_mean", micro_batches=1, prompts_per_step=8,
-    max_new_tokens=512, temperature=1.0, top_p=1.0, top_k=0, learning_rate=1e-6,
-    weight_decay=0.0, max_grad_norm=1.0)
+
+class F(NamedTuple):
+  """One field: its default, what it means, and the values it may take (None = any of its
+  type)."""
+  default: Any
+  doc: str
+  choices: Optional[tuple] = None
+
+
+# --- training (arm_jax.training) -----------------------------------------------------------------
+
+_RUN = {
+    "job": F("train", "which job main.py runs", ("train", "evaluate", "generate")),
+    "seed": F(0, "seeds data order, sampling and initialisation"),
+    "mesh_shape": F((-1, 1, 1), "devices per mesh axis; -1 = the rest"),
+    "mesh_axes": F(("data", "fsdp", "tensor"), "mesh axis names"),
+    "rules": F(None, "logical-to-mesh axis rules; None = arm_jax.sharding.DEFAULT_RULES"),
+}
+
+# docs/method.md §4: the paper's GRPO settings; weight decay 0 and clipping at norm 1 are not
+# given by the paper (the usual GRPO defaults).
+_POLICY = {
+    "group_size": F(4, "G samples per prompt"),
+    "advantage": F("grpo", "group baseline (arm_jax.rl.advantages)", ("grpo", "drgrpo", "rloo")),
+    "eps_low": F(0.2, "clip below 1 - eps_low"),
+    "eps_high": F(0.28, "clip above 1 + eps_high (clip-higher)"),
+    "beta": F(0.001, "k3 KL weight against the policy at RL start; 0 = no reference kept"),
+    "mu": F(2, "inner updates per rollout batch"),
+    "loss_aggregation": F("seq_mean_token_mean", "how token losses become one number",
+                          ("seq_mean_token_mean", "token_mean")),
+    "micro_batches": F(1, "gradient accumulation steps per update (exact)"),
+    "prompts_per_step": F(8, "prompts per optimizer step"),
+    "max_new_tokens": F(512, "rollout length limit"),
+    "temperature": F(1.0, "rollout temperature"),
+    "top_p": F(1.0, "rollout nucleus mass"),
+    "top_k": F(0, "rollout top-k; 0 = off"),
+    "learning_rate": F(1e-6, "AdamW learning rate (constant)"),
+    "weight_decay": F(0.0, "AdamW weight decay"),
+    "max_grad_norm": F(1.0, "global gradient clipping norm"),
+}
+
+_MODELS = {
+    "toy": {  # a tiny decoder trained from scratch on the toy world (arm_jax.toy)
+        "kind": F("toy", "model family"),
+        "num_layers": F(2, "decoder layers"),
+        "hidden_size": F(64, "model width"),
+        "num_heads": F(4, "attention heads"),
+        "num_kv_heads": F(4, "key/value heads (GQA when fewer than num_heads)"),
+        "intermediate_size": F(192, "SwiGLU width"),
+    },
+    "pretrained": {  # a Llama / Qwen checkpoint
+        "kind": F("pretrained", "model family"),
+        "path": F("", "HF directory or .gguf; '' = the shipped SmolLM2-135M-Instruct GGUF"),
+        "dtype": F("float32", "parameter dtype", ("float32", "bfloat16", "float16")),
+        "compute_dtype": F("", "matmul dtype; '' = dtype", ("", "float32", "bfloat16",
+                                                            "float16")),
+        "remat_policy": F("dots_with_no_batch_dims", "what the backward pass recomputes",
+                          ("none", "full", "dots", "dots_with_no_batch_dims")),
+    },
+}
+
+_DATA = {
+    "toy": {  # the synthetic preference world (arm_jax.toy.world)
+        "kind": F("toy", "data source"),
+        "num_instances": F(2000, "instances generated (train and held out)"),
+        "held_out_fraction": F(0.05, "share of instructions held out (by a hash of the text)"),
+        "seed": F(0, "the world's seed"),
+        "kinds": F((), "constraint kinds used; () = all (arm_jax.toy.world.KINDS)"),
+    },
+    "dataset": {  # a directory built by `python -m arm_jax.data.build`
+        "kind": F("dataset", "data source"),
+        "path": F("", "the built dataset's directory"),
+        "held_out_fraction": F(0.02, "share of instructions held out (by a hash of the text)"),
+        "seed": F(0, "seeds the held-out hash"),
+        "limit": F(0, "pairs read; 0 = every pair"),
+        "build_hint": F("", "how to build data.path, said when it is missing"),
+    },
+}
+
+_TRAIN_SECTIONS = {
+    "plugins": F((), "modules imported before the build; they register model/data kinds "
+                     "(the toy world: arm_jax.toy.setup)"),
+    "offload_idle_optimizer": F(True, "the idle policy's optimizer state waits in host memory"),
+    "init_from": F("", "a run's workdir (or checkpoints folder) whose newest policies a fresh run "
+                       "starts from; '' = from scratch / the model's weights"),
+    "templates": {
+        "rubric": F("", "rubric generator template: a shipped name or a file; '' = the builder's"),
+        "judge": F("", "judge template: a shipped name or a file; '' = the builder's"),
+    },
+    "warmstart": {  # Stage I, docs/method.md §3
+        "steps": F(0, "warm-start steps per policy; 0 = none"),
+        "generator_steps": F(-1, "the generator's steps; -1 = steps"),
+        "judge_steps": F(-1, "the judge's steps; -1 = steps"),
+        "path": F("", "SFT JSONL (role, prompt, target); '' = none (the toy makes its own)"),
+        "batch_size": F(8, "rows per step"),
+        "max_length": F(2048, "tokens per row; longer examples are truncated or skipped"),
+        "pad_multiple": F(64, "rows are padded to a multiple of this (fewer compiled shapes)"),
+        "learning_rate": F(5e-6, "AdamW peak learning rate"),
+        "schedule": F("constant", "learning-rate schedule; cosine decays to 0 over each policy's "
+                                  "own steps", ("constant", "cosine")),
+        "warmup_steps": F(0, "linear warmup steps"),
+        "max_grad_norm": F(1.0, "global gradient clipping norm"),
+        "prompt_loss_weight": F(0.0, "NLL weight of prompt tokens (0 = target tokens only)"),
+        # The toy world's synthetic warm-start data (arm_jax.toy.warmstart):
+        "imperfect_rate": F(0.3, "toy: share of rubrics and judgments with a flaw"),
+        "judge_accuracy": F(1.0, "toy: share of synthetic judgments naming the right winner"),
+        "negation_slip": F(0.0, "toy: share of judgments that read 'does not use' as 'uses'"),
+    },
+    "schedule": {  # Stage II, docs/method.md §4
+        "rounds": F(3, "alternating rounds; 0 = stop after the warm start"),
+        "order": F("judge_first", "which policy trains first in a round",
+                   ("judge_first", "generator_first")),
+        "steps_per_phase": F(0, "optimizer steps per phase; 0 = epochs_per_phase"),
+        "epochs_per_phase": F(1.0, "passes over the round's part per phase"),
+    },
+    "judge": _POLICY,
+    "generator": _POLICY,
+    "rewards": {  # docs/method.md §4
+        "format_reward": F("binary", "the judge's R_fmt", ("binary", "graded", "none")),
+        "format_weight": F(1.0, "weight of R_fmt"),
+        "validity_weight": F(0.0, "generator: reward for a parseable rubric (not the paper's)"),
+        "brevity_weight": F(0.0, "generator: penalty per criterion beyond 8 (not the paper's)"),
+    },
+    "eval": {  # held-out judge accuracy after the warm start and after every round
+        "max_pairs": F(512, "held-out pairs judged; 0 = all"),
+        "samples": F(1, "sampled judgments per pair (averaged); greedy takes 1"),
+        "rubric_max_new_tokens": F(1024, "greedy rubric length limit"),
+        "judge_max_new_tokens": F(4096, "judgment length limit"),
+        "batch_size": F(64, "prompts per generation call"),
+        "judge_temperature": F(1.0, "judgments sampled as the paper infers; 0 = greedy only"),
+    },
+    "checkpoint": {
+        "every_steps": F(50, "save every N global steps; 0 = at stage / phase ends and on SIGTERM"),
+        "max_to_keep": F(2, "the newest N checkpoints stay"),
+        "keep_rounds": F(True, "the checkpoints after the warm start and each round stay too"),
+    },
+    "log": {"tensorboard": F(True, "write TensorBoard event files beside metrics.jsonl")},
+    "device": {  # the hardware a paper-scale config is sized for (tests/test_configs.py)
+        "kind": F("", "accelerator kind; '' = not stated"),
+        "chips": F(0, "chips in the slice"),
+        "hbm_bytes_per_chip": F(0, "accelerator memory per chip"),
+    },
+}
+
+# --- evaluation (arm_jax.evaluate) ---------------------------------------------------------------
+
+_SYSTEM_SPEC = {
+    "generator": F("trained", "rubric source", ("trained", "base", "none")),
+    "judge": F("trained", "judge weights", ("trained", "base")),
+    "votes": F(1, "judge samples per comparison; k > 1 adds a voting@k row"),
+    "checkpoint": F("", "trained weights' checkpoint: latest, warm_start, round:R, step:N; '' = "
+                        "trained.checkpoint"),
+}
+
+_BENCHMARK_SPEC = {
+    "kind": F("dataset", "records from path, or the training run's held-out pairs",
+              ("dataset", "held_out")),
+    "path": F("", "a built dataset directory or a canonical .jsonl file"),
+    "subset": F("", "comma-separated subset names; '' = every record"),
+    "max_examples": F(0, "the first N selected records; 0 = all"),
+    "build_hint": F("", "how to build path, said when it is missing"),
+}
+
+_EVALUATE_SECTIONS = {
+    # Base weights: an HF directory or .gguf ("" = the shipped SmolLM2, or the training run's
+    # starting weights when trained.workdir is set).
+    "model": {
+        "path": F("", "base weights: HF directory or .gguf; '' = shipped SmolLM2 or the run's"),
+        "dtype": F("float32", "parameter dtype", ("float32", "bfloat16", "float16")),
+    },
+    "trained": {
+        "workdir": F("", "the training run's workdir; '' = no trained rows"),
+        "config": F("", "the config file the run was started with; '' = its config.json"),
+        "overrides": F((), "the run's --config. overrides as 'key=value' (with trained.config)"),
+        "checkpoint": F("latest", "the trained rows' checkpoint: latest, warm_start (round 0), "
+                                  "round:R or step:N"),
+    },
+    "templates": {
+        "rubric": F("", "rubric template; '' = the run's, else the full shipped one"),
+        "judge": F("", "judge template; '' = the run's, else the full shipped one"),
+        "direct": F("", "no-rubric judge template; '' = the run's, else judge_direct"),
+    },
+    "rubric": {"max_new_tokens": F(0, "greedy rubric limit; 0 = the run's, else 1024")},
+    "judge": {
+        "max_new_tokens": F(0, "judgment limit; 0 = the run's, else 4096"),
+        "temperature": F(1.0, "judge sampling temperature (docs/method.md §5); 0 = greedy"),
+        "top_p": F(1.0, "judge nucleus mass"),
+        "top_k": F(0, "judge top-k; 0 = off"),
+    },
+    "batch_size": F(8, "prompts per generation call (times votes rows)"),
+    "orders": F(("mixed",), "any of mixed, ord1, ord2; ord1 + ord2 give the position bias"),
+    "systems": F(("prompted", "direct"), "the table's rows, by name in system_specs"),
+    "benchmarks": F((), "the table's columns, by name in benchmark_specs"),
+}
+
+_GENERATE_SECTIONS = {
+    "model": _EVALUATE_SECTIONS["model"],
+    "sampling": {
+        "max_new_tokens": F(64, "tokens generated per prompt"),
+        "temperature": F(0.0, "0 = greedy"),
+        "top_p": F(1.0, "nucleus mass"),
+        "top_k": F(0, "top-k; 0 = off"),
+        "num_samples": F(1, "completions per prompt"),
+    },
+    "chat": F(True, "render each prompt as a user turn of the chat template"),
+    "prompts": F((), "the prompts"),
+}
+
+# Sections of user-named entries, each validated against one spec.
+_ENTRY_SPECS = {"system_specs": _SYSTEM_SPEC, "benchmark_specs": _BENCHMARK_SPEC}
+
+
+# --- building configs ----------------------------------------------------------------------------
+
+def _build(schema: dict, **fields) -> ml_collections.ConfigDict:
+  """A section's defaults updated by `fields` (unknown names are an error)."""
+  unknown = set(fields) - set(schema)
+  if unknown:
+    raise ValueError(f"unknown fields {sorted(unknown)}; known: {sorted(schema)}")
+  out = {}
+  for name, spec in schema.items():
+    if name in fields:
+      out[name] = fields[name]
+    elif isinstance(spec, dict):
+      out[name] = _build(spec)
+    else:
+      out[name] = spec.default
+  c = ml_collections.ConfigDict(out)
+  if "rules" in schema and out["rules"] is None:  # a tuple-typed field that may be None
+    c.rules = ml_collections.FieldReference(None, field_type=tuple)
+  return c
 
 
 def policy(**fields) -> ml_collections.ConfigDict:
   """One policy's GRPO, sampling and optimizer settings: the paper's, updated by `fields`."""
-  unknown = set(fields) - set(_POLICY)
-  if unknown:
-    raise ValueError(f"unknown policy fields {sorted(unknown)}; known: {sorted(_POLICY)}")
-  return ml_collections.ConfigDict({**_POLICY, **fields})
+  try:
+    return _build(_POLICY, **fields)
+  except ValueError as e:
+    raise ValueError(f"policy: {e}") from None
 
 
-def _run_base(job: str) -> ml_collections.ConfigDict:
-  """What every job's config starts with: the job, the seed, a data-parallel mesh over every
-  device and the default sharding rules."""
-  c = ml_collections.ConfigDict()
-  c.job = job
-  c.seed = 0
-  c.mesh_shape = (-1, 1, 1)
-  c.mesh_axes = ("data", "fsdp", "tensor")
-  c.rules = ml_collections.FieldReference(None, field_type=tuple)  # None = arm_jax defaults
-  return c
+def model(kind: str, **fields) -> ml_collections.ConfigDict:
+  """The model section of a kind (toy, pretrained), updated by `fields`."""
+  if kind not in _MODELS:
+    raise ValueError(f"model kind {kind!r}; expected one of {sorted(_MODELS)}")
+  return _build(_MODELS[kind], **fields)
+
+
+def data(kind: str, **fields) -> ml_collections.ConfigDict:
+  """The data section of a kind (toy, dataset), updated by `fields`."""
+  if kind not in _DATA:
+    raise ValueError(f"data kind {kind!r}; expected one of {sorted(_DATA)}")
+  return _build(_DATA[kind], **fields)
 
 
 def train_base() -> ml_collections.ConfigDict:
-  """job, seed, a data-parallel mesh over every device, default rules, rewards, logging."""
-  c = _run_base("train")
-  c.offload_idle_optimizer = True
-  # A workdir (or its checkpoints folder) of an earlier run: a fresh run starts both policies
-  # from that run's newest checkpoint (e.g. one warm start, `schedule.rounds=0`, shared by RL
-  # variants that set warmstart.steps=warmstart.generator_steps=0). "" = from scratch / the
-  # model's weights. Ignored when --workdir already holds a checkpoint (resume wins).
-  c.init_from = ""
-  c.rewards = ml_collections.ConfigDict(dict(format_reward="binary", format_weight=1.0,
-                                             validity_weight=0.0, brevity_weight=0.0))
-  c.log = ml_collections.ConfigDict(dict(tensorboard=True))
-  # every_steps: save every N global steps (0 = only at stage / phase ends and on SIGTERM);
-  # max_to_keep: the newest N stay; keep_rounds: the checkpoints after the warm start and after
-  # each round stay too, for evaluating any round's pair (arm_jax.evaluate, trained.checkpoint).
-  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=50, max_to_keep=2, keep_rounds=True))
+  """Every training field at its default: a pretrained model on a built dataset."""
+  c = _build({**_RUN, **_TRAIN_SECTIONS})
+  c.model = model("pretrained")
+  c.data = data("dataset")
   return c
 
 
-# --- evaluation (arm_jax.evaluate) ---------------------------------------------------------------
-
 def _benchmark(path: str, fmt: str, subset: str = "") -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
-      kind="dataset", path=path, subset=subset, max_examples=0,
-      build_hint=f"build it with `python -m arm_jax.data.build --input <hub files> --format {fmt} "
-                 f"--out {path}`"))
+  return benchmark(path=path, subset=subset,
+                   build_hint=f"build it with `python -m arm_jax.data.build --input <hub files> "
+                              f"--format {fmt} --out {path}`")
+
+
+def benchmark(**fields) -> ml_collections.ConfigDict:
+  """One benchmark_specs entry (arm_jax.evaluation.benchmarks)."""
+  return _build(_BENCHMARK_SPEC, **fields)
+
+
+def system(**fields) -> ml_collections.ConfigDict:
+  """One system_specs entry, a row of the table (arm_jax.evaluation.systems)."""
+  return _build(_SYSTEM_SPEC, **fields)
 
 
 def paper_benchmarks() -> ml_collections.ConfigDict:
-  """RUBRIC_ARM.md §6's ten benchmarks as `benchmark_specs` entries, named as the table's columns
-  (arm_jax.evaluation.benchmarks.PAPER_COLUMNS), each read from where `python -m
+  """docs/method.md §7's ten benchmarks as `benchmark_specs` entries, named as the table's
+  columns (arm_jax.evaluation.benchmarks.PAPER_COLUMNS), each read from where `python -m
   arm_jax.data.build` is expected to have written it. FollowBench and InfoBench are made
   pairwise by sampling two responses and the benchmark's verifier (the `columns` format)."""
   return ml_collections.ConfigDict(dict(
@@ -86,38 +319,102 @@ def paper_benchmarks() -> ml_collections.ConfigDict:
 def system_specs() -> ml_collections.ConfigDict:
   """The table rows a config can select (arm_jax.evaluation.systems): the trained pair, the base
   model prompted as generator and judge (the paper's "prompting only" row), the base judge
-  without a rubric, and the trained judge without a rubric. votes > 1 adds a voting@k row;
-  checkpoint picks the training run's checkpoint for trained weights ("" = trained.checkpoint;
-  arm_jax.evaluation.systems.CHECKPOINTS)."""
-  spec = lambda generator, judge: ml_collections.ConfigDict(  # noqa: E731
-      dict(generator=generator, judge=judge, votes=1, checkpoint=""))
+  without a rubric, and the trained judge without a rubric."""
   return ml_collections.ConfigDict(dict(
-      trained=spec("trained", "trained"), prompted=spec("base", "base"),
-      direct=spec("none", "base"), trained_direct=spec("none", "trained")))
+      trained=system(generator="trained", judge="trained"),
+      prompted=system(generator="base", judge="base"),
+      direct=system(generator="none", judge="base"),
+      trained_direct=system(generator="none", judge="trained")))
 
 
 def evaluate_base() -> ml_collections.ConfigDict:
-  """An evaluation config's shared sections, with RUBRIC_ARM.md §4's decoding: greedy rubrics,
+  """Every evaluation field at its default, with docs/method.md §5's decoding: greedy rubrics,
   judgments sampled at temperature 1.0; the length limits are the training run's (or the
   paper's 1024 / 4096 without one)."""
-  c = _run_base("evaluate")
-  # Base weights: an HF directory or .gguf ("" = the shipped SmolLM2, or the training run's
-  # starting weights when trained.workdir is set).
-  c.model = ml_collections.ConfigDict(dict(path="", dtype="float32"))
-  # A training run: its workdir, the config file it was started with ("" = its config.json),
-  # its --config. overrides as "key=value" strings, and the checkpoint its trained rows read:
-  # latest, warm_start (round 0), round:R or step:N (arm_jax.evaluation.systems.CHECKPOINTS).
-  c.trained = ml_collections.ConfigDict(dict(workdir="", config="", overrides=(),
-                                             checkpoint="latest"))
-  c.templates = ml_collections.ConfigDict(dict(rubric="", judge="", direct=""))
-  # max_new_tokens 0: the training run's own limits (its eval section), else the paper's.
-  c.rubric = ml_collections.ConfigDict(dict(max_new_tokens=0))
-  c.judge = ml_collections.ConfigDict(dict(max_new_tokens=0, temperature=1.0, top_p=1.0,
-                                           top_k=0))
-  c.batch_size = 8  # prompts per generation call (times votes rows)
-  c.orders = ("mixed",)  # any of mixed, ord1, ord2; ord1 + ord2 give the position bias
-  c.systems = ("prompted", "direct")
+  c = _build({**_RUN, **_EVALUATE_SECTIONS}, job="evaluate")
   c.system_specs = system_specs()
-  c.benchmarks = ()
   c.benchmark_specs = paper_benchmarks()
   return c
+
+
+def generate_base() -> ml_collections.ConfigDict:
+  """Every generation field at its default (configs/generate.py)."""
+  return _build({**_RUN, **_GENERATE_SECTIONS}, job="generate")
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+def _schema(config: ml_collections.ConfigDict) -> dict:
+  job = config.get("job")
+  if job == "train":
+    m, d = config.get("model"), config.get("data")
+    mk = m.get("kind") if isinstance(m, ml_collections.ConfigDict) else None
+    dk = d.get("kind") if isinstance(d, ml_collections.ConfigDict) else None
+    if mk not in _MODELS:
+      raise ValueError(f"config key 'model.kind'={mk!r}; allowed: {', '.join(sorted(_MODELS))}")
+    if dk not in _DATA:
+      raise ValueError(f"config key 'data.kind'={dk!r}; allowed: {', '.join(sorted(_DATA))}")
+    return {**_RUN, **_TRAIN_SECTIONS, "model": _MODELS[mk], "data": _DATA[dk]}
+  if job == "evaluate":
+    return {**_RUN, **_EVALUATE_SECTIONS, **_ENTRY_SPECS}
+  if job == "generate":
+    return {**_RUN, **_GENERATE_SECTIONS}
+  raise ValueError(f"config key 'job'={job!r}; allowed: evaluate, generate, train")
+
+
+def _type_ok(value: Any, default: Any) -> bool:
+  if default is None:  # rules: None or pairs
+    return value is None or isinstance(value, (tuple, list))
+  if isinstance(default, bool):
+    return isinstance(value, bool)
+  if isinstance(default, float):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  if isinstance(default, int):
+    return isinstance(value, int) and not isinstance(value, bool)
+  if isinstance(default, tuple):
+    return isinstance(value, (tuple, list))
+  return isinstance(value, type(default))
+
+
+def _check(section: Any, schema: dict, where: str) -> dict:
+  """The section's values completed with defaults; errors name the key."""
+  if not isinstance(section, (ml_collections.ConfigDict, dict)):
+    raise ValueError(f"config key {where.rstrip('.')!r} must be a section, got {section!r}")
+  keys = list(section.keys())
+  for key in keys:
+    if key not in schema:
+      close = difflib.get_close_matches(key, list(schema), n=1)
+      raise ValueError(f"config key {where + key!r} is not a field"
+                       + (f" (did you mean {where + close[0]!r}?)" if close else "")
+                       + f"; fields here: {', '.join(sorted(schema))}")
+  out = {}
+  for name, spec in schema.items():
+    key = where + name
+    if isinstance(spec, dict):
+      if name in _ENTRY_SPECS and schema is not spec:
+        entries = section[name] if name in keys else {}
+        out[name] = {e: _check(v, spec, f"{key}.{e}.") for e, v in entries.items()}
+      else:
+        out[name] = _check(section[name] if name in keys else {}, spec, key + ".")
+      continue
+    value = section[name] if name in keys else spec.default
+    if not _type_ok(value, spec.default):
+      raise ValueError(f"config key {key!r}={value!r} has type {type(value).__name__}; expected "
+                       f"{type(spec.default).__name__} ({spec.doc})")
+    if spec.choices is not None and value not in spec.choices:
+      raise ValueError(f"config key {key!r}={value!r} is not allowed; allowed: "
+                       f"{', '.join(repr(c) for c in spec.choices)}")
+    if isinstance(value, float) and isinstance(spec.default, float):
+      value = float(value)
+    out[name] = tuple(value) if isinstance(value, list) else value
+  return out
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config checked against its job's schema and completed with defaults (a new, unlocked
+  ConfigDict); a ValueError names the first bad key."""
+  values = _check(config, _schema(config), "")
+  out = ml_collections.ConfigDict(values)
+  if "rules" in values and values["rules"] is None:
+    out.rules = ml_collections.FieldReference(None, field_type=tuple)
+  return out

@@ -1,4 +1,4 @@
-"""Reward-model evaluation of (rubric generator, judge) pairs: RUBRIC_ARM.md §6's table.
+"""Reward-model evaluation of (rubric generator, judge) pairs: docs/method.md §7's table.
 
   python -m arm_jax.evaluate --config configs/evaluate_smollm2.py --workdir DIR
   python main.py --config configs/evaluate_smollm2.py --workdir DIR   (config.job = "evaluate")
@@ -7,7 +7,7 @@ The config names the rows (`systems`: trained or base weights, with or without a
 arm_jax.evaluation.systems), the columns (`benchmarks`: built datasets, canonical JSONL files or
 a training run's held-out pairs; arm_jax.evaluation.benchmarks) and the decoding settings: one
 greedy rubric per prompt (`rubric.max_new_tokens`), judgments sampled at `judge.temperature`
-(RUBRIC_ARM.md §4: 1.0; 0 = greedy), `orders` among mixed / ord1 / ord2. Scoring rules are in
+(docs/method.md §5: 1.0; 0 = greedy), `orders` among mixed / ord1 / ord2. Scoring rules are in
 arm_jax.evaluation.metrics. Outputs in DIR: results.md, results.csv, results.json,
 predictions.jsonl, results.png (arm_jax.evaluation.report).
 
@@ -39,6 +39,7 @@ from arm_jax.evaluation import report
 from arm_jax.evaluation.metrics import ORDERS
 from arm_jax.evaluation.runner import evaluate_examples, policy_judge_fn, policy_rubric_fn
 from arm_jax.evaluation.systems import build_models, system_specs
+from arm_jax import config_sections, xla_options
 from arm_jax.generate import sampling_from_flags
 
 
@@ -111,6 +112,7 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if config.get("job") != "evaluate":
     raise ValueError(f"config.job={config.get('job')!r}: the evaluator takes an evaluation "
                      "config (job 'evaluate'), e.g. configs/evaluate_smollm2.py")
+  config = config_sections.validate(config)
   specs = system_specs(config)
   names = benchmark_names(config)
   orders = _orders(config)
@@ -129,7 +131,7 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
                      "is 0 (greedy samples are identical); set judge.temperature > 0")
   start = time.perf_counter()
   specs_of = {n: config.benchmark_specs[n] for n in names}
-  held_out = [n for n in names if specs_of[n].get("kind", "dataset") == "held_out"]
+  held_out = [n for n in names if specs_of[n].kind == "held_out"]
   # Records are read (and a bad one reported) before any model loads; held-out pairs come
   # with the training run's models.
   examples = {n: benchmarks_lib.load_examples(n, specs_of[n]) for n in names
@@ -143,7 +145,7 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
     examples[n] = benchmarks_lib.load_examples(n, specs_of[n], models.held_out)
     if not examples[n]:
       raise ValueError(f"benchmark {n!r}: the training run has no held-out pairs"
-                       + (f" in subset {specs_of[n].subset!r}" if specs_of[n].get("subset")
+                       + (f" in subset {specs_of[n].subset!r}" if specs_of[n].subset
                           else ""))
   results: dict = dict(
       settings=dict(seed=int(config.seed), orders=orders, batch_size=config.batch_size,
@@ -195,6 +197,7 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  xla_options.configure_process()
   run_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
 

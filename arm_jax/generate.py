@@ -13,7 +13,7 @@ from typing import Sequence
 import jax
 from absl import app, flags
 
-from arm_jax import assets
+from arm_jax import assets, xla_options
 from arm_jax.models import load_pretrained
 from arm_jax.sampling import Sampler, SamplingParams, completions_text
 from arm_jax.tokenizer import load_tokenizer
@@ -65,6 +65,7 @@ def _define_flags():
 
 def main(argv):
   del argv
+  xla_options.configure_process()
   f = flags.FLAGS
   path = f.model or assets.smollm2_gguf()
   model, params = load_pretrained(path)

@@ -9,24 +9,19 @@ import time
 import ml_collections
 from absl import logging
 
-from arm_jax import assets
+from arm_jax import assets, config_sections
 from arm_jax import sharding as sharding_lib
+from arm_jax.evaluate import run_evaluate
 from arm_jax.generate import generate_texts, sampling_from_flags
 from arm_jax.models import load_pretrained
 from arm_jax.tokenizer import load_tokenizer
-
-
-def mesh_and_rules(config: ml_collections.ConfigDict):
-  mesh = sharding_lib.make_mesh(tuple(config.mesh_shape), tuple(config.mesh_axes))
-  rules = sharding_lib.rules_from_config(config.rules) if config.get("rules") else \
-      sharding_lib.DEFAULT_RULES
-  return mesh, rules
+from arm_jax.training.loop import run_train
 
 
 def run_generate(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   """Loads the model into the config's mesh, generates for each prompt, writes JSONL."""
   path = config.model.path or assets.smollm2_gguf()
-  mesh, rules = mesh_and_rules(config)
+  mesh, rules = sharding_lib.mesh_and_rules(config)
   start = time.time()
   model, params = load_pretrained(path, dtype=config.model.dtype, mesh=mesh, rules=rules)
   tokenizer = load_tokenizer(path)
@@ -52,20 +47,11 @@ def run_generate(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   return records
 
 
-def run_train(config: ml_collections.ConfigDict, workdir: str):
-  from arm_jax.train import run_train as train  # pylint: disable=import-outside-toplevel
-  return train(config, workdir)
-
-
-def run_evaluate(config: ml_collections.ConfigDict, workdir: str):
-  from arm_jax.evaluate import run_evaluate as evaluate  # pylint: disable=import-outside-toplevel
-  return evaluate(config, workdir)
-
-
 JOBS = {"generate": run_generate, "train": run_train, "evaluate": run_evaluate}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str):
-  if config.job not in JOBS:
-    raise ValueError(f"config.job={config.job!r}; expected one of {sorted(JOBS)}")
+  """Validates the config (arm_jax.config_sections: unknown keys, types, allowed values), then
+  runs its job; nothing loads before the config is accepted."""
+  config = config_sections.validate(config)
   return JOBS[config.job](config, workdir)

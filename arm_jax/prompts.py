@@ -1,6 +1,6 @@
 """Prompt templates for the rubric generator and the judge, rendered to user-message text.
 
-Templates are data (RUBRIC_ARM.md §2): a shipped name ("rubric_generator", "judge", and the
+Templates are data (docs/method.md §2): a shipped name ("rubric_generator", "judge", and the
 "_compact" variants for ~135M models with short context) or the path of a user file, so the
 exact prompts of released checkpoints drop in unchanged. A third kind, "direct", is the
 evaluation baseline that judges without a rubric ("judge_direct"): same `Winner:` line, so the
@@ -124,5 +124,5 @@ def as_chat(text: str, system: Optional[str] = None) -> list[dict[str, str]]:
 def swap_pair(response_a: str, response_b: str,
               winner: Union[int, str]) -> tuple[str, str, int]:
   """The pair in the other order and its label (0 = slot A wins), so that random swaps remove
-  position bias without losing the preference (RUBRIC_ARM.md §3)."""
+  position bias without losing the preference (docs/method.md §4)."""
   return response_b, response_a, 1 - label_index(winner)

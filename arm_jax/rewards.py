@@ -1,4 +1,4 @@
-"""Rewards from generated text (RUBRIC_ARM.md §3); only these floats enter the jitted update.
+"""Rewards from generated text (docs/method.md §4); only these floats enter the jitted update.
 
 Judge: `R_j = R_acc + format_weight * R_fmt`, with R_acc = 1 when the parsed verdict matches
 the label (no verdict counts as wrong) and R_fmt the format reward: "binary" (the paper's

@@ -136,3 +136,11 @@ def constrain(x: jax.Array, axes: tuple, mesh: Mesh | None, rules: Sequence) -> 
   if mesh is None or not rules:
     return x
   return nn.with_logical_constraint(x, axes, rules=rules, mesh=mesh)
+
+
+def mesh_and_rules(config: Any) -> tuple[Mesh, tuple[tuple[str, Any], ...]]:
+  """The mesh and logical-axis rules a job's config names (mesh_shape, mesh_axes, rules; rules
+  None = DEFAULT_RULES)."""
+  mesh = make_mesh(tuple(config.mesh_shape), tuple(config.mesh_axes))
+  rules = rules_from_config(config.rules) if config.rules else DEFAULT_RULES
+  return mesh, rules

@@ -1,4 +1,9 @@
-"""Per-compilation XLA options for the shapes each job runs.
+"""XLA settings: the process-wide ones entry points apply, and per-compilation options for the
+shapes each job runs.
+
+configure_process() is called by the entry points (main.py, the generate and evaluate CLIs, the
+experiments scripts, the test session) before JAX creates its CPU client; importing arm_jax
+changes nothing.
 
 XLA:CPU in jaxlib 0.10 hands every dot to YNNPACK by default (`individual_dot`). For the
 training forward and backward (thousands of rows times a weight) Eigen's GEMM is faster at
@@ -10,7 +15,25 @@ compilation, so decoding keeps the process-wide defaults. Off the CPU backend no
 
 from __future__ import annotations
 
+import os
+
 import jax
+
+
+def configure_process() -> None:
+  """Routes XLA:CPU dots through XNNPACK unless the user chose otherwise.
+
+  Decode multiplies a few rows by every weight matrix; XLA's default CPU dot streams the
+  weights at a fraction of memory bandwidth there, XNNPACK's kernels about twice as fast
+  (SmolLM2-135M greedy decode, batch 8: 28 -> 57 new tokens/s on a 2-core VM, same tokens).
+  Only xla_cpu_* flags are touched, so GPU and TPU runs are unaffected. It must run before jax
+  creates its CPU client (the first device use). Opt out with ARM_JAX_XNNPACK=0 or by setting
+  --xla_cpu_use_xnnpack yourself.
+  """
+  flags = os.environ.get("XLA_FLAGS", "")
+  if os.environ.get("ARM_JAX_XNNPACK", "1") == "0" or "xla_cpu_use_xnnpack" in flags:
+    return
+  os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_use_xnnpack=true").strip()
 
 
 def training_compiler_options() -> dict[str, str] | None:

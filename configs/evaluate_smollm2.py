@@ -27,11 +27,11 @@ from arm_jax import config_sections
 
 def get_config() -> ml_collections.ConfigDict:
   c = config_sections.evaluate_base()
-  c.benchmark_specs.ifeval_verified = ml_collections.ConfigDict(dict(
-      kind="dataset", path="data/offline/ifeval_verified", subset="", max_examples=12,
+  c.benchmark_specs.ifeval_verified = config_sections.benchmark(
+      path="data/offline/ifeval_verified", max_examples=12,
       build_hint="build it with `python experiments/build_offline_data.py --out data/offline "
                  "--limit 48` (about 12 minutes on a 2-core CPU), or set "
-                 "--config.benchmark_specs.ifeval_verified.path"))
+                 "--config.benchmark_specs.ifeval_verified.path")
   c.benchmarks = ("ifeval_verified",)
   c.systems = ("prompted", "direct")
   c.system_specs.prompted.votes = 3

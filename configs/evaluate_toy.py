@@ -24,13 +24,10 @@ def get_config() -> ml_collections.ConfigDict:
   c = config_sections.evaluate_base()
   c.trained.workdir = "runs/toy"
   c.trained.config = ""  # "" = runs/toy/config.json
-  c.benchmark_specs.held_out = ml_collections.ConfigDict(dict(
-      kind="held_out", path="", subset="", max_examples=0))  # 0 = all, as the run's eval
+  c.benchmark_specs.held_out = config_sections.benchmark(kind="held_out")  # every pair
   c.benchmarks = ("held_out",)
-  c.system_specs.warm_start = ml_collections.ConfigDict(dict(
-      generator="trained", judge="trained", votes=1, checkpoint="warm_start"))
-  c.system_specs.round_1 = ml_collections.ConfigDict(dict(
-      generator="trained", judge="trained", votes=1, checkpoint="round:1"))
+  c.system_specs.warm_start = config_sections.system(checkpoint="warm_start")  # Stage I
+  c.system_specs.round_1 = config_sections.system(checkpoint="round:1")
   c.systems = ("warm_start", "round_1", "trained")
   c.system_specs.trained.votes = 5
   c.orders = ("mixed", "ord1", "ord2")

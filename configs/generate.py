@@ -6,24 +6,14 @@
 
 import ml_collections
 
+from arm_jax import config_sections
+
 
 def get_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.job = "generate"
-  c.seed = 0
-  c.model = ml_collections.ConfigDict()
+  c = config_sections.generate_base()
   c.model.path = ""  # "" = the shipped SmolLM2 GGUF; else an HF directory or .gguf file
-  c.model.dtype = "float32"
-  # Mesh over all devices: data-parallel by default; rules map logical axes onto it.
-  c.mesh_shape = (-1, 1, 1)
-  c.mesh_axes = ("data", "fsdp", "tensor")
-  c.rules = ml_collections.FieldReference(None, field_type=tuple)  # None = arm_jax defaults
-  c.sampling = ml_collections.ConfigDict()
   c.sampling.max_new_tokens = 64
   c.sampling.temperature = 0.0  # 0 = greedy
-  c.sampling.top_p = 1.0
-  c.sampling.top_k = 0
-  c.sampling.num_samples = 1
   c.chat = True
   c.prompts = (
       "What is the capital of France? Answer in one sentence.",

@@ -1,6 +1,6 @@
 """Paper scale: Rubric-ARM with Qwen3-8B as both policies on a 64-chip TPU v5p slice (v5p-128).
 
-Hyperparameters are RUBRIC_ARM.md §3's: 3 rounds, judge first, one epoch per phase; judge G=7,
+Hyperparameters are the paper's (docs/method.md §4): 3 rounds, judge first, one epoch per phase; judge G=7,
 32 prompts (224 completions) per step, 1024 new tokens; generator G=6, 48 prompts (288
 completions), 512 new tokens; AdamW lr 1e-6 constant, eps 0.2 / 0.28, beta 0.001, mu 2,
 temperature / top-p 1.0; held-out evaluation as at inference (greedy rubric up to 1024 tokens,
@@ -18,7 +18,7 @@ Stage I: the paper starts RL from SFT'd models (the released Rubric-RM-8B checkp
 stage). Point model.path at such a checkpoint, or set warmstart.path to an SFT JSONL and
 warmstart.steps > 0 (settings below are Rubric-RM's judge SFT: lr 5e-6, batch 64, cutoff 6144).
 
-Device: TPU v5p, 95 GB HBM per chip. RUBRIC_ARM.md does not name the paper's hardware; its
+Device: TPU v5p, 95 GB HBM per chip. The paper does not name its hardware; its
 vLLM rollouts and full bf16 fine-tune of two 8B models are the 80 GB-GPU recipe, and v5p is the
 TPU training chip in that memory class. v4 (32 GB) also holds the sharded train state (16.4
 GB per chip here) but leaves half of the room for what dominates: the KV cache of 224
@@ -50,33 +50,28 @@ QWEN3_8B_CONFIG_JSON = {
 
 def get_config() -> ml_collections.ConfigDict:
   c = config_sections.train_base()
-  c.device = ml_collections.ConfigDict(dict(kind="TPU v5p", chips=64,
-                                            hbm_bytes_per_chip=95 * 10**9))
+  c.device.update(kind="TPU v5p", chips=64, hbm_bytes_per_chip=95 * 10**9)
   c.mesh_shape = (4, 4, 4)
   c.mesh_axes = ("data", "fsdp", "tensor")
   c.rules = (
       ("batch", ("data", "fsdp")), ("length", None), ("act_embed", None), ("embed", "fsdp"),
       ("heads", "tensor"), ("kv_heads", "tensor"), ("mlp", "tensor"), ("vocab", "tensor"),
       ("head_dim", None), ("layers", None), ("cache_slots", None))
-  c.model = ml_collections.ConfigDict(dict(
-      kind="pretrained", path="Qwen/Qwen3-8B",  # a local HF directory (see the download above)
-      dtype="float32", compute_dtype="bfloat16", remat_policy="dots_with_no_batch_dims"))
-  c.data = ml_collections.ConfigDict(dict(
-      kind="dataset", path="data/openrubrics", held_out_fraction=0.02, seed=0, limit=0,
+  c.model = config_sections.model(
+      "pretrained", path="Qwen/Qwen3-8B",  # a local HF directory (see the download above)
+      dtype="float32", compute_dtype="bfloat16")
+  c.data = config_sections.data(
+      "dataset", path="data/openrubrics", held_out_fraction=0.02,
       build_hint="build it with `python -m arm_jax.data.build --format openrubrics "
-                 "--input FILE --out data/openrubrics`"))
-  c.templates = ml_collections.ConfigDict(dict(rubric="", judge=""))  # "" = the full templates
-  c.warmstart = ml_collections.ConfigDict(dict(
-      steps=0, path="", batch_size=64, max_length=6144, learning_rate=5e-6, max_grad_norm=1.0))
-  c.schedule = ml_collections.ConfigDict(dict(rounds=3, order="judge_first", steps_per_phase=0,
-                                              epochs_per_phase=1.0))
+                 "--input FILE --out data/openrubrics`")
+  c.warmstart.update(steps=0, batch_size=64, max_length=6144, learning_rate=5e-6)
+  c.schedule.update(rounds=3, order="judge_first", epochs_per_phase=1.0)
   c.judge = config_sections.policy(group_size=7, prompts_per_step=32, max_new_tokens=1024,
                                    micro_batches=7)
   c.generator = config_sections.policy(group_size=6, prompts_per_step=48, max_new_tokens=512,
                                        micro_batches=9)
-  # As at inference (§4): greedy rubrics, sampled judgments (a greedy figure is logged too).
-  c.eval = ml_collections.ConfigDict(dict(max_pairs=512, rubric_max_new_tokens=1024,
-                                          judge_max_new_tokens=4096, batch_size=64,
-                                          judge_temperature=1.0))
+  # As at inference (docs/method.md §5): greedy rubrics, sampled judgments (a greedy figure is logged too).
+  c.eval.update(max_pairs=512, rubric_max_new_tokens=1024, judge_max_new_tokens=4096,
+                batch_size=64, judge_temperature=1.0)
   c.checkpoint.update(every_steps=10, max_to_keep=2)
   return c

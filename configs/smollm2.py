@@ -28,23 +28,16 @@ def _policy(group_size: int, prompts_per_step: int,
 
 def get_config() -> ml_collections.ConfigDict:
   c = config_sections.train_base()
-  c.model = ml_collections.ConfigDict(dict(
-      kind="pretrained", path="",  # "" = the shipped SmolLM2 GGUF; else an HF dir or .gguf
-      dtype="float32", remat_policy="dots_with_no_batch_dims"))
-  c.data = ml_collections.ConfigDict(dict(
-      kind="dataset", path="data/offline/ifeval_verified", held_out_fraction=0.2, seed=0,
-      limit=0,  # 0 = every pair
+  c.model = config_sections.model("pretrained", path="")  # "" = the shipped SmolLM2 GGUF
+  c.data = config_sections.data(
+      "dataset", path="data/offline/ifeval_verified", held_out_fraction=0.2,
       build_hint="build it with `python experiments/build_offline_data.py --out data/offline "
-                 "--limit 48` (about 12 minutes on a 2-core CPU), or set --config.data.path"))
-  c.templates = ml_collections.ConfigDict(dict(rubric="", judge=""))  # "" = the full templates
-  c.warmstart = ml_collections.ConfigDict(dict(
-      steps=0, path="", batch_size=4, max_length=2048, learning_rate=5e-6, max_grad_norm=1.0))
-  c.schedule = ml_collections.ConfigDict(dict(rounds=1, order="judge_first", steps_per_phase=1,
-                                              epochs_per_phase=1.0))
+                 "--limit 48` (about 12 minutes on a 2-core CPU), or set --config.data.path")
+  c.warmstart.update(steps=0, batch_size=4, max_length=2048, learning_rate=5e-6)  # no SFT data
+  c.schedule.update(rounds=1, steps_per_phase=1)
   c.judge = _policy(group_size=2, prompts_per_step=1, max_new_tokens=192)
   c.generator = _policy(group_size=2, prompts_per_step=1, max_new_tokens=96)
-  c.eval = ml_collections.ConfigDict(dict(max_pairs=4, rubric_max_new_tokens=96,
-                                          judge_max_new_tokens=192, batch_size=8,
-                                          judge_temperature=0.0))  # 0 = greedy only
+  c.eval.update(max_pairs=4, rubric_max_new_tokens=96, judge_max_new_tokens=192, batch_size=8,
+                judge_temperature=0.0)  # 0 = greedy only
   c.checkpoint.update(every_steps=0, max_to_keep=1)
   return c

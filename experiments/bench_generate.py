@@ -45,9 +45,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from arm_jax import assets  # noqa: E402
+from arm_jax import assets, xla_options  # noqa: E402
 from arm_jax.models import load_pretrained  # noqa: E402
 from arm_jax.sampling import Sampler, SamplingParams  # noqa: E402
+
+xla_options.configure_process()  # as the package's entry points do
 
 
 def _best_time(fn, repeats):

@@ -174,7 +174,9 @@ def run_jax(variant: str) -> dict:
   from arm_jax.rl.grpo import GRPOConfig, RolloutBatch, make_update, sequence_logprobs
   from arm_jax.rl.logprobs import SequenceBatch, token_logprobs
   from arm_jax.rl.optim import OptimizerConfig, make_optimizer
-  from arm_jax.xla_options import jit_training
+  from arm_jax.xla_options import configure_process, jit_training
+
+  configure_process()  # as the package's entry points do
 
   start = time.perf_counter()
   model, params = load_pretrained(ARGS.checkpoint, remat_policy=ARGS.remat_policy,

@@ -151,6 +151,9 @@ def generate(prompts: Sequence[str], args: argparse.Namespace) -> tuple[list[lis
   from arm_jax.models import load_pretrained
   from arm_jax.sampling import STOP, Sampler, SamplingParams, completions_text
   from arm_jax.tokenizer import load_tokenizer
+  from arm_jax.xla_options import configure_process
+
+  configure_process()  # as the package's entry points do
 
   path = assets.smollm2_gguf()
   model, params = load_pretrained(path)

@@ -9,6 +9,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
+from arm_jax import xla_options  # noqa: E402
+
+xla_options.configure_process()  # as every entry point does
+
 
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: slow tier, skipped unless --runslow or -m slow")

@@ -1,4 +1,4 @@
-"""The shipped training configs, and dataset-backed training data (arm_jax.train_data).
+"""The shipped training configs, and dataset-backed training data (arm_jax.data.pairs).
 
 qwen3_8b is checked at paper scale without a download or a pod: the Qwen3-8B architecture from
 its public config.json, the train state as jax.eval_shape, the config's mesh as an AbstractMesh.
@@ -14,12 +14,14 @@ import jax
 import pytest
 from jax.sharding import AbstractMesh, NamedSharding, PartitionSpec as P
 
-from arm_jax import assets, sharding, train_data, train_setup
+from arm_jax import assets, sharding
+from arm_jax.data import pairs as train_data
+from arm_jax.training import setup as train_setup
 from arm_jax.data.build import build as build_dataset
 from arm_jax.models import Decoder, DecoderConfig
 from arm_jax.models.checkpoint import abstract_params
 from arm_jax.rl import optim
-from arm_jax.toy.world import is_held_out
+from arm_jax.core import is_held_out
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROLES = ("generator", "judge")
@@ -116,7 +118,7 @@ def test_qwen3_8b_batches_split_over_the_data_parallel_devices():
   dp = math.prod(mesh.shape[a] for a in sharding.batch_axes(mesh, config.rules))
   assert dp == 16
   tc = train_setup.trainer_config(config)
-  for phase, rows in ((tc.judge, 224), (tc.generator, 288)):  # completions per step (§3)
+  for phase, rows in ((tc.judge, 224), (tc.generator, 288)):  # completions per step (docs/method.md §4)
     assert phase.prompts_per_step * phase.grpo.group_size == rows
     assert rows % phase.grpo.micro_batches == 0
     assert (rows // phase.grpo.micro_batches) % dp == 0

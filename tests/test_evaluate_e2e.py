@@ -1,7 +1,7 @@
 """arm_jax.evaluate end to end on a tiny toy training workdir, and its errors for bad input.
 
 The workdir is made without training (seconds instead of minutes): the toy run's models are built
-as arm_jax.train builds them, moved away from their starting weights, and saved by the training
+as arm_jax.training builds them, moved away from their starting weights, and saved by the training
 run's own checkpointer as a mid-run checkpoint (optimizer state included, which the evaluator
 must skip). Benchmarks: the run's held-out pairs and a canonical JSONL fixture with pairs and a
 best-of-4 set, in toy vocabulary.
@@ -30,7 +30,8 @@ from arm_jax.parsing import parse_verdict
 from arm_jax.toy import model as toy_model
 from arm_jax.toy import world
 from arm_jax.toy.tokenizer import build_tokenizer
-from arm_jax.train_checkpoint import TrainCheckpointer
+from arm_jax.training import checkpoints
+from arm_jax.training.checkpoints import TrainCheckpointer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(REPO, "configs", "toy.py")
@@ -182,7 +183,7 @@ def test_one_rubric_per_prompt_and_none_for_the_direct_judge(evaluated):
 def test_trained_rows_read_the_newest_checkpoint(toy_workdir):
   workdir, saved = toy_workdir
   like = jax.tree.map(lambda x: jax.numpy.zeros(x.shape, x.dtype), saved)  # the target layout
-  restored, meta = systems.restore_trained(workdir, like)
+  restored, meta = checkpoints.restore_policies(workdir, like)
   assert (meta["checkpoint_step"], meta["stage"]) == (7, "rl")
   for role in ("generator", "judge"):
     for got, want in zip(jax.tree.leaves(restored[role]), jax.tree.leaves(saved[role])):

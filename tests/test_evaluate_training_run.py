@@ -20,8 +20,8 @@ import os
 import pytest
 
 from arm_jax.evaluate import run_evaluate
-from arm_jax.evaluation import systems
-from arm_jax.train import run_train
+from arm_jax.training import checkpoints
+from arm_jax.training.loop import run_train
 from test_train_resume import OVERRIDES, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,16 +67,16 @@ def test_rounds_are_kept_beside_the_newest_checkpoint(run):
   ckpt_steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))
                       if d.isdigit())
   assert ckpt_steps == [SFT, SFT + 4]
-  assert systems.resolve_checkpoint(workdir, "warm_start") == SFT
-  assert systems.resolve_checkpoint(workdir, "round:1") == SFT + 4
-  assert systems.resolve_checkpoint(workdir, "latest") == SFT + 4
-  assert systems.resolve_checkpoint(workdir, f"step:{SFT}") == SFT
+  assert checkpoints.resolve(workdir, "warm_start") == SFT
+  assert checkpoints.resolve(workdir, "round:1") == SFT + 4
+  assert checkpoints.resolve(workdir, "latest") == SFT + 4
+  assert checkpoints.resolve(workdir, f"step:{SFT}") == SFT
   with pytest.raises(ValueError, match=r"trained.checkpoint='round:2': the run has 1 rounds"):
-    systems.resolve_checkpoint(workdir, "round:2")
+    checkpoints.resolve(workdir, "round:2")
   with pytest.raises(FileNotFoundError, match=rf"no step 50 \(kept: {SFT}, {SFT + 4}\)"):
-    systems.resolve_checkpoint(workdir, "step:50")
+    checkpoints.resolve(workdir, "step:50")
   with pytest.raises(ValueError, match=r"x.checkpoint='round1'; expected one of latest"):
-    systems.resolve_checkpoint(workdir, "round1", "x.checkpoint")
+    checkpoints.resolve(workdir, "round1", "x.checkpoint")
 
 
 def test_greedy_rows_equal_the_runs_own_greedy_eval_of_each_round(run, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from arm_jax.rl import heldout
-from arm_jax.rl.phases import PreferencePair
+from arm_jax.core import PreferencePair
 from arm_jax.toy import warmstart
 
 RUBRIC_T, JUDGE_T = warmstart.templates()

@@ -1,4 +1,5 @@
-"""metrics_log: JSONL, hand-written TensorBoard files, plots and progress bar."""
+"""arm_jax.training.metrics: JSONL, TensorBoard files (tensorboardX, read back here by an
+independent TFRecord / Event parser), plots and progress bar."""
 
 import glob
 import json
@@ -9,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from arm_jax import metrics_log
+from arm_jax.training import metrics as metrics_log
 
 
 # An independent reader: bitwise CRC-32C, TFRecord framing and protobuf decoding by hand.
@@ -96,10 +97,12 @@ def _f32(x: float) -> float:
   return float(np.float32(x))
 
 
-def test_crc32c_known_vector():
-  assert metrics_log.crc32c(b"123456789") == 0xE3069283
-  data = bytes(range(256)) * 3
-  assert metrics_log.crc32c(data) == _reference_crc32c(data)
+def test_the_readers_crc32c_matches_the_known_vector():
+  """The reader below checks every record's CRC32C (TFRecord framing) with this reference."""
+  assert _reference_crc32c(b"123456789") == 0xE3069283
+  # RFC 3720's iSCSI vectors: 32 zero bytes, 32 0xFF bytes.
+  assert _reference_crc32c(bytes(32)) == 0x8A9136AA
+  assert _reference_crc32c(b"\xff" * 32) == 0x62A8AB43
 
 
 def test_event_file_reads_back_tags_steps_and_values(tmp_path):

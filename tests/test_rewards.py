@@ -1,4 +1,4 @@
-"""Judge and generator rewards against hand-computed values (RUBRIC_ARM.md §3)."""
+"""Judge and generator rewards against hand-computed values (docs/method.md §4)."""
 
 import numpy as np
 import pytest

@@ -14,7 +14,8 @@ from arm_jax import sharding
 from arm_jax.models import Decoder, init_params
 from arm_jax.rl import optim, phases
 from arm_jax.rl.grpo import GRPOConfig
-from arm_jax.rl.phases import PhaseConfig, PreferencePair
+from arm_jax.core import PreferencePair
+from arm_jax.rl.phases import PhaseConfig
 from arm_jax.rl.policy import Policy
 from arm_jax.rl.schedule import ScheduleConfig
 from arm_jax.rl.trainer import AlternatingTrainer, TrainerConfig

@@ -9,7 +9,8 @@ import pytest
 from arm_jax import assets, sharding
 from arm_jax.models import Decoder, init_params
 from arm_jax.rl.optim import OptimizerConfig
-from arm_jax.rl.sft import SFTConfig, SFTExample, encode_sft, make_sft_update, run_sft
+from arm_jax.core import SFTExample
+from arm_jax.rl.sft import SFTConfig, encode_sft, make_sft_update, run_sft
 from arm_jax.tokenizer import load_tokenizer
 from rl_fixtures import TINY, full_logprobs, sequences, tiny_model
 

@@ -4,7 +4,7 @@ it relies on against the world's own generator."""
 import pytest
 
 from arm_jax import toy
-from arm_jax.rl.phases import PreferencePair
+from arm_jax.core import PreferencePair
 from arm_jax.toy import Constraint, diagnostics, world
 
 AVOID, INCLUDE = Constraint("avoid", "silver"), Constraint("include", "candle")

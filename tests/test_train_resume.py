@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from arm_jax import train, train_setup
-from arm_jax.train import run_train
+from arm_jax.training import loop as train, setup as train_setup
+from arm_jax.training.loop import run_train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(REPO, "configs", "toy.py")

@@ -1,4 +1,4 @@
-"""Reward-model evaluation (RUBRIC_ARM.md §4, §6), run by arm_jax.evaluate.
+"""Reward-model evaluation (docs/method.md §5, §7), run by arm_jax.evaluate.
 
 benchmarks: configured benchmarks -> examples; the paper's table columns.
 metrics: the scoring rules (orders, best-of-n, voting, position bias) as pure functions.

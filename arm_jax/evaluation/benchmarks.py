@@ -1,4 +1,4 @@
-"""Benchmarks for the evaluator: canonical records become examples; the §6 table's columns.
+"""Benchmarks for the evaluator: canonical records become examples; the docs/method.md §7 table's columns.
 
 A config defines benchmarks in `benchmark_specs.<name>` and selects the ones to run by name in
 `benchmarks`. A spec holds:
@@ -28,10 +28,10 @@ from arm_jax.data import storage
 from arm_jax.data.readers import read_rows
 from arm_jax.data.schema import Record, Skip, from_example, record_from_json, validate
 from arm_jax.parsing import label_index
-from arm_jax.rl.phases import PreferencePair
-from arm_jax.train_data import instruction_text
+from arm_jax.core import PreferencePair
+from arm_jax.data.pairs import instruction_text
 
-# (benchmark name in a config, column header), in RUBRIC_ARM.md §6's order.
+# (benchmark name in a config, column header), in docs/method.md §7's order.
 PAPER_COLUMNS = (("chat", "Chat"), ("chat_hard", "ChatH"), ("follow", "Follow"),
                  ("ppe_if", "PPE-IF"), ("info", "Info"), ("ifbench", "IFBench"), ("rmb", "RMB"),
                  ("rb2_pif", "RB2-PIF"), ("rb2_focus", "RB2-Focus"), ("hs3", "HS3"))
@@ -100,17 +100,17 @@ def _is_dataset_dir(path: str) -> bool:
 def check_spec(name: str, spec: ml_collections.ConfigDict, has_trained_run: bool) -> None:
   """Raises, naming the benchmark, for what would otherwise fail after the models load."""
   where = f"benchmark_specs.{name}"
-  kind = spec.get("kind", "dataset")
+  kind = spec.kind
   if kind not in KINDS:
     raise ValueError(f"{where}.kind={kind!r}; expected one of {KINDS}")
-  if spec.get("max_examples", 0) < 0:
+  if spec.max_examples < 0:
     raise ValueError(f"{where}.max_examples={spec.max_examples}; expected 0 (all) or more")
   if kind == "held_out":
     if not has_trained_run:
       raise ValueError(f"{where}: kind 'held_out' takes the held-out pairs of a training run; "
                        f"set trained.workdir and trained.config")
     return
-  path = spec.get("path", "")
+  path = spec.path
   if not path:
     raise ValueError(f"{where}.path is empty; give a dataset directory built by "
                      f"`python -m arm_jax.data.build` or a canonical .jsonl file")
@@ -119,7 +119,7 @@ def check_spec(name: str, spec: ml_collections.ConfigDict, has_trained_run: bool
                             f"({storage.dataset_dir(path)} is missing); build one with "
                             f"`python -m arm_jax.data.build --out {path} ...`")
   if not os.path.exists(path):
-    hint = spec.get("build_hint", "") or (f"build it with `python -m arm_jax.data.build --out "
+    hint = spec.build_hint or (f"build it with `python -m arm_jax.data.build --out "
                                           f"{path} ...`, or point {where}.path elsewhere")
     raise FileNotFoundError(f"{where}.path={path!r} does not exist; {hint}")
   if os.path.isfile(path) and not path.endswith((".jsonl", ".ndjson")):
@@ -130,8 +130,8 @@ def check_spec(name: str, spec: ml_collections.ConfigDict, has_trained_run: bool
 def load_examples(name: str, spec: ml_collections.ConfigDict,
                   held_out: Sequence[PreferencePair] = ()) -> list[Example]:
   """The selected examples of one benchmark (check_spec first for a clear error)."""
-  limit, subset = spec.get("max_examples", 0), spec.get("subset", "")
-  if spec.get("kind", "dataset") == "held_out":
+  limit, subset = spec.max_examples, spec.subset
+  if spec.kind == "held_out":
     examples = [example_from_pair(p, name, i) for i, p in enumerate(held_out)]
     examples = [e for e in examples if in_subsets(e.subset, subset)]
     return examples[:limit] if limit else examples

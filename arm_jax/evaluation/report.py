@@ -1,7 +1,7 @@
-"""The evaluator's outputs: the §6 table as Markdown and CSV, every number as JSON, per-example
+"""The evaluator's outputs: the docs/method.md §7 table as Markdown and CSV, every number as JSON, per-example
 predictions as JSONL, and a bar chart.
 
-Table layout: RUBRIC_ARM.md §6's columns in its order (Chat ... HS3), then Avg, then any other
+Table layout: docs/method.md §7's columns in its order (Chat ... HS3), then Avg, then any other
 benchmark in the order the config names them. A cell is the accuracy (%) in the table order
 (Mixed unless the config runs other orders only); benchmarks not evaluated are "-" in Markdown
 and empty in CSV. Avg is the unweighted mean over the benchmarks this row evaluated, which

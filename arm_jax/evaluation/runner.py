@@ -2,7 +2,7 @@
 
 The model calls are two callables, so the same loop runs a real (generator, judge) pair and the
 fake judges of the tests:
-  rubric_fn(instructions) -> one Generation per instruction (greedy, RUBRIC_ARM.md §4);
+  rubric_fn(instructions) -> one Generation per instruction (greedy, docs/method.md §5);
   judge_fn(requests, k) -> k Generations per JudgeRequest (request.rubric None: no rubric).
 Each distinct instruction gets one rubric, kept in a cache that the caller may share across
 benchmarks; every sample and both orders of its comparisons read that same rubric. A
@@ -165,7 +165,7 @@ def _generate(policy: Policy, prompts: Sequence[Sequence[int]], sampling: Sampli
 
 def policy_rubric_fn(generator: Policy, max_new_tokens: int, batch_size: int,
                      key: jax.Array) -> RubricFn:
-  """Greedy rubrics from the generator's template (RUBRIC_ARM.md §4)."""
+  """Greedy rubrics from the generator's template (docs/method.md §5)."""
   greedy = SamplingParams(max_new_tokens=max_new_tokens, greedy=True)
 
   def rubric_fn(instructions: Sequence[str]) -> list[Generation]:

@@ -5,12 +5,12 @@ A system spec (config `system_specs.<name>`, selected by name in `systems`) says
   judge: "trained" or "base",
   votes: judge samples per comparison (1; k > 1 adds a voting@k row),
   checkpoint: which checkpoint of the training run its trained weights come from ("" =
-    `trained.checkpoint`; see CHECKPOINTS).
+    `trained.checkpoint`; arm_jax.training.checkpoints.SELECTORS).
 Weights:
-  trained: a checkpoint of the training run in `trained.workdir` (arm_jax.train), its models
+  trained: a checkpoint of the training run in `trained.workdir` (arm_jax.training), its models
     built from the run's config (`trained.config` plus `trained.overrides`, the `--config.`
     overrides the run was started with; with `trained.config` empty, the config.json the run
-    wrote into its workdir) exactly as the run built them (arm_jax.train_setup.build; a
+    wrote into its workdir) exactly as the run built them (arm_jax.training.setup.build; a
     pretrained run needs its data.path, as training did);
   base: `model.path` (an HF directory or .gguf; "" = the shipped SmolLM2) when set or when there
     is no training run; otherwise the weights the training run started from (the pretrained
@@ -18,41 +18,33 @@ Weights:
     base model as generator and judge with the normal templates; "direct" is the base judge
     without a rubric.
 Templates: `templates.rubric` / `templates.judge` / `templates.direct` name a shipped template or a
-file; "" = the training run's templates (with a training run), else the full shipped ones; the
-direct template defaults to "judge_direct" ("judge_direct_toy" for the toy world).
+file; "" = the training run's templates (with a training run; its builder names the direct one),
+else the full shipped ones and "judge_direct".
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib.resources
 import importlib.util
-import json
-import logging as py_logging
 import os
 import time
 from typing import Any, Optional, Sequence
 
 import ml_collections
-import orbax.checkpoint as ocp
 from absl import logging
 
-from arm_jax import assets, jobs
+from arm_jax import assets, config_sections, sharding
+from arm_jax.core import ROLES, PreferencePair
 from arm_jax.models import load_pretrained
 from arm_jax.prompts import Template, load_template
 from arm_jax.rl import heldout
-from arm_jax.rl.phases import PreferencePair
 from arm_jax.rl.policy import Policy
 from arm_jax.tokenizer import load_tokenizer
-from arm_jax.train_checkpoint import abstract_like
+from arm_jax.training import checkpoints
+from arm_jax.training import setup as train_setup
 
 SOURCES = ("trained", "base")
-ROLES = ("generator", "judge")
-# Checkpoint selectors (trained.checkpoint, system_specs.<name>.checkpoint): the newest one, the
-# pair after the warm start (round 0: the paper's Stage I), after round R (Stage II's rounds),
-# or a global step. Rounds are kept by training's checkpoint.keep_rounds.
-CHECKPOINTS = ("latest", "warm_start", "round:R", "step:N")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +53,7 @@ class SystemSpec:
   generator: str  # "trained", "base" or "none"
   judge: str  # "trained" or "base"
   votes: int = 1
-  checkpoint: str = "latest"  # of the trained weights: one of CHECKPOINTS
+  checkpoint: str = "latest"  # of the trained weights: checkpoints.SELECTORS
 
   @property
   def direct(self) -> bool:
@@ -80,10 +72,10 @@ def system_specs(config: ml_collections.ConfigDict) -> list[SystemSpec]:
                        f"config.system_specs (defined: {', '.join(sorted(config.system_specs))})")
     s = config.system_specs[name]
     where = f"system_specs.{name}"
-    spec = SystemSpec(name, s.generator, s.judge, s.get("votes", 1),
-                      s.get("checkpoint", "") or config.trained.checkpoint)
-    parse_checkpoint(spec.checkpoint, f"{where}.checkpoint" if s.get("checkpoint", "")
-                     else "trained.checkpoint")
+    spec = SystemSpec(name, s.generator, s.judge, s.votes,
+                      s.checkpoint or config.trained.checkpoint)
+    checkpoints.parse_selector(spec.checkpoint, f"{where}.checkpoint" if s.checkpoint
+                               else "trained.checkpoint")
     if spec.generator not in (*SOURCES, "none"):
       raise ValueError(f"{where}.generator={spec.generator!r}; expected trained, base or none")
     if spec.judge not in SOURCES:
@@ -96,18 +88,6 @@ def system_specs(config: ml_collections.ConfigDict) -> list[SystemSpec]:
   if len(set(config.systems)) != len(config.systems):
     raise ValueError(f"config.systems names a system twice: {list(config.systems)}")
   return specs
-
-
-def parse_checkpoint(selector: str, where: str) -> tuple[str, int]:
-  """("latest", 0), ("round", R) (warm_start = round 0) or ("step", N), else an error naming
-  `where` and the accepted forms."""
-  kind, _, number = selector.partition(":")
-  if selector in ("latest", "warm_start"):
-    return ("latest", 0) if selector == "latest" else ("round", 0)
-  if kind in ("round", "step") and number.isdigit():
-    return kind, int(number)
-  raise ValueError(f"{where}={selector!r}; expected one of {', '.join(CHECKPOINTS)} (R, N: "
-                   "whole numbers, e.g. round:0 for the pair after the warm start)")
 
 
 # --- the training run ----------------------------------------------------------------------------
@@ -128,28 +108,14 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
   return out
 
 
-def _tuples(value: Any) -> Any:
-  """JSON lists back to the tuples config files use."""
-  if isinstance(value, dict):
-    return {k: _tuples(v) for k, v in value.items()}
-  return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
-
-
 def load_train_config(path: str, overrides: Sequence[str] = (),
                       workdir: str = "") -> ml_collections.ConfigDict:
   """The training run's config: `get_config()` of the file with the run's overrides, or, with no
-  file, the config.json the run wrote into its workdir (arm_jax.train.write_config), which
-  already holds its overrides."""
+  file, the config.json the run wrote into its workdir (checkpoints.write_config), which already
+  holds its overrides."""
   if not path:
-    saved = os.path.join(workdir, "config.json")
-    if not os.path.isfile(saved):
-      raise FileNotFoundError(
-          f"trained.config is empty and {saved!r} does not exist (runs write it since it was "
-          "added): set trained.config to the training config file the run was started with, "
-          "plus trained.overrides")
-    with open(saved, encoding="utf-8") as f:
-      config = ml_collections.ConfigDict(_tuples(json.load(f)))
-    path = saved
+    config = checkpoints.read_config(workdir)
+    path = os.path.join(workdir, checkpoints.CONFIG_FILE)
   else:
     if not os.path.isfile(path):
       raise FileNotFoundError(f"trained.config={path!r}: no such config file (the training "
@@ -168,116 +134,7 @@ def load_train_config(path: str, overrides: Sequence[str] = (),
     if name not in parent:
       raise ValueError(f"trained.overrides: {key!r} is not a field of {path}")
     parent[name] = value
-  return config
-
-
-class _QuietOrbax:
-  """Drops orbax's INFO lines (several per restore) from the absl logger until closed."""
-
-  def __init__(self):
-    self._logger = py_logging.getLogger("absl")
-    self._logger.addFilter(self)
-
-  def filter(self, record: py_logging.LogRecord) -> bool:
-    return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname
-
-  def close(self) -> None:
-    self._logger.removeFilter(self)
-
-
-def _checkpoint_dir(workdir: str) -> str:
-  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"trained.workdir={workdir!r} has no checkpoint ({directory} is "
-                            "missing); train first: python main.py --config configs/<name>.py "
-                            f"--workdir {workdir}")
-  return directory
-
-
-def _manager(workdir: str) -> ocp.CheckpointManager:
-  directory = _checkpoint_dir(workdir)
-  options = ocp.CheckpointManagerOptions(create=False, read_only=True)
-  quiet = _QuietOrbax()
-  try:
-    return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
-  finally:
-    quiet.close()
-
-
-def _steps_and_rounds(manager: ocp.CheckpointManager, workdir: str) -> tuple[list[int], list]:
-  """The run's kept checkpoint steps and its round_end_steps (from the newest checkpoint's meta;
-  [] for runs that predate them)."""
-  steps = sorted(manager.all_steps())
-  if not steps:
-    raise FileNotFoundError(f"trained.workdir={workdir!r}: {workdir}/checkpoints holds no "
-                            "finished checkpoint")
-  meta = manager.restore(steps[-1], args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-  return steps, list(meta.get("round_end_steps", []))
-
-
-def resolve_checkpoint(workdir: str, selector: str, where: str = "trained.checkpoint") -> int:
-  """The global step of the checkpoint that `selector` (one of CHECKPOINTS) names in the run in
-  `workdir`; an error says what the run has when it is not there."""
-  kind, number = parse_checkpoint(selector, where)
-  manager = _manager(workdir)
-  quiet = _QuietOrbax()
-  try:
-    steps, round_ends = _steps_and_rounds(manager, workdir)
-  finally:
-    manager.close()
-    quiet.close()
-  if kind == "latest":
-    return steps[-1]
-  if kind == "step":
-    if number not in steps:
-      raise FileNotFoundError(f"{where}={selector!r}: {workdir}/checkpoints has no step {number} "
-                              f"(kept: {', '.join(map(str, steps))})")
-    return number
-  if not round_ends:
-    raise ValueError(f"{where}={selector!r}: the checkpoints in {workdir} do not record where its "
-                     "rounds end (runs written before checkpoint.keep_rounds); name a step "
-                     f"instead (kept: {', '.join(map(str, steps))})")
-  if number >= len(round_ends):
-    raise ValueError(f"{where}={selector!r}: the run has {len(round_ends) - 1} rounds "
-                     "(round:0 is the pair after the warm start)")
-  step = round_ends[number]
-  if step > steps[-1]:
-    raise FileNotFoundError(f"{where}={selector!r}: the run has not reached it yet (round "
-                            f"{number} ends at step {step}, the newest checkpoint is {steps[-1]})")
-  if step not in steps:
-    raise FileNotFoundError(f"{where}={selector!r}: step {step} was not kept (kept: "
-                            f"{', '.join(map(str, steps))}); training keeps each round's end "
-                            "with checkpoint.keep_rounds=True")
-  return step
-
-
-def restore_trained(workdir: str, like: dict[str, Any],
-                    step: Optional[int] = None) -> tuple[dict[str, Any], dict]:
-  """({"generator": params, "judge": params}, meta) from checkpoint `step` of `workdir` (None =
-  the newest), placed like `like`. Only the two policies are read, so a checkpoint taken mid-run
-  (optimizer states, references) restores as well as a finished one."""
-  manager = _manager(workdir)
-  quiet = _QuietOrbax()
-  try:
-    step = manager.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"trained.workdir={workdir!r}: {workdir}/checkpoints holds no "
-                              "finished checkpoint")
-    meta = dict(manager.restore(step, args=ocp.args.Composite(
-        meta=ocp.args.JsonRestore()))["meta"])
-    missing = [r for r in ROLES if r not in meta.get("state_keys", ROLES)]
-    if missing:
-      raise ValueError(f"trained.workdir={workdir!r}: checkpoint {step} holds no {missing}")
-    target = abstract_like({role: like[role] for role in ROLES})
-    state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True)))["state"]
-  finally:
-    manager.close()
-    quiet.close()
-  meta = {k: v for k, v in meta.items() if k != "rubric_cache"}
-  meta["checkpoint_step"] = step
-  return {role: state[role] for role in ROLES}, meta
+  return config_sections.validate(config)
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -311,13 +168,6 @@ def _template(name: str, kind: str, default: Template) -> Template:
   return load_template(name, kind) if name else default
 
 
-def _direct_default(toy: bool) -> Template:
-  if not toy:
-    return load_template("judge_direct", "direct")
-  path = importlib.resources.files("arm_jax") / "templates" / "judge_direct_toy.txt"
-  return load_template(str(path), "direct")
-
-
 def _policies(model, tokenizer, params: dict[str, Any],
               templates: dict[str, Template]) -> dict[str, Policy]:
   """Generator, judge and direct judge; the direct judge reads the judge's weights."""
@@ -326,12 +176,11 @@ def _policies(model, tokenizer, params: dict[str, Any],
           for kind in ("generator", "judge", "direct")}
 
 
-def _train_setup(train_config: ml_collections.ConfigDict):
+def _train_setup(train_config: ml_collections.ConfigDict) -> train_setup.TrainSetup:
   """The training run's models, built as the run built them, and its held-out pairs (all)."""
-  from arm_jax import train_setup  # pylint: disable=import-outside-toplevel  (the RL stack)
   train_config = ml_collections.ConfigDict(train_config.to_dict())  # an unlocked copy
   train_config.eval.max_pairs = 0  # every held-out pair; benchmarks cap their own size
-  return train_setup.build(train_config), train_config.model.kind == "toy"
+  return train_setup.build(train_config)
 
 
 def build_models(config: ml_collections.ConfigDict, specs: Sequence[SystemSpec],
@@ -348,21 +197,21 @@ def build_models(config: ml_collections.ConfigDict, specs: Sequence[SystemSpec],
   run_base = None
   if config.trained.workdir:
     if trained_specs:  # a missing run or checkpoint is the first thing to say, before its config
-      _checkpoint_dir(config.trained.workdir)
+      checkpoints.checkpoints_dir(config.trained.workdir)
       for s in trained_specs:
         if s.checkpoint not in checkpoint_steps:
           where = (f"system_specs.{s.name}.checkpoint"
-                   if config.system_specs[s.name].get("checkpoint", "") else "trained.checkpoint")
-          checkpoint_steps[s.checkpoint] = resolve_checkpoint(config.trained.workdir,
-                                                              s.checkpoint, where)
+                   if config.system_specs[s.name].checkpoint else "trained.checkpoint")
+          checkpoint_steps[s.checkpoint] = checkpoints.resolve(config.trained.workdir,
+                                                               s.checkpoint, where)
     if train_config is None:
       train_config = load_train_config(config.trained.config, tuple(config.trained.overrides),
                                        config.trained.workdir)
-    setup, toy = _train_setup(train_config)
+    setup = _train_setup(train_config)
     held_out = heldout.shown_order(list(setup.held_out), int(train_config.seed))
     templates = {"generator": _template(t.rubric, "rubric", setup.generator.template),
                  "judge": _template(t.judge, "judge", setup.judge.template),
-                 "direct": _template(t.direct, "direct", _direct_default(toy))}
+                 "direct": _template(t.direct, "direct", setup.direct_template)}
     model, tokenizer = setup.judge.model, setup.judge.tokenizer
     start = {"generator": setup.generator.params, "judge": setup.judge.params}
     run_base = (model, tokenizer, start, templates)
@@ -371,7 +220,7 @@ def build_models(config: ml_collections.ConfigDict, specs: Sequence[SystemSpec],
                            overrides=list(config.trained.overrides),
                            checkpoints=dict(checkpoint_steps), restored={})
     for step in sorted(set(checkpoint_steps.values())):
-      trained, meta = restore_trained(config.trained.workdir, start, step)
+      trained, meta = checkpoints.restore_policies(config.trained.workdir, start, step)
       logging.info("restored %s checkpoint %d (stage %s)", config.trained.workdir, step,
                    meta.get("stage"))
       by_source[f"trained@{step}"] = _policies(model, tokenizer, trained, templates)
@@ -379,7 +228,7 @@ def build_models(config: ml_collections.ConfigDict, specs: Sequence[SystemSpec],
   if "base" in used:
     if config.model.path or run_base is None:
       path = config.model.path or assets.smollm2_gguf()
-      mesh, rules = jobs.mesh_and_rules(config)
+      mesh, rules = sharding.mesh_and_rules(config)
       start_time = time.perf_counter()
       model, params = load_pretrained(path, dtype=config.model.dtype, mesh=mesh, rules=rules)
       tokenizer = load_tokenizer(path)
@@ -388,7 +237,7 @@ def build_models(config: ml_collections.ConfigDict, specs: Sequence[SystemSpec],
       templates = {"generator": _template(t.rubric, "rubric",
                                           load_template("rubric_generator", "rubric")),
                    "judge": _template(t.judge, "judge", load_template("judge", "judge")),
-                   "direct": _template(t.direct, "direct", _direct_default(False))}
+                   "direct": _template(t.direct, "direct", load_template("judge_direct", "direct"))}
       by_source["base"] = _policies(model, tokenizer, {r: params for r in ROLES}, templates)
       info["base"] = dict(path=path, dtype=config.model.dtype)
     else:

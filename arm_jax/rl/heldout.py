@@ -19,7 +19,8 @@ import numpy as np
 
 from arm_jax.parsing import label_index, parse_verdict
 from arm_jax.prompts import render_judge_prompt
-from arm_jax.rl.phases import PreferencePair, sample_rubrics
+from arm_jax.core import PreferencePair
+from arm_jax.rl.phases import sample_rubrics
 from arm_jax.rl.policy import Policy
 from arm_jax.sampling import SamplingParams
 

@@ -1,4 +1,4 @@
-"""One GRPO step of each phase of Rubric-ARM's alternating RL (RUBRIC_ARM.md §3).
+"""One GRPO step of each phase of Rubric-ARM's alternating RL (docs/method.md §4).
 
 Judge step: the judge samples G trajectories per (pair, cached rubric) and is rewarded with
 R_acc + R_fmt. Generator step: the generator samples G rubrics per pair; the frozen judge reads
@@ -17,24 +17,13 @@ import jax
 import numpy as np
 
 from arm_jax import sharding as sharding_lib
-from arm_jax.prompts import render_judge_prompt, render_rubric_prompt, swap_pair
+from arm_jax.core import PreferencePair
+from arm_jax.prompts import render_judge_prompt, render_rubric_prompt
 from arm_jax.rewards import generator_rewards, judge_rewards
 from arm_jax.rl.grpo import GRPOConfig, sequence_logprobs
 from arm_jax.rl.policy import Policy
 from arm_jax.rl.rollout import rollout_batch, sampler_logprobs, sequence_batch
 from arm_jax.sampling import SamplingParams
-
-
-@dataclasses.dataclass(frozen=True)
-class PreferencePair:
-  instruction: str
-  response_a: str
-  response_b: str
-  label: int  # 0: response_a (slot A) is preferred, 1: response_b
-
-  def swapped(self) -> "PreferencePair":
-    a, b, label = swap_pair(self.response_a, self.response_b, self.label)
-    return PreferencePair(self.instruction, a, b, label)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 
-ROLES = ("judge", "generator")
 ORDERS = {"judge_first": ("judge", "generator"), "generator_first": ("generator", "judge")}
 
 

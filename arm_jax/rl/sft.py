@@ -27,6 +27,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from arm_jax import sharding as sharding_lib
+from arm_jax.core import Messages, SFTExample
 from arm_jax.models.checkpoint import param_shardings
 from arm_jax.models.decoder import Decoder
 from arm_jax.rl import losses, optim
@@ -34,13 +35,7 @@ from arm_jax.rl.logprobs import SequenceBatch, token_logprobs
 from arm_jax.rl.optim import (OptimizerConfig, learning_rate_schedule, make_optimizer,
                               opt_state_shardings)
 
-Messages = list[dict[str, str]]
 _PROBE = "SFTENDPROBE"
-
-
-class SFTExample(NamedTuple):
-  prompt: str | Messages  # chat messages end before the assistant turn the target fills
-  target: str
 
 
 class Row(NamedTuple):

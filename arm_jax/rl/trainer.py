@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from arm_jax.core import PreferencePair
 from arm_jax.rl import optim, phases, schedule
 from arm_jax.rl.grpo import make_update
 from arm_jax.rl.policy import Policy
@@ -92,7 +93,7 @@ class AlternatingTrainer:
         self._opt_shardings[r] = jax.tree.map(lambda x: x.sharding, policy.opt_state)
         policy.opt_state = optim.offload(policy.opt_state)
 
-  def run(self, pairs: Sequence[phases.PreferencePair], key: jax.Array, *,
+  def run(self, pairs: Sequence[PreferencePair], key: jax.Array, *,
           start_phase: int = 0, start_step: int = 0,
           on_step: Callable[[schedule.Phase, int], bool] | None = None,
           on_phase_end: Callable[[schedule.Phase], None] | None = None) -> list[dict]:

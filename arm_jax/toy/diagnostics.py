@@ -43,7 +43,7 @@ import re
 from typing import Sequence
 
 from arm_jax.parsing import label_index, parse_rubric, parse_verdict
-from arm_jax.rl.phases import PreferencePair
+from arm_jax.core import PreferencePair
 from arm_jax.toy.warmstart import WHERE, evidence
 from arm_jax.toy.world import parse_criterion, parse_instruction
 

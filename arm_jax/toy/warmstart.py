@@ -25,7 +25,7 @@ import numpy as np
 
 from arm_jax.parsing import parse_rubric
 from arm_jax.prompts import Template, load_template, render_judge_prompt, render_rubric_prompt
-from arm_jax.rl.sft import SFTExample
+from arm_jax.core import SFTExample
 from arm_jax.toy.world import (CONSTRAINT_WORDS, KINDS, MAX_COUNT, MIN_COUNT, Constraint,
                                ToyInstance)
 
@@ -47,7 +47,7 @@ def templates() -> tuple[Template, Template]:
 # --- rubrics -----------------------------------------------------------------------------------
 
 def rubric_text(criteria: Sequence[Constraint]) -> str:
-  """A rubric in the §2 format: numbered, "The response ...", hard rules only."""
+  """A rubric in the docs/method.md §2 format: numbered, "The response ...", hard rules only."""
   return "\n".join(f"{i}. {c.criterion} {TAG}" for i, c in enumerate(criteria, 1))
 
 
@@ -123,7 +123,7 @@ def judgment_marks(criteria: Sequence[Constraint], response_a: str, response_b: 
 
 def judgment_text(criteria: Sequence[Constraint], response_a: str, response_b: str, winner: int,
                   swapped: bool = False, negation_slip: bool = False) -> str:
-  """A judge output in the §2 format for these criteria and responses, naming `winner`, with
+  """A judge output in the docs/method.md §2 format for these criteria and responses, naming `winner`, with
   the evidence and marks of `judgment_marks`.
 
   Each criterion line's justification restates the criterion, says which responses show its

@@ -15,13 +15,12 @@ with (seed, i), so a stream's prefix does not depend on how long it is.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from typing import Sequence
 
 import numpy as np
 
-from arm_jax.rl.phases import PreferencePair
+from arm_jax.core import PreferencePair, is_held_out, split_by_instruction
 
 # Content words only: none of them is a word of the templates or output formats, so a
 # constraint word never coincides with structure the judge must read.
@@ -233,20 +232,10 @@ def make_instances(n: int, seed: int = 0, start: int = 0,
   return [make_instance((seed, i), kinds) for i in range(start, start + n)]
 
 
-def is_held_out(instruction: str, held_out_fraction: float, seed: int = 0) -> bool:
-  """A split decided by the instruction's text alone, so no instruction is ever on both sides,
-  whatever the order or number of instances."""
-  digest = hashlib.sha256(f"{seed}\0{instruction}".encode()).digest()
-  return int.from_bytes(digest[:8], "big") / 2.0**64 < held_out_fraction
-
-
 def split(instances: Sequence[ToyInstance], held_out_fraction: float = 0.2,
           seed: int = 0) -> tuple[list[ToyInstance], list[ToyInstance]]:
   """(train, held_out), disjoint by instruction."""
-  train, held = [], []
-  for inst in instances:
-    (held if is_held_out(inst.instruction, held_out_fraction, seed) else train).append(inst)
-  return train, held
+  return split_by_instruction(instances, lambda i: i.instruction, held_out_fraction, seed)
 
 
 def make_split(n_train: int, n_held_out: int, seed: int = 0,

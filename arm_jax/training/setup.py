@@ -1,20 +1,23 @@
 """From a training config to what the run needs: two policies, the data, the RL settings.
 
-Config sections (see configs/toy.py, configs/smollm2.py): model, data, templates, warmstart,
-schedule, judge, generator, rewards, eval, checkpoint, log. The two policies start from the same
-weights, as in the paper (both from one base model), and are warm-started separately.
+Config sections (arm_jax.config_sections; configs/toy.py, configs/smollm2.py): model, data,
+templates, warmstart, schedule, judge, generator, rewards, eval, checkpoint, log. The two
+policies start from the same weights, as in the paper (both from one base model), and are
+warm-started separately.
 
-Two kinds of run: model.kind "toy" with data.kind "toy" (a tiny decoder from scratch on the
-synthetic world, arm_jax.toy), and model.kind "pretrained" with data.kind "dataset" (a Llama /
-Qwen checkpoint on pairs from `python -m arm_jax.data.build`, see arm_jax.train_data). The
-toy's tokenizer only knows the toy world, so the kinds do not mix. templates.rubric / .judge
-name a shipped template (arm_jax.prompts.SHIPPED, e.g. the "_compact" ones) or a file; "" is
-the toy's templates for the toy and the full "rubric_generator" / "judge" for a pretrained model.
+A builder turns (model.kind, data.kind) into the policies, the pairs and the warm-start examples.
+This module registers ("pretrained", "dataset"): a Llama / Qwen checkpoint on pairs from `python
+-m arm_jax.data.build` (arm_jax.data.pairs). Plug-ins register more with `register_builder`; a
+config names the modules that do in `plugins`, imported by `build` (the toy world:
+`plugins=("arm_jax.toy.setup",)`, model.kind "toy" with data.kind "toy"). templates.rubric /
+.judge name a shipped template (arm_jax.prompts.SHIPPED, e.g. the "_compact" ones) or a file; ""
+is the builder's templates (the full "rubric_generator" / "judge" for a pretrained model).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import time
 from typing import Any, Callable, Optional
 
@@ -23,19 +26,46 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from arm_jax import assets, jobs, train_data
+from arm_jax import assets, config_sections, sharding
+from arm_jax.core import ROLES, PreferencePair, SFTExample
+from arm_jax.data import pairs as pairs_lib
 from arm_jax.models import load_pretrained
-from arm_jax.prompts import load_template
+from arm_jax.prompts import Template, load_template
 from arm_jax.rl import optim, phases, schedule
 from arm_jax.rl.grpo import GRPOConfig
-from arm_jax.rl.phases import PreferencePair
 from arm_jax.rl.policy import Policy
-from arm_jax.rl.sft import SFTConfig, SFTExample
+from arm_jax.rl.sft import SFTConfig
 from arm_jax.rl.trainer import TrainerConfig
 from arm_jax.sampling import SamplingParams
 from arm_jax.tokenizer import load_tokenizer
 
-ROLES = ("generator", "judge")
+
+@dataclasses.dataclass
+class Built:
+  """What a builder returns: both policies (model, tokenizer, templates, starting params), the
+  train and held-out pairs, warm-start examples by role, the no-rubric judge template the
+  evaluator's direct rows read, and optional held-out diagnostics."""
+  policies: dict[str, Policy]
+  train: list[PreferencePair]
+  held_out: list[PreferencePair]
+  sft_examples: dict[str, list[SFTExample]]
+  direct_template: Template
+  # diagnose(pairs, rubrics, judgments) -> figures for the held-out eval records, or None
+  eval_diagnostics: Optional[Callable[..., dict]] = None
+
+
+Builder = Callable[[ml_collections.ConfigDict, Any, Any], Built]  # (config, mesh, rules)
+_BUILDERS: dict[tuple[str, str], Builder] = {}
+
+
+def register_builder(model_kind: str, data_kind: str) -> Callable[[Builder], Builder]:
+  """Registers a builder for (model.kind, data.kind) (a plug-in module does this on import)."""
+
+  def register(fn: Builder) -> Builder:
+    _BUILDERS[(model_kind, data_kind)] = fn
+    return fn
+
+  return register
 
 
 @dataclasses.dataclass
@@ -49,12 +79,12 @@ class TrainSetup:
   sft_optimizer: Any
   trainer_config: TrainerConfig
   total_steps: int
+  direct_template: Template
   # round_end_steps[R]: the global step at which R rounds are complete (R = 0: the warm start's
   # end), the checkpoints that stay when checkpoint.keep_rounds is set.
   round_end_steps: tuple[int, ...] = ()
   sft_config: SFTConfig = SFTConfig()
-  # diagnose(pairs, rubrics, judgments) -> figures for the held-out eval records, or None
-  eval_diagnostics: Optional[Callable[..., dict]] = None
+  eval_diagnostics: Optional[Callable[..., dict]] = None  # see Built
 
 
 def _phase(c: ml_collections.ConfigDict) -> phases.PhaseConfig:
@@ -91,37 +121,10 @@ def trainer_config(config: ml_collections.ConfigDict) -> TrainerConfig:
       offload_idle_optimizer=config.offload_idle_optimizer)
 
 
-def _toy(config: ml_collections.ConfigDict, mesh, rules):
-  """The toy world (arm_jax.toy): its tokenizer, a fresh tiny decoder, synthetic pairs."""
-  from arm_jax.toy import model as toy_model  # pylint: disable=import-outside-toplevel
-  from arm_jax.toy import warmstart, world  # pylint: disable=import-outside-toplevel
-  from arm_jax.toy.tokenizer import build_tokenizer  # pylint: disable=import-outside-toplevel
-  d, m = config.data, config.model
-  tokenizer = build_tokenizer()
-  instances = world.make_instances(d.num_instances, seed=d.seed,
-                                   kinds=tuple(d.get("kinds") or world.KINDS))
-  train, held_out = world.split(instances, d.held_out_fraction, seed=d.seed)
-  cfg = toy_model.decoder_config(tokenizer, num_layers=m.num_layers, hidden_size=m.hidden_size,
-                                 num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,
-                                 intermediate_size=m.intermediate_size)
-  model, params = toy_model.init_model(cfg, seed=config.seed, mesh=mesh, rules=rules)
-  rubric_t, judge_t = warmstart.templates()
-  ws = warmstart.WarmStart(imperfect_rate=config.warmstart.imperfect_rate,
-                           judge_accuracy=config.warmstart.judge_accuracy,
-                           negation_slip=config.warmstart.get("negation_slip", 0.0),
-                           seed=config.seed)
-  sft = {"generator": warmstart.rubric_examples(train, ws, rubric_t),
-         "judge": warmstart.judge_examples(train, ws, judge_t)}
-  as_pair = lambda i: PreferencePair(i.instruction, i.response_a, i.response_b, i.label)  # noqa: E731
-  policies = {role: Policy(role, model, tokenizer, t, params)
-              for role, t in (("generator", rubric_t), ("judge", judge_t))}
-  return policies, [as_pair(i) for i in train], [as_pair(i) for i in held_out], sft
-
-
 def _warmstart_examples(w: ml_collections.ConfigDict) -> dict[str, list[SFTExample]]:
   """SFT examples from warmstart.path; none when it is "" (the paper's SFT data is not offline),
   which only a run without warm start (`sft_steps` 0 for both policies) can use."""
-  sft = train_data.read_sft_jsonl(w.path) if w.path else {role: [] for role in ROLES}
+  sft = pairs_lib.read_sft_jsonl(w.path) if w.path else {role: [] for role in ROLES}
   if any(sft_steps(w, role) > 0 for role in ROLES):
     missing = [role for role in ROLES if not sft[role]]
     if missing:
@@ -132,26 +135,28 @@ def _warmstart_examples(w: ml_collections.ConfigDict) -> dict[str, list[SFTExamp
 
 
 def sft_steps(warmstart: ml_collections.ConfigDict, role: str) -> int:
-  """Warm-start steps of one policy: warmstart.<role>_steps when the config has it, else
-  warmstart.steps (0 or less: no warm start for that policy)."""
-  return int(warmstart.get(f"{role}_steps", warmstart.steps))
+  """Warm-start steps of one policy: warmstart.<role>_steps, or warmstart.steps when that is -1
+  (0 or less: no warm start for that policy)."""
+  steps = int(warmstart[f"{role}_steps"])
+  return int(warmstart.steps) if steps == -1 else steps
 
 
-def _pretrained(config: ml_collections.ConfigDict, mesh, rules):
+@register_builder("pretrained", "dataset")
+def _pretrained(config: ml_collections.ConfigDict, mesh, rules) -> Built:
   """One pretrained checkpoint for both policies (loaded once), pairs from a built dataset, SFT
   examples from a JSONL. Data and SFT files are checked first: a bad path should not wait for an
   8B checkpoint to load."""
   m, d = config.model, config.data
-  split = train_data.load_split(d.path, held_out_fraction=d.held_out_fraction, seed=d.seed,
-                                limit=d.limit, build_hint=d.get("build_hint", ""))
+  split = pairs_lib.load_split(d.path, held_out_fraction=d.held_out_fraction, seed=d.seed,
+                                limit=d.limit, build_hint=d.build_hint)
   logging.info("%s: %d train pairs, %d held-out pairs, %d best-of-n rows skipped", d.path,
                len(split.train), len(split.held_out), split.best_of_n_skipped)
   sft = _warmstart_examples(config.warmstart)
   path = m.path or assets.smollm2_gguf()
   start = time.perf_counter()
   model, params = load_pretrained(path, dtype=m.dtype, mesh=mesh, rules=rules,
-                                  compute_dtype=m.get("compute_dtype") or m.dtype,
-                                  remat_policy=m.get("remat_policy", "dots_with_no_batch_dims"))
+                                  compute_dtype=m.compute_dtype or m.dtype,
+                                  remat_policy=m.remat_policy)
   tokenizer = load_tokenizer(path)
   logging.info("loaded %s (%.1fM params, %s) on mesh %s in %.1fs", path,
                model.config.num_params / 1e6, m.dtype, dict(mesh.shape),
@@ -159,16 +164,8 @@ def _pretrained(config: ml_collections.ConfigDict, mesh, rules):
   templates = {"generator": load_template("rubric_generator", "rubric"),
                "judge": load_template("judge", "judge")}
   policies = {role: Policy(role, model, tokenizer, templates[role], params) for role in ROLES}
-  return policies, split.train, split.held_out, sft
-
-
-def _diagnostics(config: ml_collections.ConfigDict):
-  """The toy's step-by-step checks of held-out rubrics and judgments, which parse the toy
-  templates' output formats; None for other data or templates."""
-  if config.data.kind != "toy" or config.templates.rubric or config.templates.judge:
-    return None
-  from arm_jax.toy import diagnostics  # pylint: disable=import-outside-toplevel
-  return diagnostics.evaluate
+  return Built(policies, split.train, split.held_out, sft,
+               direct_template=load_template("judge_direct", "direct"))
 
 
 def round_end_steps(warm_steps: int, planned: list[schedule.Phase]) -> tuple[int, ...]:
@@ -180,16 +177,30 @@ def round_end_steps(warm_steps: int, planned: list[schedule.Phase]) -> tuple[int
   return tuple(ends)
 
 
-_BUILDERS = {("toy", "toy"): _toy, ("pretrained", "dataset"): _pretrained}
+def builder(config: ml_collections.ConfigDict) -> Builder:
+  """The registered builder of the config's (model.kind, data.kind), after importing the
+  config's plug-ins."""
+  for name in config.plugins:
+    try:
+      importlib.import_module(name)
+    except ImportError as e:
+      raise ValueError(f"plugins: cannot import {name!r} ({e})") from e
+  kinds = (config.model.kind, config.data.kind)
+  if kinds not in _BUILDERS:
+    raise ValueError(f"model.kind={kinds[0]!r} with data.kind={kinds[1]!r}; registered: "
+                     f"{', '.join('/'.join(k) for k in sorted(_BUILDERS))} (model/data; plug-ins "
+                     f"in config.plugins={tuple(config.plugins)} add more)")
+  return _BUILDERS[kinds]
 
 
 def build(config: ml_collections.ConfigDict) -> TrainSetup:
-  mesh, rules = jobs.mesh_and_rules(config)
-  kinds = (config.model.kind, config.data.kind)
-  if kinds not in _BUILDERS:
-    raise ValueError(f"model.kind={kinds[0]!r} with data.kind={kinds[1]!r}; supported: "
-                     f"{', '.join('/'.join(k) for k in _BUILDERS)} (model/data)")
-  policies, train, held_out, sft = _BUILDERS[kinds](config, mesh, rules)
+  """The run's setup; the config is validated first (arm_jax.config_sections), after its
+  (model.kind, data.kind) pair is found (a pair no builder serves is the clearer error)."""
+  make = builder(config)
+  config = config_sections.validate(config)
+  mesh, rules = sharding.mesh_and_rules(config)
+  built = make(config, mesh, rules)
+  policies, train, held_out = built.policies, built.train, built.held_out
   # Both policies start from the same arrays, and the RL update donates its params: without a
   # warm start (which trains a copy) the judge's first update would delete the generator's.
   policies["judge"].params = jax.tree.map(jnp.copy, policies["judge"].params)
@@ -205,15 +216,14 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
   w = config.warmstart
   warm_steps = sum(max(sft_steps(w, r), 0) for r in ROLES)
   sft_cfg = optim.OptimizerConfig(learning_rate=w.learning_rate, max_grad_norm=w.max_grad_norm,
-                                  warmup_steps=w.get("warmup_steps", 0),
-                                  schedule=w.get("schedule", "constant"))
+                                  warmup_steps=w.warmup_steps, schedule=w.schedule)
   # The SFT optimizer here gives the state's structure (checkpoint templates); run_sft spans a
   # cosine schedule over each policy's own warm-start steps (total_steps=0).
   like_cfg = (dataclasses.replace(sft_cfg, total_steps=sft_cfg.warmup_steps + 1)
               if sft_cfg.schedule == "cosine" else sft_cfg)
-  return TrainSetup(policies["generator"], policies["judge"], train, held_out, sft, sft_cfg,
-                    optim.make_optimizer(like_cfg), tc,
-                    total_steps=warm_steps + rl_steps,
+  return TrainSetup(policies["generator"], policies["judge"], train, held_out,
+                    built.sft_examples, sft_cfg, optim.make_optimizer(like_cfg), tc,
+                    total_steps=warm_steps + rl_steps, direct_template=built.direct_template,
                     round_end_steps=round_end_steps(warm_steps, planned),
-                    sft_config=SFTConfig(prompt_loss_weight=w.get("prompt_loss_weight", 0.0)),
-                    eval_diagnostics=_diagnostics(config))
+                    sft_config=SFTConfig(prompt_loss_weight=w.prompt_loss_weight),
+                    eval_diagnostics=built.eval_diagnostics)

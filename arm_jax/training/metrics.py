@@ -5,8 +5,8 @@ floats are written as null), fsync'd per record so a killed run keeps what it lo
 training loop stores `MetricsWriter.offset()` in each checkpoint and calls `truncate` with it
 on resume, so records logged after that checkpoint do not appear twice.
 
-TensorBoard files are written by hand (TFRecord framing around hand-encoded `Event` protobufs)
-so that neither TensorFlow nor tensorboard has to be installed to produce them.
+TensorBoard event files are written by tensorboardX (no TensorFlow or tensorboard needed), one
+scalar per numeric field, tagged "<phase>/<field>", flushed per record.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import math
 import os
 import socket
-import struct
 import sys
 import time
 from collections.abc import Iterable
@@ -23,8 +22,8 @@ from typing import Any
 
 import numpy as np
 import tqdm
+from tensorboardX import SummaryWriter
 
-_FILE_VERSION = "brain.Event:2"
 _STEP_KEYS = ("global_step", "step")
 _PLOTTED = ("reward_mean", "accuracy", "format_rate", "kl", "grad_variance", "loss",
             "judge_accuracy")
@@ -34,86 +33,6 @@ def _is_main_process() -> bool:
   """Imported lazily so that plotting scripts need not initialise a JAX backend."""
   import jax  # pylint: disable=import-outside-toplevel
   return jax.process_index() == 0
-
-
-# ---------------------------------------------------------------------------------------------
-# TFRecord framing and Event protobufs.
-
-
-def _crc32c_table() -> tuple[int, ...]:
-  table = []
-  for byte in range(256):
-    crc = byte
-    for _ in range(8):
-      crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-    table.append(crc)
-  return tuple(table)
-
-
-_CRC32C_TABLE = _crc32c_table()
-
-
-def crc32c(data: bytes) -> int:
-  """CRC-32C (Castagnoli), the checksum TFRecord uses; zlib only has the IEEE polynomial."""
-  crc = 0xFFFFFFFF
-  for byte in data:
-    crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-  return crc ^ 0xFFFFFFFF
-
-
-def _masked_crc(data: bytes) -> bytes:
-  crc = crc32c(data)
-  return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
-
-
-def _tfrecord(data: bytes) -> bytes:
-  length = struct.pack("<Q", len(data))
-  return length + _masked_crc(length) + data + _masked_crc(data)
-
-
-def _varint(value: int) -> bytes:
-  value &= (1 << 64) - 1  # int64 negatives are ten-byte two's complement varints
-  out = bytearray()
-  while value > 0x7F:
-    out.append((value & 0x7F) | 0x80)
-    value >>= 7
-  out.append(value)
-  return bytes(out)
-
-
-def _key(field: int, wire_type: int) -> bytes:
-  return _varint(field << 3 | wire_type)
-
-
-def _length_delimited(field: int, payload: bytes) -> bytes:
-  return _key(field, 2) + _varint(len(payload)) + payload
-
-
-def _float32(value: float) -> bytes:
-  """Values beyond float32 range become +-inf, as a tf.summary float would, not an error."""
-  with np.errstate(over="ignore"):
-    return np.array(value, dtype="<f4").tobytes()
-
-
-def _summary_value(tag: str, value: float) -> bytes:
-  return _length_delimited(1, tag.encode()) + _key(2, 5) + _float32(value)
-
-
-def _event(wall_time: float, step: int = 0, file_version: str | None = None,
-           scalars: Iterable[tuple[str, float]] = ()) -> bytes:
-  out = _key(1, 1) + struct.pack("<d", wall_time)
-  if step:
-    out += _key(2, 0) + _varint(step)
-  if file_version is not None:
-    out += _length_delimited(3, file_version.encode())
-  summary = b"".join(_length_delimited(1, _summary_value(tag, v)) for tag, v in scalars)
-  if summary:
-    out += _length_delimited(5, summary)
-  return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Records.
 
 
 def _to_python(value: Any) -> Any:
@@ -178,11 +97,13 @@ class MetricsWriter:
     if self._tensorboard_dir is None:
       return
     os.makedirs(self._tensorboard_dir, exist_ok=True)
-    now = time.time()
-    name = f"events.out.tfevents.{int(now)}.{socket.gethostname()}"
-    self._events = open(_unused_path(os.path.join(self._tensorboard_dir, name)), "xb")
-    self._events.write(_tfrecord(_event(now, file_version=_FILE_VERSION)))
-    self._events.flush()
+    # tensorboardX names the file by the second and the host; a suffix keeps a resume within
+    # the same second from overwriting the previous file.
+    name = f"events.out.tfevents.{str(time.time())[:10]}.{socket.gethostname()}"
+    path = _unused_path(os.path.join(self._tensorboard_dir, name))
+    self._events = SummaryWriter(self._tensorboard_dir,
+                                 filename_suffix=path[len(os.path.join(self._tensorboard_dir,
+                                                                       name)):])
 
   def write(self, record: dict[str, Any]) -> None:
     """Logs one flat record; numeric fields reach TensorBoard when it has an int step."""
@@ -196,7 +117,9 @@ class MetricsWriter:
     step = _record_step(record)
     scalars = _scalars(record)
     if self._events is not None and step is not None and scalars:
-      self._events.write(_tfrecord(_event(time.time(), step, scalars=scalars)))
+      now = time.time()
+      for tag, value in scalars:
+        self._events.add_scalar(tag, value, step, walltime=now)
       self._events.flush()
 
   def offset(self) -> int:

@@ -3,7 +3,7 @@
 Pairs come from a directory written by `python -m arm_jax.data.build` (canonical records in
 array_record). Only pairwise records train Rubric-ARM; best-of-n records are skipped and counted,
 so a mixed dataset is usable and the loss is visible in the log. The held-out split is decided by
-a hash of the instruction text (the toy world's rule, arm_jax.toy.world.is_held_out): no
+a hash of the instruction text (arm_jax.core.is_held_out, the toy world's rule too): no
 instruction is on both sides, whatever the order, limit or size of the dataset.
 
 Instructions: a prompt that is one user turn is its text. Any other chat (a system turn, earlier
@@ -15,18 +15,15 @@ context would be judged against a different task.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Sequence
 
 from arm_jax.data import storage
-from arm_jax.data.schema import Prompt, from_example
+from arm_jax.data.readers import read_rows
+from arm_jax.data.schema import (INVALID_UTF8, MALFORMED_JSON, NOT_AN_OBJECT, Prompt,
+                                 from_example)
 from arm_jax.parsing import label_index
-from arm_jax.rl.phases import PreferencePair
-from arm_jax.rl.sft import SFTExample
-from arm_jax.toy.world import is_held_out
-
-SFT_ROLES = ("generator", "judge")
+from arm_jax.core import ROLES, PreferencePair, SFTExample, split_by_instruction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,10 +71,7 @@ def read_pairs(path: str, *, limit: int = 0,
 def split_pairs(pairs: Sequence[PreferencePair], held_out_fraction: float,
                 seed: int) -> tuple[list[PreferencePair], list[PreferencePair]]:
   """(train, held_out), disjoint by instruction."""
-  train, held = [], []
-  for p in pairs:
-    (held if is_held_out(p.instruction, held_out_fraction, seed) else train).append(p)
-  return train, held
+  return split_by_instruction(pairs, lambda p: p.instruction, held_out_fraction, seed)
 
 
 def load_split(path: str, *, held_out_fraction: float, seed: int, limit: int = 0,
@@ -95,6 +89,10 @@ def load_split(path: str, *, held_out_fraction: float, seed: int, limit: int = 0
   return Split(train, held, best_of_n)
 
 
+_UNREADABLE = {MALFORMED_JSON: "not JSON", NOT_AN_OBJECT: "expected an object",
+               INVALID_UTF8: "not valid UTF-8"}
+
+
 def _field(obj: dict, name: str, where: str) -> str:
   value = obj.get(name)
   if not isinstance(value, str) or not value.strip():
@@ -103,25 +101,21 @@ def _field(obj: dict, name: str, where: str) -> str:
 
 
 def read_sft_jsonl(path: str) -> dict[str, list[SFTExample]]:
-  """Warm-start examples by role from lines {"role": "generator"|"judge", "prompt", "target"}.
+  """Warm-start examples by role from lines {"role": "generator"|"judge", "prompt", "target"}
+  (a .jsonl, .json or .parquet file, read by arm_jax.data.readers).
 
   The prompt is the user message (the chat template is applied when encoding). A bad line
   raises ValueError naming file:line and the field, rather than training on less than given.
   """
-  out: dict[str, list[SFTExample]] = {role: [] for role in SFT_ROLES}
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      where = f"{path}:{line_no}"
-      try:
-        obj = json.loads(line)
-      except json.JSONDecodeError as err:
-        raise ValueError(f"{where}: not JSON ({err.msg})") from err
-      if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected an object, got {type(obj).__name__}")
-      role = obj.get("role")
-      if role not in SFT_ROLES:
-        raise ValueError(f"{where}: field 'role' must be one of {SFT_ROLES}, got {role!r}")
-      out[role].append(SFTExample(_field(obj, "prompt", where), _field(obj, "target", where)))
+  out: dict[str, list[SFTExample]] = {role: [] for role in ROLES}
+  for row in read_rows(path):
+    where = f"{path}:{row.line}"
+    if row.skip is not None:
+      what = _UNREADABLE.get(row.skip.reason, row.skip.reason)
+      raise ValueError(f"{where}: {what} ({row.skip.detail}): {row.excerpt}")
+    role = row.row.get("role")
+    if role not in ROLES:
+      raise ValueError(f"{where}: field 'role' must be one of {ROLES}, got {role!r}")
+    out[role].append(SFTExample(_field(row.row, "prompt", where),
+                                _field(row.row, "target", where)))
   return out

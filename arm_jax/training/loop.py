@@ -22,16 +22,18 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from arm_jax import train_setup
-from arm_jax.metrics_log import MetricsWriter, Progress, plot_curves
+from arm_jax import config_sections
+from arm_jax.core import ROLES
 from arm_jax.rl import heldout
 from arm_jax.rl.schedule import plan
 from arm_jax.rl.sft import run_sft
 from arm_jax.rl.trainer import AlternatingTrainer
-from arm_jax.train_checkpoint import TrainCheckpointer
+from arm_jax.training import checkpoints
+from arm_jax.training import setup as train_setup
+from arm_jax.training.checkpoints import TrainCheckpointer
+from arm_jax.training.metrics import MetricsWriter, Progress, plot_curves
 
 STAGES = ("sft_generator", "sft_judge", "rl", "done")
-ROLES = ("generator", "judge")
 
 
 def params_checksum(params: Any) -> str:
@@ -41,18 +43,6 @@ def params_checksum(params: Any) -> str:
     digest.update(jax.tree_util.keystr(path).encode())
     digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
   return digest.hexdigest()[:16]
-
-
-def _quiet_orbax() -> None:
-  """Orbax logs several INFO lines per save through absl; keep its warnings only."""
-  import logging as py_logging  # pylint: disable=import-outside-toplevel
-
-  def keep(record) -> bool:
-    return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname
-
-  absl_logger = py_logging.getLogger("absl")
-  if not any(getattr(f, "__name__", "") == "keep" for f in absl_logger.filters):
-    absl_logger.addFilter(keep)
 
 
 class _Preemption:
@@ -78,7 +68,7 @@ class _Run:
     self.policies = {"generator": setup.generator, "judge": setup.judge}
     self.writer = MetricsWriter(workdir, tensorboard=config.log.tensorboard)
     self.ckpt = TrainCheckpointer(
-        os.path.join(workdir, "checkpoints"), config.checkpoint.max_to_keep,
+        os.path.join(workdir, checkpoints.CHECKPOINTS_DIR), config.checkpoint.max_to_keep,
         keep_steps=setup.round_end_steps if config.checkpoint.keep_rounds else ())
     self.preemption = _Preemption()
     self.meta = dict(stage=STAGES[0], phase=0, step=0, global_step=0, metrics_offset=0,
@@ -151,28 +141,13 @@ class _Run:
   def initialize_from(self, path: str) -> None:
     """A fresh run starts both policies from the newest checkpoint of the run in `path` (its
     workdir or checkpoints folder); optimizer states and position start afresh."""
-    directory = os.path.abspath(path)
-    if os.path.basename(directory) != "checkpoints":
-      directory = os.path.join(directory, "checkpoints")
-    if not os.path.isdir(directory):
-      raise FileNotFoundError(f"init_from={path!r}: no checkpoints folder at {directory}")
-    source = TrainCheckpointer(directory, create=False)
-    try:
-      step = source.latest_step()
-      if step is None:
-        raise FileNotFoundError(f"init_from={path!r}: {directory} holds no finished checkpoint")
-      like = {role: p.params for role, p in self.policies.items()}
-      try:
-        state = source.restore_state(step, like, partial=True)
-      except ValueError as e:
-        raise ValueError(f"init_from={path!r}: checkpoint {step} does not hold this config's "
-                         f"models: {e}") from e
-    finally:
-      source.close()
+    like = {role: p.params for role, p in self.policies.items()}
+    state, meta = checkpoints.restore_policies(path, like, key="init_from")
     for role, p in self.policies.items():
       p.params = state[role]
-    self.meta["init_from"] = dict(path=directory, step=step)
-    logging.info("both policies start from %s, checkpoint %d", directory, step)
+    directory = checkpoints.checkpoints_dir(path, "init_from")
+    self.meta["init_from"] = dict(path=directory, step=meta["checkpoint_step"])
+    logging.info("both policies start from %s, checkpoint %d", directory, meta["checkpoint_step"])
 
   # ------------------------------------------------------------------------- logging
   def record(self, record: dict) -> None:
@@ -197,7 +172,7 @@ class _Run:
         rubric_max_new_tokens=e.rubric_max_new_tokens,
         judge_max_new_tokens=e.judge_max_new_tokens, batch_size=e.batch_size)
     result = evaluate(judge_temperature=e.judge_temperature,
-                      samples=e.get("samples", 1) if e.judge_temperature > 0 else 1,
+                      samples=e.samples if e.judge_temperature > 0 else 1,
                       diagnose=self.setup.eval_diagnostics)
     if e.judge_temperature > 0:  # the greedy figure too, for comparison
       greedy = evaluate(judge_temperature=0.0)
@@ -227,7 +202,7 @@ class _Run:
     policy.params, _, _ = run_sft(
         policy.model, params, policy.tokenizer, self.setup.sft_examples[role],
         optimizer_config=self.setup.sft_optimizer_config, sft_config=self.setup.sft_config,
-        batch_size=s.batch_size, max_length=s.max_length, pad_multiple=s.get("pad_multiple", 64),
+        batch_size=s.batch_size, max_length=s.max_length, pad_multiple=s.pad_multiple,
         steps=steps, seed=int(self.config.seed),
         mesh=policy.model.mesh, rules=policy.model.rules, log_fn=logging.info,
         opt_state=self.sft_opt_state, start_step=start, on_step=on_step)
@@ -300,28 +275,17 @@ class _Run:
     self.writer.close()
 
 
-CONFIG_FILE = "config.json"
-
-
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """WORKDIR/config.json: the run's full config (file plus --config. overrides), which the
-  evaluator rebuilds the run's models from. Written after resume accepted the workdir (a refused
-  seed leaves the old file), atomically."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
-  os.replace(path + ".tmp", path)
-
-
 def run_train(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
-  """Runs (or resumes) the job; returns the final "done" record, None when preempted."""
-  _quiet_orbax()
+  """Runs (or resumes) the job; returns the final "done" record, None when preempted. The config
+  is validated and completed first (arm_jax.config_sections)."""
+  config = config_sections.validate(config)
+  checkpoints.quiet_orbax()
   setup = train_setup.build(config)
   run = _Run(config, workdir, setup)
   try:
-    if not run.resume() and config.get("init_from"):
+    if not run.resume() and config.init_from:
       run.initialize_from(config.init_from)
-    write_config(config, workdir)
+    checkpoints.write_config(config, workdir)
     if run.meta["stage"] == "done":
       logging.info("%s already finished", workdir)
       return run.finish()

@@ -1,0 +1,1 @@
+"""The training job: run loop, setup, checkpoints and run directory, metrics."""
