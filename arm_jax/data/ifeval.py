@@ -97,6 +97,13 @@ def follow_list(inp: Any, response: str) -> list[bool]:
   return list(out.follow_instruction_list)
 
 
+def follow_list_loose(inp: Any, response: str) -> list[bool]:
+  """Loose IFEval: an instruction counts as followed when the response, or the response without
+  its first line, its last line, both, or its asterisks, follows it (the official upper bound)."""
+  out = load_checker().test_instruction_following_loose(inp, {inp.prompt: response})
+  return list(out.follow_instruction_list)
+
+
 def follows_all(inp: Any, response: str) -> bool:
   """Strict IFEval pass: every instruction of the prompt is followed."""
   return all(follow_list(inp, response))

@@ -144,10 +144,12 @@ def _even_batches(order: Sequence[int], batch_size: int) -> list[list[int]]:
   return [list(order[i:i + size]) for i in range(0, n, size)]
 
 
-def _generate(policy: Policy, prompts: Sequence[Sequence[int]], sampling: SamplingParams,
-              key: jax.Array, batch_size: int, num_samples: int) -> list[list[Generation]]:
-  """num_samples Generations per prompt; batches padded to one size with a repeated prompt (its
-  outputs dropped) so that each length bucket compiles once."""
+def generate_in_batches(policy: Policy, prompts: Sequence[Sequence[int]],
+                        sampling: SamplingParams, key: jax.Array, batch_size: int,
+                        num_samples: int) -> list[list[Generation]]:
+  """num_samples Generations per prompt (token ids), in the prompts' order: sorted by length and
+  cut into near-equal batches, each padded to one size with a repeated prompt (its outputs
+  dropped) so that each length bucket compiles once."""
   by_length = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
   batches = _even_batches(by_length, batch_size)
   size = len(batches[0])
@@ -171,7 +173,7 @@ def policy_rubric_fn(generator: Policy, max_new_tokens: int, batch_size: int,
   def rubric_fn(instructions: Sequence[str]) -> list[Generation]:
     prompts = generator.encode([render_rubric_prompt(generator.template, i)
                                 for i in instructions])
-    return [g[0] for g in _generate(generator, prompts, greedy, key, batch_size, 1)]
+    return [g[0] for g in generate_in_batches(generator, prompts, greedy, key, batch_size, 1)]
 
   return rubric_fn
 
@@ -193,6 +195,6 @@ def policy_judge_fn(judge: Policy, sampling: SamplingParams, batch_size: int,
       raise ValueError(f"voting over {k} judge samples needs sampling: greedy samples are "
                        "identical; set judge.temperature > 0")
     prompts = judge.encode([render(r) for r in requests])
-    return _generate(judge, prompts, sampling, key, batch_size, k)
+    return generate_in_batches(judge, prompts, sampling, key, batch_size, k)
 
   return judge_fn
