@@ -173,3 +173,20 @@ def test_compare_judges_both_orders_under_one_cached_rubric(monkeypatch):
   assert rubric_calls == [["q", "biased"]]  # cached across calls
   with pytest.raises(ValueError, match="one of each per comparison"):
     model.compare(["q"], ["a", "b"], ["c"])
+
+
+def test_label_pairs_keeps_consistent_pairs_and_counts_the_rest():
+  from arm_jax.downstream import dpo  # noqa: PLC0415
+
+  class Scripted:
+    def compare(self, prompts, a, b):
+      verdicts = {"p1": ("A", "B"), "p2": ("B", "A"), "p3": ("A", "A"), "p4": (None, "A"),
+                  "p5": ("A", "B")}
+      return [rm.Comparison(p, x, y, "r", *verdicts[p], ("", "")) for p, x, y in
+              zip(prompts, a, b)]
+
+  got = dpo.label_pairs(Scripted(), ["p1", "p2", "p3", "p4", "p5"],
+                        ["a1", "a2", "a3", "a4", "same"], ["b1", "b2", "b3", "b4", "same"])
+  assert (got.prompts, got.chosen, got.rejected) == (["p1", "p2"], ["a1", "b2"], ["b1", "a2"])
+  assert got.counts == dict(kept=2, identical=1, unparseable=1, inconsistent=1)
+  assert got.consistency_rate == 2 / 3  # kept over kept + inconsistent

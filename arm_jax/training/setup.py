@@ -55,6 +55,8 @@ class Built:
 
 
 Builder = Callable[[ml_collections.ConfigDict, Any, Any], Built]  # (config, mesh, rules)
+# The project's own plug-ins by model.kind, imported by name when a config lists no plug-in.
+DEFAULT_PLUGINS = {"toy": ("arm_jax.toy.setup",)}
 _BUILDERS: dict[tuple[str, str], Builder] = {}
 
 
@@ -179,8 +181,10 @@ def round_end_steps(warm_steps: int, planned: list[schedule.Phase]) -> tuple[int
 
 def builder(config: ml_collections.ConfigDict) -> Builder:
   """The registered builder of the config's (model.kind, data.kind), after importing the
-  config's plug-ins."""
-  for name in config.plugins:
+  config's plug-ins (or, for a config that names none, such as a run's config.json written
+  before `plugins` existed, the project's own plug-in of its model kind: DEFAULT_PLUGINS)."""
+  plugins = tuple(config.plugins) if "plugins" in config else ()
+  for name in plugins or DEFAULT_PLUGINS.get(config.model.kind, ()):
     try:
       importlib.import_module(name)
     except ImportError as e:
@@ -189,7 +193,7 @@ def builder(config: ml_collections.ConfigDict) -> Builder:
   if kinds not in _BUILDERS:
     raise ValueError(f"model.kind={kinds[0]!r} with data.kind={kinds[1]!r}; registered: "
                      f"{', '.join('/'.join(k) for k in sorted(_BUILDERS))} (model/data; plug-ins "
-                     f"in config.plugins={tuple(config.plugins)} add more)")
+                     f"named in config.plugins add more)")
   return _BUILDERS[kinds]
 
 

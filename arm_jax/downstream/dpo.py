@@ -1,0 +1,141 @@
+"""Offline DPO and IterDPO with the reward model (docs/method.md §6).
+
+One iteration on a set of prompts:
+1. sample two responses per prompt from the current policy (temperature 1);
+2. label each pair with the reward model in both orders (reward_model.compare); keep only
+   order-consistent verdicts and count what is dropped (identical, unparseable, inconsistent);
+3. train DPO (arm_jax.rl.dpo) on the kept pairs for `epochs` passes, against a frozen reference.
+IterDPO repeats this `iterations` times, each sampling from the previous iterate; the reference
+of iteration k is the policy at the start of iteration k (the previous iterate; iteration 1's is
+the starting policy), the usual choice of iterative DPO.
+
+The policy's prompt is the instruction as one user turn of its chat template, and a pair's
+completions are tokenized as warm-start targets are (arm_jax.rl.sft.tokenize_sft: the text
+plus the token that ends an assistant turn), so the scored tokens are what the policy emits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from arm_jax.core import SFTExample
+from arm_jax.downstream.reward_model import OUTCOMES, Comparison, RewardModel, preference
+from arm_jax.evaluation.runner import generate_in_batches
+from arm_jax.rl import optim
+from arm_jax.rl.dpo import DPOConfig, make_dpo_update, sequence_logprobs
+from arm_jax.rl.policy import Policy
+from arm_jax.rl.sft import pad_rows, tokenize_sft
+from arm_jax.sampling import SamplingParams
+
+
+@dataclasses.dataclass(frozen=True)
+class LabeledPairs:
+  """Preference pairs the reward model agreed on in both orders, and what it dropped."""
+  prompts: list[str]
+  chosen: list[str]
+  rejected: list[str]
+  counts: dict[str, int]  # by reward_model.OUTCOMES
+  comparisons: list[Comparison]
+
+  @property
+  def consistency_rate(self) -> float:
+    """Share of parseable, non-identical pairs whose two orders agree."""
+    judged = self.counts["kept"] + self.counts["inconsistent"]
+    return self.counts["kept"] / judged if judged else float("nan")
+
+
+def label_pairs(reward_model: RewardModel, prompts: Sequence[str], responses_a: Sequence[str],
+                responses_b: Sequence[str]) -> LabeledPairs:
+  comparisons = reward_model.compare(prompts, responses_a, responses_b)
+  counts = dict.fromkeys(OUTCOMES, 0)
+  kept_p, chosen, rejected = [], [], []
+  for c in comparisons:
+    label, outcome = preference(c)
+    counts[outcome] += 1
+    if label is not None:
+      kept_p.append(c.prompt)
+      chosen.append(c.response_a if label == 0 else c.response_b)
+      rejected.append(c.response_b if label == 0 else c.response_a)
+  return LabeledPairs(kept_p, chosen, rejected, counts, comparisons)
+
+
+def sample_pairs(policy: Policy, prompts: Sequence[str], sampling: SamplingParams,
+                 key: jax.Array, batch_size: int) -> tuple[list[str], list[str]]:
+  """Two sampled responses per prompt."""
+  out = generate_in_batches(policy, policy.encode(prompts), sampling, key, batch_size, 2)
+  return [g[0].text for g in out], [g[1].text for g in out]
+
+
+@dataclasses.dataclass(frozen=True)
+class IterationConfig:
+  dpo: DPOConfig = DPOConfig()
+  optimizer: optim.OptimizerConfig = optim.OptimizerConfig(learning_rate=8e-7)
+  sampling: SamplingParams = SamplingParams(max_new_tokens=512)
+  batch_size: int = 8  # pairs per DPO step
+  epochs: int = 1
+  generate_batch: int = 64
+  max_length: int = 1024
+  seed: int = 0
+
+
+def _tokenized(policy: Policy, pairs: LabeledPairs, max_length: int):
+  """Rows of the pairs whose chosen and rejected sides both fit, and how many did not."""
+  chosen, rep_c = tokenize_sft(policy.tokenizer, [SFTExample(p, c) for p, c in
+                                                  zip(pairs.prompts, pairs.chosen)],
+                               max_length=max_length, truncate="skip")
+  rejected, rep_r = tokenize_sft(policy.tokenizer, [SFTExample(p, r) for p, r in
+                                                    zip(pairs.prompts, pairs.rejected)],
+                                 max_length=max_length, truncate="skip")
+  by_c, by_r = dict(zip(rep_c.kept, chosen)), dict(zip(rep_r.kept, rejected))
+  both = [i for i in range(len(pairs.prompts)) if i in by_c and i in by_r]
+  return [by_c[i] for i in both], [by_r[i] for i in both], len(pairs.prompts) - len(both)
+
+
+def dpo_iteration(policy: Policy, reward_model: RewardModel, prompts: Sequence[str],
+                  cfg: IterationConfig, iteration: int = 0,
+                  log_fn: Callable[[dict], None] = print) -> dict:
+  """One sample -> label -> train iteration; the reference is the policy as it starts. Updates
+  policy.params; returns the iteration's figures."""
+  key = jax.random.fold_in(jax.random.key(cfg.seed), iteration)
+  start = time.perf_counter()
+  a, b = sample_pairs(policy, prompts, cfg.sampling, jax.random.fold_in(key, 0),
+                      cfg.generate_batch)
+  pairs = label_pairs(reward_model, prompts, a, b)
+  chosen, rejected, too_long = _tokenized(policy, pairs, cfg.max_length)
+  figures = dict(iteration=iteration, prompts=len(prompts), **pairs.counts,
+                 consistency_rate=pairs.consistency_rate, too_long=too_long,
+                 label_seconds=time.perf_counter() - start)
+  steps_per_epoch = len(chosen) // cfg.batch_size
+  if steps_per_epoch == 0:
+    log_fn(dict(figures, steps=0))
+    return dict(figures, steps=0)
+  ref = jax.tree.map(jnp.copy, policy.params)
+  optimizer = optim.make_optimizer(cfg.optimizer)
+  update = make_dpo_update(policy.model, cfg.dpo, optimizer)
+  ref_logps = jax.jit(lambda p, batch: sequence_logprobs(policy.model, p, batch))
+  opt_state = optimizer.init(policy.params)
+  params = jax.tree.map(jnp.copy, policy.params)  # the update donates its params
+  history = []
+  for epoch in range(cfg.epochs):
+    order = np.random.default_rng((cfg.seed, iteration, epoch)).permutation(len(chosen))
+    for s in range(steps_per_epoch):
+      idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+      c = jax.tree.map(jnp.asarray, pad_rows([chosen[i] for i in idx], multiple=16))
+      r = jax.tree.map(jnp.asarray, pad_rows([rejected[i] for i in idx], multiple=16))
+      params, opt_state, m = update(params, opt_state, (c, r, ref_logps(ref, c),
+                                                        ref_logps(ref, r)))
+      history.append({k: float(v) for k, v in jax.device_get(m).items()})
+  policy.params = params
+  means = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+  last = history[-1]
+  figures.update(steps=len(history), dpo_loss_mean=means["dpo_loss"],
+                 accuracy_last=last["accuracy"], margin_last=last["margin"],
+                 seconds=time.perf_counter() - start)
+  log_fn(figures)
+  return figures
