@@ -190,3 +190,51 @@ def test_label_pairs_keeps_consistent_pairs_and_counts_the_rest():
   assert (got.prompts, got.chosen, got.rejected) == (["p1", "p2"], ["a1", "b2"], ["b1", "a2"])
   assert got.counts == dict(kept=2, identical=1, unparseable=1, inconsistent=1)
   assert got.consistency_rate == 2 / 3  # kept over kept + inconsistent
+
+
+def test_grpo_step_rewards_each_rollout_against_the_greedy_reference(monkeypatch):
+  """Wiring with fakes: rollouts are judged prompt-major against their own prompt's greedy a0,
+  and the update receives Eq. 16's rewards in the sampler's order."""
+  from arm_jax.downstream import grpo  # noqa: PLC0415
+  from arm_jax.rl.grpo import GRPOConfig  # noqa: PLC0415
+  from arm_jax.rl.phases import PhaseConfig  # noqa: PLC0415
+
+  class FakePolicy:
+    def encode(self, texts):
+      return [[len(t)] for t in texts]
+
+    def generate(self, ids, sampling, key, num_samples):
+      assert not sampling.greedy and num_samples == 2
+      return "out", ["win", "lose", "tie", "win"]  # prompt-major: p1 x2, p2 x2
+
+  greedy_calls = []
+
+  def fake_generate_in_batches(policy, ids, sampling, key, batch_size, k):
+    greedy_calls.append(sampling.greedy)
+    return [[Generation(f"a0 of {i[0]}", 3)] for i in ids]
+
+  class Judge:
+    def compare(self, prompts, a, b):
+      slots = {"win": ("A", "B"), "lose": ("B", "A"), "tie": ("A", "A")}
+      return [rm.Comparison(p, x, y, "r", *slots[x], ("", "")) for p, x, y in zip(prompts, a, b)]
+
+  seen = {}
+
+  def fake_train(policy, cfg, update, ids, out, rewards):
+    seen.update(ids=ids, out=out, rewards=list(rewards))
+    return {"loss": 0.0}
+
+  monkeypatch.setattr(grpo, "generate_in_batches", fake_generate_in_batches)
+  monkeypatch.setattr(grpo, "train_on_rollout", fake_train)
+  calls = []
+  judge = Judge()
+  original = judge.compare
+  judge.compare = lambda p, a, b: calls.append((p, a, b)) or original(p, a, b)
+  cfg = PhaseConfig(GRPOConfig(group_size=2), SamplingParams(8, temperature=1.0), 2)
+  metrics = grpo.grpo_step(FakePolicy(), judge, cfg, None, ["p1", "p22"], jax.random.key(0))
+  assert greedy_calls == [True]
+  assert calls == [(["p1", "p1", "p22", "p22"], ["win", "lose", "tie", "win"],
+                    ["a0 of 2", "a0 of 2", "a0 of 3", "a0 of 3"])]
+  assert seen["rewards"] == [1.0, 0.0, 0.5, 1.0] and seen["ids"] == [[2], [3]]
+  assert metrics["reward_mean"] == 0.625 and metrics["flat_groups"] == 0.0
+  assert metrics["consistency_rate"] == 0.75  # the tie's two orders disagree
