@@ -391,7 +391,7 @@ def _check(section: Any, schema: dict, where: str) -> dict:
   for name, spec in schema.items():
     key = where + name
     if isinstance(spec, dict):
-      if name in _ENTRY_SPECS and schema is not spec:
+      if name in _ENTRY_SPECS:
         entries = section[name] if name in keys else {}
         out[name] = {e: _check(v, spec, f"{key}.{e}.") for e, v in entries.items()}
       else:

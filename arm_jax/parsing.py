@@ -1,4 +1,5 @@
-"""Reading model outputs: rubrics, judge verdicts and the judge's output format (docs/method.md §2).
+"""Reading model outputs: rubrics, judge verdicts and the judge's output format
+(docs/method.md §2).
 
 The parsers tolerate the surface noise that small and RL-trained models produce (markdown
 emphasis and headings, "1)" numbering, preamble text, Qwen3 `<think>` blocks) but are strict
@@ -39,7 +40,8 @@ def strip_think(text: str) -> str:
 
 
 def label_index(label: Union[int, str]) -> int:
-  """0 when slot A wins, 1 when slot B wins, from either spelling of a label (docs/method.md §2)."""
+  """0 when slot A wins, 1 when slot B wins, from either spelling of a label (docs/method.md
+  §2)."""
   if isinstance(label, str) and label in VERDICTS:
     return VERDICTS.index(label)
   if isinstance(label, numbers.Integral) and not isinstance(label, bool) and label in (0, 1):
@@ -70,7 +72,7 @@ class Criterion:
 @dataclasses.dataclass(frozen=True)
 class Rubric:
   criteria: tuple[Criterion, ...]
-  problems: tuple[str, ...] = ()  # why the rubric breaks the docs/method.md §2 format; empty when it does not
+  problems: tuple[str, ...] = ()  # why it breaks the docs/method.md §2 format; empty if not
 
   @property
   def well_formed(self) -> bool:
@@ -122,7 +124,8 @@ def _criterion(index: int, body: str) -> tuple[Criterion, list[str]]:
 
 
 def parse_rubric(text: str) -> Rubric:
-  """Every numbered item of a generated rubric, and what keeps it from the docs/method.md §2 format."""
+  """Every numbered item of a generated rubric, and what keeps it from the docs/method.md §2
+  format."""
   criteria, problems = [], []
   for index, body in _split_items(text):
     criterion, item_problems = _criterion(index, body)
@@ -321,7 +324,8 @@ def _judge_checks(text: str, rubric: Union[Rubric, str]) -> list[Check]:
 
 
 def judge_format_problems(text: str, rubric: Union[Rubric, str]) -> list[str]:
-  """Every way the output departs from the docs/method.md §2 judge format, each naming the requirement."""
+  """Every way the output departs from the docs/method.md §2 judge format, each naming the
+  requirement."""
   return [p for _, problems in _judge_checks(text, rubric) for p in problems]
 
 

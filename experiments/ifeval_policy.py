@@ -54,12 +54,12 @@ def main() -> None:
                   mean_tokens=sum(r.tokens for r in responses) / len(responses),
                   generation_seconds=gen_seconds, total_seconds=seconds)
   os.makedirs(args.out, exist_ok=True)
+  per_prompt = result.pop("per_prompt")
   with open(os.path.join(args.out, "responses.jsonl"), "w", encoding="utf-8") as f:
-    for inp, r in zip(inputs, responses):
+    for inp, r, verdicts in zip(inputs, responses, per_prompt):
       f.write(json.dumps(dict(key=inp.key, prompt=inp.prompt, response=r.text, tokens=r.tokens,
                               truncated=r.truncated, instructions=inp.instruction_id_list,
-                              strict=ifeval.follow_list(inp, r.text),
-                              loose=ifeval.follow_list_loose(inp, r.text))) + "\n")
+                              **verdicts)) + "\n")
   with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
     json.dump(dict(settings=settings, **result), f, indent=1)
   print(ifeval_policy.table(result))

@@ -97,6 +97,21 @@ def _tokenized(policy: Policy, pairs: LabeledPairs, max_length: int):
   return [by_c[i] for i in both], [by_r[i] for i in both], len(pairs.prompts) - len(both)
 
 
+# (model, DPO settings, optimizer settings) -> (jitted update, jitted reference log-probs),
+# shared by the iterations of a run: each iteration would otherwise compile both again.
+_COMPILED: dict[Any, tuple[Callable, Callable]] = {}
+
+
+def _compiled(model, cfg: IterationConfig) -> tuple[Callable, Callable]:
+  key = (model, cfg.dpo, cfg.optimizer)
+  if key not in _COMPILED:
+    update = make_dpo_update(model, cfg.dpo, optim.make_optimizer(cfg.optimizer))
+    chunk = cfg.dpo.logprob_chunk
+    ref_logps = jax.jit(lambda p, batch: sequence_logprobs(model, p, batch, chunk))
+    _COMPILED[key] = (update, ref_logps)
+  return _COMPILED[key]
+
+
 def dpo_iteration(policy: Policy, reward_model: RewardModel, prompts: Sequence[str],
                   cfg: IterationConfig, iteration: int = 0,
                   log_fn: Callable[[dict], None] = print) -> dict:
@@ -116,10 +131,8 @@ def dpo_iteration(policy: Policy, reward_model: RewardModel, prompts: Sequence[s
     log_fn(dict(figures, steps=0))
     return dict(figures, steps=0)
   ref = jax.tree.map(jnp.copy, policy.params)
-  optimizer = optim.make_optimizer(cfg.optimizer)
-  update = make_dpo_update(policy.model, cfg.dpo, optimizer)
-  ref_logps = jax.jit(lambda p, batch: sequence_logprobs(policy.model, p, batch))
-  opt_state = optimizer.init(policy.params)
+  update, ref_logps = _compiled(policy.model, cfg)
+  opt_state = optim.make_optimizer(cfg.optimizer).init(policy.params)
   params = jax.tree.map(jnp.copy, policy.params)  # the update donates its params
   history = []
   for epoch in range(cfg.epochs):

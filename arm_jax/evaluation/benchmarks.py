@@ -1,4 +1,5 @@
-"""Benchmarks for the evaluator: canonical records become examples; the docs/method.md §7 table's columns.
+"""Benchmarks for the evaluator: canonical records become examples; the columns of the table in
+docs/method.md §7.
 
 A config defines benchmarks in `benchmark_specs.<name>` and selects the ones to run by name in
 `benchmarks`. A spec holds:

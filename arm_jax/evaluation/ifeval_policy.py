@@ -4,7 +4,8 @@ prompts, scored by the offline checker (arm_jax.data.ifeval) the four ways the p
 - prompt-level strict / loose: the share of prompts whose every instruction is followed;
 - instruction-level strict / loose: the share of all instructions followed;
 - average: the mean of those four (the paper's IFEval "avg");
-- by kind: instruction-level strict and loose per instruction id (e.g. "punctuation:no_comma").
+- by kind: instruction-level strict and loose per instruction id (e.g. "punctuation:no_comma");
+- per prompt: the strict and loose verdict of each of its instructions, in input order.
 Strict checks the response as written; loose also accepts it without its first line, its last
 line, both, or its asterisks. The checker's tokenizers are offline stand-ins (see
 arm_jax.data.ifeval), so rare sentence-count edge cases can differ from the official scores.
@@ -40,9 +41,12 @@ def score(inputs: Sequence[Any], responses: Sequence[str]) -> dict:
   prompts = {"strict": [], "loose": []}
   instructions = {"strict": [], "loose": []}
   kinds: dict[str, dict[str, list[bool]]] = {}
+  per_prompt = []
   for inp, response in zip(inputs, responses):
+    per_prompt.append({})
     for mode, follow in (("strict", ifeval.follow_list), ("loose", ifeval.follow_list_loose)):
       followed = follow(inp, response)
+      per_prompt[-1][mode] = followed
       prompts[mode].append(all(followed))
       instructions[mode] += followed
       for kind, ok in zip(inp.instruction_id_list, followed):
@@ -57,6 +61,7 @@ def score(inputs: Sequence[Any], responses: Sequence[str]) -> dict:
                     out["instruction_loose"]) / 4
   out["by_kind"] = {k: dict(n=len(v["strict"]), strict=mean(v["strict"]),
                             loose=mean(v["loose"])) for k, v in sorted(kinds.items())}
+  out["per_prompt"] = per_prompt
   return out
 
 

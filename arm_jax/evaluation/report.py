@@ -1,5 +1,5 @@
-"""The evaluator's outputs: the docs/method.md §7 table as Markdown and CSV, every number as JSON, per-example
-predictions as JSONL, and a bar chart.
+"""The evaluator's outputs: the docs/method.md §7 table as Markdown and CSV, every number as JSON,
+per-example predictions as JSONL, and a bar chart.
 
 Table layout: docs/method.md §7's columns in its order (Chat ... HS3), then Avg, then any other
 benchmark in the order the config names them. A cell is the accuracy (%) in the table order

@@ -54,6 +54,7 @@ class SystemSpec:
   judge: str  # "trained" or "base"
   votes: int = 1
   checkpoint: str = "latest"  # of the trained weights: checkpoints.SELECTORS
+  checkpoint_key: str = "trained.checkpoint"  # the config key it came from, for errors
 
   @property
   def direct(self) -> bool:
@@ -73,9 +74,9 @@ def system_specs(config: ml_collections.ConfigDict) -> list[SystemSpec]:
     s = config.system_specs[name]
     where = f"system_specs.{name}"
     spec = SystemSpec(name, s.generator, s.judge, s.votes,
-                      s.checkpoint or config.trained.checkpoint)
-    checkpoints.parse_selector(spec.checkpoint, f"{where}.checkpoint" if s.checkpoint
-                               else "trained.checkpoint")
+                      s.checkpoint or config.trained.checkpoint,
+                      f"{where}.checkpoint" if s.checkpoint else "trained.checkpoint")
+    checkpoints.parse_selector(spec.checkpoint, spec.checkpoint_key)
     if spec.generator not in (*SOURCES, "none"):
       raise ValueError(f"{where}.generator={spec.generator!r}; expected trained, base or none")
     if spec.judge not in SOURCES:
@@ -200,10 +201,8 @@ def build_models(config: ml_collections.ConfigDict, specs: Sequence[SystemSpec],
       checkpoints.checkpoints_dir(config.trained.workdir)
       for s in trained_specs:
         if s.checkpoint not in checkpoint_steps:
-          where = (f"system_specs.{s.name}.checkpoint"
-                   if config.system_specs[s.name].checkpoint else "trained.checkpoint")
           checkpoint_steps[s.checkpoint] = checkpoints.resolve(config.trained.workdir,
-                                                               s.checkpoint, where)
+                                                               s.checkpoint, s.checkpoint_key)
     if train_config is None:
       train_config = load_train_config(config.trained.config, tuple(config.trained.overrides),
                                        config.trained.workdir)

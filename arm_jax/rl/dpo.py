@@ -9,9 +9,10 @@ Per pair (prompt x, chosen y_w, rejected y_l) with summed completion log-probs u
 NLL being the chosen completion's mean per-token negative log-likelihood under the policy (the
 paper's "SFT mixing weight", 0.2; TRL's rpo_alpha). The batch loss is the mean over pairs.
 
-The update mirrors grpo.py and sft.py: micro-batches accumulate f32 gradients of loss sums and
-divide by the number of pairs, so any micro-batch split gives the un-split gradient. Reference
-log-probs are computed once per batch outside the update (`sequence_logprobs`).
+The update mirrors sft.py: micro-batches (optim.split_micro_batches) accumulate f32 gradients of
+loss sums and divide by the number of pairs, so any micro-batch split gives the un-split
+gradient. Reference log-probs are computed once per batch outside the update
+(`sequence_logprobs`).
 """
 
 from __future__ import annotations
@@ -65,11 +66,6 @@ def sequence_logprobs(model: Decoder, params: Any, batch: SequenceBatch,
   return jnp.where(batch.loss_mask, logp, 0.0).sum(axis=1)
 
 
-def _split(x: jax.Array, m: int) -> jax.Array:
-  """Rows i, i + m, ... form micro-batch i (as grpo.py and sft.py split)."""
-  return x.reshape((x.shape[0] // m, m) + x.shape[1:]).swapaxes(0, 1)
-
-
 def make_dpo_update(model: Decoder, cfg: DPOConfig, optimizer: optax.GradientTransformation, *,
                     shardings: tuple[Any, Any] | None = None, donate: bool = True):
   """Jitted `update(params, opt_state, batch)` with batch = (chosen, rejected, ref_chosen,
@@ -100,7 +96,7 @@ def make_dpo_update(model: Decoder, cfg: DPOConfig, optimizer: optax.GradientTra
       (_, sums), g = grad_fn(params, mb)
       return jax.tree.map(lambda a, x: a + x.astype(jnp.float32), acc, g), sums
 
-    micro = jax.tree.map(lambda x: _split(x, m), batch)
+    micro = jax.tree.map(lambda x: optim.split_micro_batches(x, m), batch)
     zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
     acc, sums = jax.lax.scan(body, zeros, micro)
     grads = jax.tree.map(lambda x: x / n, acc)

@@ -194,11 +194,6 @@ def loss_weights(batch: SequenceBatch, prompt_loss_weight: float = 0.0) -> jax.A
   return weights
 
 
-def _split(x: jax.Array, m: int) -> jax.Array:
-  """Rows i, i + m, ... form micro-batch i: a row-sharded batch splits without moving data."""
-  return x.reshape((x.shape[0] // m, m) + x.shape[1:]).swapaxes(0, 1)
-
-
 def sft_loss(model: Decoder, cfg: SFTConfig, params: Any, batch: SequenceBatch,
              totals: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
   """(NLL sum of these rows under the aggregation, aux); `totals` are the whole batch's."""
@@ -229,7 +224,8 @@ def make_sft_update(model: Decoder, cfg: SFTConfig, optimizer: optax.GradientTra
       return acc, dict(aux, loss_sum=loss_sum)
 
     zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-    acc, aux = jax.lax.scan(body, zeros, jax.tree.map(lambda x: _split(x, m), batch))
+    micro = jax.tree.map(lambda x: optim.split_micro_batches(x, m), batch)
+    acc, aux = jax.lax.scan(body, zeros, micro)
     grads = jax.tree.map(lambda x: x / denom, acc)  # micro sums / whole-batch denominator
     grad_norm = optax.global_norm(grads)
     params, opt_state = optim.apply_gradients(optimizer, grads, opt_state, params)

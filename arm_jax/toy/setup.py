@@ -9,8 +9,6 @@ rubrics and judgments (arm_jax.toy.diagnostics).
 
 from __future__ import annotations
 
-import importlib.resources
-
 import ml_collections
 
 from arm_jax.core import PreferencePair
@@ -46,9 +44,8 @@ def build_toy(config: ml_collections.ConfigDict, mesh, rules) -> Built:
          "judge": warmstart.judge_examples(train, ws, judge_t)}
   policies = {role: Policy(role, model, tokenizer, t, params)
               for role, t in (("generator", rubric_t), ("judge", judge_t))}
-  direct = importlib.resources.files("arm_jax") / "templates" / "judge_direct_toy.txt"
   # The reading checks parse the toy templates' output formats: off with other templates.
   toy_templates = not (config.templates.rubric or config.templates.judge)
   return Built(policies, [_pair(i) for i in train], [_pair(i) for i in held_out], sft,
-               direct_template=load_template(str(direct), "direct"),
+               direct_template=load_template(warmstart.template_path("direct"), "direct"),
                eval_diagnostics=diagnostics.evaluate if toy_templates else None)

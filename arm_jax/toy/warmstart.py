@@ -33,8 +33,10 @@ TAG = "[Hard Rule]"  # every toy criterion is an explicit requirement
 
 
 def template_path(kind: str) -> str:
-  """The toy templates' file paths ("rubric" or "judge"), for configs and `load_template`."""
-  name = {"rubric": "rubric_generator_toy", "judge": "judge_toy"}[kind]
+  """The toy templates' file paths ("rubric", "judge" or "direct", the no-rubric judge), for
+  configs and `load_template`."""
+  name = {"rubric": "rubric_generator_toy", "judge": "judge_toy",
+          "direct": "judge_direct_toy"}[kind]
   return str(importlib.resources.files("arm_jax") / "templates" / f"{name}.txt")
 
 
@@ -123,8 +125,8 @@ def judgment_marks(criteria: Sequence[Constraint], response_a: str, response_b: 
 
 def judgment_text(criteria: Sequence[Constraint], response_a: str, response_b: str, winner: int,
                   swapped: bool = False, negation_slip: bool = False) -> str:
-  """A judge output in the docs/method.md §2 format for these criteria and responses, naming `winner`, with
-  the evidence and marks of `judgment_marks`.
+  """A judge output in the docs/method.md §2 format for these criteria and responses, naming
+  `winner`, with the evidence and marks of `judgment_marks`.
 
   Each criterion line's justification restates the criterion, says which responses show its
   evidence ([A], [B], [both] or [none]) and ends with this response's yes/no: every step is
