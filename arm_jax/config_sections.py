@@ -31,7 +31,7 @@ class F(NamedTuple):
 # --- training (arm_jax.training) -----------------------------------------------------------------
 
 _RUN = {
-    "job": F("train", "which job main.py runs", ("train", "evaluate", "generate")),
+    "job": F("train", "which job main.py runs", ("train", "evaluate", "generate", "policy")),
     "seed": F(0, "seeds data order, sampling and initialisation"),
     "mesh_shape": F((-1, 1, 1), "devices per mesh axis; -1 = the rest"),
     "mesh_axes": F(("data", "fsdp", "tensor"), "mesh axis names"),
@@ -161,6 +161,83 @@ _TRAIN_SECTIONS = {
         "chips": F(0, "chips in the slice"),
         "hbm_bytes_per_chip": F(0, "accelerator memory per chip"),
     },
+}
+
+# --- a policy trained with the reward model (arm_jax.downstream.job) -----------------------------
+
+_POLICY_JOB_SECTIONS = {
+    "plugins": F((), "modules imported before the build, besides the reward-model run's own"),
+    "method": F("iterdpo", "dpo: one sample -> label -> DPO pass; iterdpo: dpo.iterations passes; "
+                           "grpo: online GRPO (docs/method.md §6)", ("dpo", "iterdpo", "grpo")),
+    "generate_batch": F(64, "prompts per sampling call of the policy"),
+    "reward_model": {
+        "workdir": F("", "the reward-model training run (its config.json and checkpoints)"),
+        "checkpoint": F("latest", "latest, warm_start (round 0), round:R or step:N"),
+        "config": F("", "with workdir '': a training config file whose untrained pair is used"),
+        "rubric_max_new_tokens": F(0, "greedy rubric limit; 0 = the run's eval limit"),
+        "judge_max_new_tokens": F(0, "judgment limit; 0 = the run's eval limit"),
+        "judge_temperature": F(1.0, "judgments sampled as at inference (docs/method.md §5)"),
+        "batch_size": F(0, "prompts per reward-model generation call; 0 = the run's eval's"),
+    },
+    "actor": {  # the policy being trained
+        "path": F("", "its starting weights (HF directory or .gguf); '' = the reward model's "
+                      "base weights"),
+        "dtype": F("float32", "parameter dtype", ("float32", "bfloat16", "float16")),
+        "compute_dtype": F("", "matmul dtype; '' = dtype", ("", "float32", "bfloat16",
+                                                            "float16")),
+        "warmstart_steps": F(0, "SFT steps on both responses of every training pair first (a "
+                                "policy from scratch, the toy's); 0 = none"),
+        "warmstart_batch_size": F(32, "warm-start rows per step"),
+        "warmstart_learning_rate": F(1e-3, "warm-start AdamW learning rate (30 warmup steps)"),
+        "warmstart_max_length": F(512, "warm-start tokens per row"),
+    },
+    "prompts": {
+        "source": F("train_pairs", "the reward-model run's training instructions, or a JSONL "
+                                   "file", ("train_pairs", "jsonl")),
+        "path": F("", "source jsonl: one {\"prompt\": ...} object per line"),
+        "limit": F(0, "prompts used; 0 = all"),
+    },
+    "dpo": {  # docs/method.md §6; the paper's Table 10
+        "iterations": F(3, "iterdpo: sample -> label -> DPO passes (the paper's 3)"),
+        "prompts_per_iteration": F(0, "0 = every prompt; else a window continuing where the "
+                                      "last iteration's ended"),
+        "max_new_tokens": F(512, "sampled response length limit"),
+        "temperature": F(1.0, "sampling temperature of the two responses"),
+        "beta": F(0.1, "DPO beta"),
+        "sft_weight": F(0.2, "weight of the chosen response's NLL"),
+        "learning_rate": F(8e-7, "AdamW learning rate (constant)"),
+        "weight_decay": F(0.0, "AdamW weight decay"),
+        "max_grad_norm": F(1.0, "global gradient clipping norm"),
+        "batch_size": F(64, "pairs per optimizer step"),
+        "micro_batches": F(1, "gradient accumulation steps per update (exact)"),
+        "epochs": F(1, "passes over an iteration's kept pairs"),
+        "max_length": F(2048, "prompt + response tokens; longer pairs are skipped and counted"),
+        "pad_multiple": F(64, "rows are padded to a multiple of this (fewer compiled shapes)"),
+    },
+    # Online GRPO (docs/method.md §6): the paper's K = 6, lr 5e-7, 288 rollouts per step.
+    "grpo": {**_POLICY,
+             "group_size": F(6, "K rollouts per prompt, each judged against the greedy one"),
+             "prompts_per_step": F(48, "prompts per optimizer step (48 x 6 = 288 rollouts)"),
+             "learning_rate": F(5e-7, "AdamW learning rate (constant)"),
+             "steps": F(0, "optimizer steps; 0 = one pass over the prompts")},
+    "eval": {
+        "kind": F("oracle", "oracle: the builder's own measure (the toy world's); ifeval: "
+                            "IFEval's prompts and checker; none", ("oracle", "ifeval", "none")),
+        "every_iterations": F(1, "dpo: evaluate every N iterations (and at the start and end; "
+                                 "0 = only there)"),
+        "every_steps": F(20, "grpo: evaluate every N steps (and at the start and end; 0 = only "
+                             "there)"),
+        "max_prompts": F(0, "evaluation prompts; 0 = all"),
+        "max_new_tokens": F(512, "greedy response length limit"),
+        "batch_size": F(64, "prompts per generation call"),
+    },
+    "checkpoint": {
+        "every_steps": F(50, "save every N optimizer steps; 0 = at iteration ends, evaluations "
+                             "and on SIGTERM"),
+        "max_to_keep": F(2, "the newest N checkpoints stay"),
+    },
+    "log": _TRAIN_SECTIONS["log"],
+    "device": _TRAIN_SECTIONS["device"],
 }
 
 # --- evaluation (arm_jax.evaluate) ---------------------------------------------------------------
@@ -337,6 +414,12 @@ def evaluate_base() -> ml_collections.ConfigDict:
   return c
 
 
+def policy_base() -> ml_collections.ConfigDict:
+  """Every policy-training field at its default: the paper's DPO and online GRPO settings
+  (docs/method.md §6)."""
+  return _build({**_RUN, **_POLICY_JOB_SECTIONS}, job="policy")
+
+
 def generate_base() -> ml_collections.ConfigDict:
   """Every generation field at its default (configs/generate.py)."""
   return _build({**_RUN, **_GENERATE_SECTIONS}, job="generate")
@@ -359,7 +442,9 @@ def _schema(config: ml_collections.ConfigDict) -> dict:
     return {**_RUN, **_EVALUATE_SECTIONS, **_ENTRY_SPECS}
   if job == "generate":
     return {**_RUN, **_GENERATE_SECTIONS}
-  raise ValueError(f"config key 'job'={job!r}; allowed: evaluate, generate, train")
+  if job == "policy":
+    return {**_RUN, **_POLICY_JOB_SECTIONS}
+  raise ValueError(f"config key 'job'={job!r}; allowed: evaluate, generate, policy, train")
 
 
 def _type_ok(value: Any, default: Any) -> bool:

@@ -11,6 +11,7 @@ from absl import logging
 
 from arm_jax import assets, config_sections
 from arm_jax import sharding as sharding_lib
+from arm_jax.downstream.job import run_policy
 from arm_jax.evaluate import run_evaluate
 from arm_jax.generate import generate_texts, sampling_from_flags
 from arm_jax.models import load_pretrained
@@ -47,7 +48,8 @@ def run_generate(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   return records
 
 
-JOBS = {"generate": run_generate, "train": run_train, "evaluate": run_evaluate}
+JOBS = {"generate": run_generate, "train": run_train, "evaluate": run_evaluate,
+        "policy": run_policy}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str):

@@ -32,6 +32,7 @@ from arm_jax.rl.dpo import DPOConfig, make_dpo_update, sequence_logprobs
 from arm_jax.rl.policy import Policy
 from arm_jax.rl.sft import pad_rows, tokenize_sft
 from arm_jax.sampling import SamplingParams
+from arm_jax.sharding import data_sharding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,9 +51,8 @@ class LabeledPairs:
     return self.counts["kept"] / judged if judged else float("nan")
 
 
-def label_pairs(reward_model: RewardModel, prompts: Sequence[str], responses_a: Sequence[str],
-                responses_b: Sequence[str]) -> LabeledPairs:
-  comparisons = reward_model.compare(prompts, responses_a, responses_b)
+def labeled(comparisons: Sequence[Comparison]) -> LabeledPairs:
+  """The kept pairs of judged comparisons (reward_model.preference) and the dropped counts."""
   counts = dict.fromkeys(OUTCOMES, 0)
   kept_p, chosen, rejected = [], [], []
   for c in comparisons:
@@ -62,7 +62,13 @@ def label_pairs(reward_model: RewardModel, prompts: Sequence[str], responses_a: 
       kept_p.append(c.prompt)
       chosen.append(c.response_a if label == 0 else c.response_b)
       rejected.append(c.response_b if label == 0 else c.response_a)
-  return LabeledPairs(kept_p, chosen, rejected, counts, comparisons)
+  return LabeledPairs(kept_p, chosen, rejected, counts, list(comparisons))
+
+
+def label_pairs(reward_model: RewardModel, prompts: Sequence[str], responses_a: Sequence[str],
+                responses_b: Sequence[str], key: jax.Array | None = None) -> LabeledPairs:
+  kwargs = {} if key is None else {"key": key}
+  return labeled(reward_model.compare(prompts, responses_a, responses_b, **kwargs))
 
 
 def sample_pairs(policy: Policy, prompts: Sequence[str], sampling: SamplingParams,
@@ -81,10 +87,11 @@ class IterationConfig:
   epochs: int = 1
   generate_batch: int = 64
   max_length: int = 1024
+  pad_multiple: int = 16
   seed: int = 0
 
 
-def _tokenized(policy: Policy, pairs: LabeledPairs, max_length: int):
+def tokenized(policy: Policy, pairs: LabeledPairs, max_length: int):
   """Rows of the pairs whose chosen and rejected sides both fit, and how many did not."""
   chosen, rep_c = tokenize_sft(policy.tokenizer, [SFTExample(p, c) for p, c in
                                                   zip(pairs.prompts, pairs.chosen)],
@@ -112,39 +119,59 @@ def _compiled(model, cfg: IterationConfig) -> tuple[Callable, Callable]:
   return _COMPILED[key]
 
 
+def pair_batch(chosen: Sequence, rejected: Sequence, batch_size: int, seed: int, iteration: int,
+               step: int, pad_multiple: int = 16):
+  """(chosen, rejected) SequenceBatches of optimizer step `step` of an iteration: each epoch
+  walks the pairs in a permutation of (seed, iteration, epoch) and drops its incomplete last
+  batch, so a step's batch is a function of its number (a resumed run sees the same ones)."""
+  per_epoch = len(chosen) // batch_size
+  epoch, k = divmod(step, per_epoch)
+  order = np.random.default_rng((seed, iteration, epoch)).permutation(len(chosen))
+  idx = order[k * batch_size:(k + 1) * batch_size]
+  c = pad_rows([chosen[i] for i in idx], multiple=pad_multiple)
+  r = pad_rows([rejected[i] for i in idx], multiple=pad_multiple)
+  return c, r
+
+
+def train_step(policy: Policy, cfg: IterationConfig, ref_params: Any, chosen, rejected) -> dict:
+  """One DPO update of policy.params / policy.opt_state in place against `ref_params`; returns
+  the step's figures. Batches are placed over the policy's mesh when it has one."""
+  update, ref_logps = _compiled(policy.model, cfg)
+  batch = jax.tree.map(jnp.asarray, (chosen, rejected))
+  mesh, rules = policy.model.mesh, policy.model.rules
+  if mesh is not None:
+    batch = jax.tree.map(lambda x: jax.device_put(x, data_sharding(mesh, rules, x.ndim)), batch)
+  c, r = batch
+  policy.params, policy.opt_state, m = update(
+      policy.params, policy.opt_state, (c, r, ref_logps(ref_params, c), ref_logps(ref_params, r)))
+  return {k: float(v) for k, v in jax.device_get(m).items()}
+
+
 def dpo_iteration(policy: Policy, reward_model: RewardModel, prompts: Sequence[str],
                   cfg: IterationConfig, iteration: int = 0,
                   log_fn: Callable[[dict], None] = print) -> dict:
-  """One sample -> label -> train iteration; the reference is the policy as it starts. Updates
-  policy.params; returns the iteration's figures."""
+  """One sample -> label -> train iteration in one call (no checkpoints; the policy job,
+  arm_jax.downstream.job, runs the same steps resumably); the reference is the policy as it
+  starts. Updates policy.params; returns the iteration's figures."""
   key = jax.random.fold_in(jax.random.key(cfg.seed), iteration)
   start = time.perf_counter()
   a, b = sample_pairs(policy, prompts, cfg.sampling, jax.random.fold_in(key, 0),
                       cfg.generate_batch)
-  pairs = label_pairs(reward_model, prompts, a, b)
-  chosen, rejected, too_long = _tokenized(policy, pairs, cfg.max_length)
+  pairs = label_pairs(reward_model, prompts, a, b, jax.random.fold_in(key, 1))
+  chosen, rejected, too_long = tokenized(policy, pairs, cfg.max_length)
   figures = dict(iteration=iteration, prompts=len(prompts), **pairs.counts,
                  consistency_rate=pairs.consistency_rate, too_long=too_long,
                  label_seconds=time.perf_counter() - start)
-  steps_per_epoch = len(chosen) // cfg.batch_size
-  if steps_per_epoch == 0:
+  steps = cfg.epochs * (len(chosen) // cfg.batch_size)
+  if steps == 0:
     log_fn(dict(figures, steps=0))
     return dict(figures, steps=0)
   ref = jax.tree.map(jnp.copy, policy.params)
-  update, ref_logps = _compiled(policy.model, cfg)
-  opt_state = optim.make_optimizer(cfg.optimizer).init(policy.params)
-  params = jax.tree.map(jnp.copy, policy.params)  # the update donates its params
-  history = []
-  for epoch in range(cfg.epochs):
-    order = np.random.default_rng((cfg.seed, iteration, epoch)).permutation(len(chosen))
-    for s in range(steps_per_epoch):
-      idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-      c = jax.tree.map(jnp.asarray, pad_rows([chosen[i] for i in idx], multiple=16))
-      r = jax.tree.map(jnp.asarray, pad_rows([rejected[i] for i in idx], multiple=16))
-      params, opt_state, m = update(params, opt_state, (c, r, ref_logps(ref, c),
-                                                        ref_logps(ref, r)))
-      history.append({k: float(v) for k, v in jax.device_get(m).items()})
-  policy.params = params
+  policy.params = jax.tree.map(jnp.copy, policy.params)  # the update donates its params
+  policy.opt_state = optim.make_optimizer(cfg.optimizer).init(policy.params)
+  history = [train_step(policy, cfg, ref, *pair_batch(chosen, rejected, cfg.batch_size, cfg.seed,
+                                                     iteration, s, cfg.pad_multiple))
+             for s in range(steps)]
   means = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
   last = history[-1]
   figures.update(steps=len(history), dpo_loss_mean=means["dpo_loss"],

@@ -36,7 +36,8 @@ def grpo_step(policy: Policy, reward_model: RewardModel, cfg: PhaseConfig, updat
   out, rollouts = policy.generate(ids, cfg.sampling, jax.random.fold_in(key, 1), num_samples=k)
   t1 = time.perf_counter()
   rep = lambda xs: [x for x in xs for _ in range(k)]  # noqa: E731  prompt-major, as sampled
-  comparisons = reward_model.compare(rep(prompts), rollouts, rep(a0))
+  comparisons = reward_model.compare(rep(prompts), rollouts, rep(a0),
+                                     key=jax.random.fold_in(key, 2))
   rewards = np.array([online_reward(c) for c in comparisons], np.float32)
   t2 = time.perf_counter()
   metrics = train_on_rollout(policy, cfg, update, ids, out, rewards)

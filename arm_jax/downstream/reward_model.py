@@ -77,15 +77,18 @@ class RewardModel:
     self.rubrics: dict[str, Generation] = {}  # by prompt, for the model's lifetime
 
   def compare(self, prompts: Sequence[str], responses_a: Sequence[str],
-              responses_b: Sequence[str]) -> list[Comparison]:
-    """Both orders of every (prompt, a, b), one rubric per distinct prompt."""
+              responses_b: Sequence[str], key: Optional[jax.Array] = None) -> list[Comparison]:
+    """Both orders of every (prompt, a, b), one rubric per distinct prompt. The sampling key is
+    `key`, or one drawn from the model's seed and a call counter (a resumable job passes its
+    own, so a call's judgments do not depend on how many calls came before)."""
     if not len(prompts) == len(responses_a) == len(responses_b):
       raise ValueError(f"{len(prompts)} prompts, {len(responses_a)} responses a and "
                        f"{len(responses_b)} responses b: one of each per comparison")
     if not prompts:
       return []
-    key = jax.random.fold_in(self._key, self._calls)
-    self._calls += 1
+    if key is None:
+      key = jax.random.fold_in(self._key, self._calls)
+      self._calls += 1
     missing = [p for p in dict.fromkeys(prompts) if p not in self.rubrics]
     if missing:
       rubric_fn = policy_rubric_fn(self.generator, self.rubric_max_new_tokens, self.batch_size,

@@ -6,7 +6,8 @@ policy trained with the reward model is measured without the reward model.
   "at_most");
 - oracle_win_rate: how often a response meets more of its instruction's constraints than a
   rival response (e.g. the starting policy's), a tie counting one half.
-Both read the instruction text (world.parse_instruction), so they take any toy prompt.
+Both read the instruction text (world.parse_instruction), so they take any toy prompt. `oracle`
+gives both, the toy builder's policy_oracle (the policy job's eval.kind "oracle").
 """
 
 from __future__ import annotations
@@ -47,3 +48,11 @@ def oracle_win_rate(instructions: Sequence[str], responses: Sequence[str],
     mine, theirs = _met(i, r)[0], _met(i, o)[0]
     score += 1.0 if mine > theirs else 0.5 if mine == theirs else 0.0
   return score / len(instructions)
+
+
+def oracle(instructions: Sequence[str], responses: Sequence[str],
+           start_responses: Sequence[str]) -> dict:
+  """constraint_share and all_met of the responses, and their win rate against the starting
+  policy's responses to the same instructions."""
+  return dict(constraint_share(instructions, responses),
+              win_rate_vs_start=oracle_win_rate(instructions, responses, start_responses))

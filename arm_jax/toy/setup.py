@@ -14,7 +14,7 @@ import ml_collections
 from arm_jax.core import PreferencePair
 from arm_jax.prompts import load_template
 from arm_jax.rl.policy import Policy
-from arm_jax.toy import diagnostics, warmstart, world
+from arm_jax.toy import diagnostics, policy_eval, warmstart, world
 from arm_jax.toy import model as toy_model
 from arm_jax.toy.tokenizer import build_tokenizer
 from arm_jax.training.setup import Built, register_builder
@@ -48,4 +48,5 @@ def build_toy(config: ml_collections.ConfigDict, mesh, rules) -> Built:
   toy_templates = not (config.templates.rubric or config.templates.judge)
   return Built(policies, [_pair(i) for i in train], [_pair(i) for i in held_out], sft,
                direct_template=load_template(warmstart.template_path("direct"), "direct"),
-               eval_diagnostics=diagnostics.evaluate if toy_templates else None)
+               eval_diagnostics=diagnostics.evaluate if toy_templates else None,
+               policy_oracle=policy_eval.oracle)

@@ -45,7 +45,7 @@ def params_checksum(params: Any) -> str:
   return digest.hexdigest()[:16]
 
 
-class _Preemption:
+class Preemption:
   """SIGTERM sets a flag; the loop saves after the current step and exits cleanly."""
 
   def __init__(self):
@@ -70,7 +70,7 @@ class _Run:
     self.ckpt = TrainCheckpointer(
         os.path.join(workdir, checkpoints.CHECKPOINTS_DIR), config.checkpoint.max_to_keep,
         keep_steps=setup.round_end_steps if config.checkpoint.keep_rounds else ())
-    self.preemption = _Preemption()
+    self.preemption = Preemption()
     self.meta = dict(stage=STAGES[0], phase=0, step=0, global_step=0, metrics_offset=0,
                      rubric_cache=None, evals=[], seed=int(config.seed))
     self.trainer: AlternatingTrainer | None = None

@@ -26,7 +26,10 @@ from tensorboardX import SummaryWriter
 
 _STEP_KEYS = ("global_step", "step")
 _PLOTTED = ("reward_mean", "accuracy", "format_rate", "kl", "grad_variance", "loss",
-            "judge_accuracy")
+            "judge_accuracy", "dpo_loss", "margin", "consistency_rate")
+# A policy's evaluations (arm_jax.downstream.job), by unit (iterations or steps done).
+_POLICY_EVAL = ("constraint_share", "win_rate_vs_start", "all_met", "average", "prompt_strict",
+                "instruction_strict")
 
 
 def _is_main_process() -> bool:
@@ -195,6 +198,10 @@ def _panels(records: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, tup
   reading = {key: xy for key, xy in reading.items() if xy[0]}
   if reading:  # the toy's step-by-step checks (arm_jax.toy.diagnostics)
     panels.append(("eval reading", "round", reading))
+  policy = {key: _series(eval_records, key, "unit") for key in _POLICY_EVAL}
+  policy = {key: xy for key, xy in policy.items() if xy[0]}
+  if policy:
+    panels.append(("eval policy", "iterations / steps", policy))
   return panels
 
 
@@ -237,6 +244,11 @@ class Progress:
     if postfix:
       self._bar.set_postfix({k: _to_python(v) for k, v in postfix.items()}, refresh=False)
     self._bar.update(n)
+
+  def add_total(self, n: int) -> None:
+    """More steps than the bar was made with (work whose size is known only as it comes)."""
+    self._bar.total = (self._bar.total or 0) + n
+    self._bar.refresh()
 
   def close(self) -> None:
     self._bar.close()

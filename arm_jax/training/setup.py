@@ -52,6 +52,10 @@ class Built:
   direct_template: Template
   # diagnose(pairs, rubrics, judgments) -> figures for the held-out eval records, or None
   eval_diagnostics: Optional[Callable[..., dict]] = None
+  # A policy's responses measured without the reward model, where the world knows the truth:
+  # oracle(instructions, responses, start_responses) -> figures (the policy job's eval.kind
+  # "oracle"; arm_jax.downstream.job), or None.
+  policy_oracle: Optional[Callable[..., dict]] = None
 
 
 Builder = Callable[[ml_collections.ConfigDict, Any, Any], Built]  # (config, mesh, rules)
@@ -87,9 +91,11 @@ class TrainSetup:
   round_end_steps: tuple[int, ...] = ()
   sft_config: SFTConfig = SFTConfig()
   eval_diagnostics: Optional[Callable[..., dict]] = None  # see Built
+  policy_oracle: Optional[Callable[..., dict]] = None  # see Built
 
 
-def _phase(c: ml_collections.ConfigDict) -> phases.PhaseConfig:
+def phase_config(c: ml_collections.ConfigDict) -> phases.PhaseConfig:
+  """A policy section's GRPO and sampling settings (config_sections.policy)."""
   grpo = GRPOConfig(group_size=c.group_size, advantage=c.advantage, eps_low=c.eps_low,
                     eps_high=c.eps_high, beta=c.beta, mu=c.mu,
                     loss_aggregation=c.loss_aggregation, micro_batches=c.micro_batches)
@@ -109,7 +115,7 @@ def trainer_config(config: ml_collections.ConfigDict) -> TrainerConfig:
       schedule=schedule.ScheduleConfig(rounds=s.rounds, order=s.order,
                                        steps_per_phase=s.steps_per_phase,
                                        epochs_per_phase=s.epochs_per_phase, seed=config.seed),
-      judge=_phase(config.judge), generator=_phase(config.generator),
+      judge=phase_config(config.judge), generator=phase_config(config.generator),
       judge_optimizer=_optimizer(config.judge), generator_optimizer=_optimizer(config.generator),
       rewards=phases.RewardConfig(format_reward=config.rewards.format_reward,
                                   format_weight=config.rewards.format_weight,
@@ -230,4 +236,4 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
                     total_steps=warm_steps + rl_steps, direct_template=built.direct_template,
                     round_end_steps=round_end_steps(warm_steps, planned),
                     sft_config=SFTConfig(prompt_loss_weight=w.prompt_loss_weight),
-                    eval_diagnostics=built.eval_diagnostics)
+                    eval_diagnostics=built.eval_diagnostics, policy_oracle=built.policy_oracle)

@@ -1,0 +1,545 @@
+"""The policy job (`config.job = "policy"`): a policy trained with the reward model by DPO,
+IterDPO or online GRPO (docs/method.md §6), resumable at any step.
+
+What it builds (`build`):
+- the reward model: the rubric generator and judge of a training run (reward_model.workdir, the
+  checkpoint reward_model.checkpoint names), or the untrained pair of a training config file
+  (reward_model.config); the run's config rebuilds the models and the data on this job's mesh;
+- the policy: actor.path's weights, or the reward model's base weights (the toy's fresh
+  decoder), warm-started first for actor.warmstart_steps SFT steps on both responses of every
+  training pair when set (a policy from scratch must first say something);
+- the prompts: the run's training instructions, or a JSONL file (prompts.source);
+- the evaluation: the builder's oracle (the toy world measures constraints itself) or IFEval.
+
+Stages: "warmstart", "train", "done". Training is one of
+- dpo / iterdpo: per iteration (1, or dpo.iterations), sample two responses per prompt (temperature
+  dpo.temperature), label them with the reward model in both orders, keep the consistent pairs
+  (the comparisons go to WORKDIR/pairs/iteration_K.jsonl), then dpo.epochs passes of DPO with
+  the SFT term against the policy as the iteration started (its reference) with a fresh AdamW;
+- grpo: grpo.steps online GRPO steps of grpo.prompts_per_step prompts, K = grpo.group_size
+  rollouts each judged against the greedy response (Eq. 16), the KL reference being the policy
+  at GRPO start.
+The greedy responses to the evaluation prompts are scored at the start, every
+eval.every_iterations iterations (dpo) or eval.every_steps steps (grpo) and at the end
+(WORKDIR/eval/<unit>.jsonl holds them); records go to metrics.jsonl (and TensorBoard),
+curves.png at the end.
+
+Checkpoints (every checkpoint.every_steps optimizer steps, after the warm start, each labelling
+and each iteration, and on SIGTERM) hold the policy, its optimizer state, its reference, and a JSON
+position (stage, iteration, step, rubric cache, metrics offset). Prompt windows, batches and
+sampling keys are functions of (seed, iteration or step), so re-running the same command after
+a kill continues where the last checkpoint stopped and ends bit-identical to an uninterrupted
+run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from arm_jax import config_sections
+from arm_jax.core import SFTExample
+from arm_jax.data import ifeval
+from arm_jax.downstream import dpo as dpo_lib
+from arm_jax.downstream import grpo as grpo_lib
+from arm_jax.downstream.reward_model import Comparison, RewardModel
+from arm_jax.evaluation import ifeval_policy
+from arm_jax.evaluation.runner import Generation, generate_in_batches
+from arm_jax.evaluation.systems import load_train_config
+from arm_jax.models import load_pretrained
+from arm_jax.prompts import Template
+from arm_jax.rl import optim
+from arm_jax.rl.dpo import DPOConfig
+from arm_jax.rl.grpo import make_update
+from arm_jax.rl.policy import Policy
+from arm_jax.rl.sft import run_sft
+from arm_jax.rl.trainer import init_opt_state
+from arm_jax.sampling import SamplingParams
+from arm_jax.sharding import batch_axes
+from arm_jax.tokenizer import load_tokenizer
+from arm_jax.training import checkpoints
+from arm_jax.training import setup as train_setup
+from arm_jax.training.checkpoints import TrainCheckpointer
+from arm_jax.training.loop import Preemption, params_checksum
+from arm_jax.training.metrics import MetricsWriter, Progress, plot_curves
+
+STAGES = ("warmstart", "train", "done")
+# The policy renders a prompt as one user turn of its chat template (Policy.encode); it has no
+# template of the method's own.
+POLICY_TEMPLATE = Template("{instruction}", "the prompt as one user turn")
+_WARMUP_STEPS = 30
+
+
+@dataclasses.dataclass
+class PolicySetup:
+  policy: Policy
+  reward_model: RewardModel
+  prompts: list[str]
+  eval_prompts: list[str]
+  # score(responses, start_responses) -> figures; None with eval.kind "none"
+  score: Optional[Callable[[list[str], list[str]], dict]]
+  warm_examples: list[SFTExample]
+  reward_model_source: dict
+
+
+# --- building --------------------------------------------------------------------------------
+
+def _reward_model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The reward model's training config, on this job's mesh."""
+  r = config.reward_model
+  if bool(r.workdir) == bool(r.config):
+    raise ValueError("set one of reward_model.workdir (a trained run) and reward_model.config (a "
+                     f"training config file: its untrained pair); got workdir={r.workdir!r}, "
+                     f"config={r.config!r}")
+  rm_config = load_train_config(r.config, workdir=r.workdir)
+  for key in ("mesh_shape", "mesh_axes", "rules"):
+    rm_config[key] = config[key]
+  return rm_config
+
+
+def read_prompts(path: str) -> list[str]:
+  """The "prompt" of every line of a JSONL file; a bad line is an error naming it."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"prompts.path={path!r}: no such file")
+  prompts = []
+  with open(path, encoding="utf-8") as f:
+    for n, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
+      if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+        raise ValueError(f"{path}:{n}: expected an object with a string field 'prompt'")
+      prompts.append(row["prompt"])
+  if not prompts:
+    raise ValueError(f"prompts.path={path!r} holds no prompt")
+  return prompts
+
+
+def _scorer(config: ml_collections.ConfigDict, setup,
+            model_kind: str) -> tuple[list[str], Optional[Callable]]:
+  e = config.eval
+  if e.kind == "none":
+    return [], None
+  if e.kind == "oracle":
+    if setup.policy_oracle is None:
+      raise ValueError(f"eval.kind='oracle': the reward model's builder (model.kind="
+                       f"{model_kind!r}) has no oracle of a policy; use 'ifeval' or 'none'")
+    prompts = [pair.instruction for pair in setup.held_out]
+    prompts = prompts[:e.max_prompts] if e.max_prompts else prompts
+    return prompts, lambda responses, start: setup.policy_oracle(prompts, responses, start)
+  inputs = ifeval.read_prompts()
+  inputs = inputs[:e.max_prompts] if e.max_prompts else inputs
+
+  def score(responses, start):  # noqa: ARG001  IFEval scores a policy on its own
+    out = ifeval_policy.score(inputs, responses)
+    return {k: v for k, v in out.items() if k not in ("per_prompt",)}
+
+  return [inp.prompt for inp in inputs], score
+
+
+def build(config: ml_collections.ConfigDict) -> PolicySetup:
+  """The reward model, the policy, the prompts and the evaluation of a validated policy config;
+  data and prompt files are checked before weights load where the builder allows."""
+  for name in config.plugins:
+    try:
+      importlib.import_module(name)
+    except ImportError as e:
+      raise ValueError(f"plugins: cannot import {name!r} ({e})") from e
+  r = config.reward_model
+  rm_config = _reward_model_config(config)
+  prompts = read_prompts(config.prompts.path) if config.prompts.source == "jsonl" else None
+  setup = train_setup.build(rm_config)
+  model, tokenizer = setup.generator.model, setup.generator.tokenizer
+  base = setup.generator.params  # the run's starting weights (the builder's)
+  source = dict(config=r.config) if r.config else dict(workdir=r.workdir)
+  if r.workdir:
+    step = checkpoints.resolve(r.workdir, r.checkpoint, key="reward_model.checkpoint")
+    params, _ = checkpoints.restore_policies(
+        r.workdir, {"generator": setup.generator.params, "judge": setup.judge.params}, step,
+        key="reward_model.workdir")
+    source["step"] = step
+  else:
+    params = {"generator": setup.generator.params, "judge": setup.judge.params}
+  e = rm_config.eval
+  reward_model = RewardModel(
+      Policy("generator", model, tokenizer, setup.generator.template, params["generator"]),
+      Policy("judge", model, tokenizer, setup.judge.template, params["judge"]),
+      rubric_max_new_tokens=r.rubric_max_new_tokens or e.rubric_max_new_tokens,
+      judge_sampling=SamplingParams(r.judge_max_new_tokens or e.judge_max_new_tokens,
+                                    temperature=r.judge_temperature or 1.0,
+                                    greedy=r.judge_temperature == 0),
+      batch_size=r.batch_size or e.batch_size, seed=int(config.seed))
+  a = config.actor
+  if a.path:
+    actor_model, actor_params = load_pretrained(
+        a.path, dtype=a.dtype, mesh=model.mesh, rules=model.rules,
+        compute_dtype=a.compute_dtype or a.dtype)
+    actor_tokenizer = load_tokenizer(a.path)
+  else:
+    actor_model, actor_tokenizer = model, tokenizer
+    actor_params = jax.tree.map(jnp.copy, base)  # the policy's updates donate their params
+  check_batches(config, actor_model)
+  policy = Policy("policy", actor_model, actor_tokenizer, POLICY_TEMPLATE, actor_params)
+  if prompts is None:
+    prompts = list(dict.fromkeys(pair.instruction for pair in setup.train))
+  prompts = prompts[:config.prompts.limit] if config.prompts.limit else prompts
+  eval_prompts, score = _scorer(config, setup, rm_config.model.kind)
+  warm = [SFTExample(pair.instruction, response) for pair in setup.train
+          for response in (pair.response_a, pair.response_b)]
+  return PolicySetup(policy, reward_model, prompts, eval_prompts, score, warm, source)
+
+
+def iteration_config(config: ml_collections.ConfigDict) -> dpo_lib.IterationConfig:
+  d = config.dpo
+  return dpo_lib.IterationConfig(
+      dpo=DPOConfig(beta=d.beta, sft_weight=d.sft_weight, micro_batches=d.micro_batches),
+      optimizer=optim.OptimizerConfig(learning_rate=d.learning_rate,
+                                      weight_decay=d.weight_decay, max_grad_norm=d.max_grad_norm),
+      sampling=SamplingParams(max_new_tokens=d.max_new_tokens, temperature=d.temperature),
+      batch_size=d.batch_size, epochs=d.epochs, generate_batch=config.generate_batch,
+      max_length=d.max_length, pad_multiple=d.pad_multiple, seed=int(config.seed))
+
+
+def check_batches(config: ml_collections.ConfigDict, model) -> None:
+  """Every batch the job shards over the mesh's data-parallel devices splits evenly: a clear
+  error at the start rather than an XLA one at the first step."""
+  if model.mesh is None:
+    return
+  dp = int(np.prod([model.mesh.shape[a] for a in batch_axes(model.mesh, model.rules)]))
+  d, g = config.dpo, config.grpo
+  rows = {"dpo.batch_size / dpo.micro_batches": d.batch_size // max(d.micro_batches, 1)} \
+      if config.method != "grpo" else {
+          "grpo.prompts_per_step x grpo.group_size / grpo.micro_batches":
+              g.prompts_per_step * g.group_size // max(g.micro_batches, 1)}
+  if config.actor.warmstart_steps > 0:
+    rows["actor.warmstart_batch_size"] = config.actor.warmstart_batch_size
+  for name, n in rows.items():
+    if n % dp:
+      raise ValueError(f"{name} = {n} rows do not split over the mesh's {dp} data-parallel "
+                       f"devices (mesh {dict(model.mesh.shape)}): make it a multiple of {dp}")
+
+
+def window(prompts: list[str], size: int, index: int) -> list[str]:
+  """The index-th run of `size` prompts, continuing cyclically where the previous one ended."""
+  first = (index * size) % len(prompts)
+  return [prompts[(first + i) % len(prompts)] for i in range(size)]
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+def _comparison_row(c: Comparison) -> dict:
+  return dict(prompt=c.prompt, response_a=c.response_a, response_b=c.response_b, rubric=c.rubric,
+              first=c.first, second=c.second, judgments=list(c.judgments))
+
+
+def _write_jsonl(path: str, rows: list[dict]) -> None:
+  """Atomically: a killed write leaves the previous file, never half of one."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    for row in rows:
+      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+  os.replace(path + ".tmp", path)
+
+
+def _read_jsonl(path: str) -> list[dict]:
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class _PolicyRun:
+  """Position, checkpoints and metrics of one policy run."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, setup: PolicySetup):
+    self.config, self.workdir, self.setup = config, workdir, setup
+    self.policy = setup.policy
+    self.writer = MetricsWriter(workdir, tensorboard=config.log.tensorboard)
+    self.ckpt = TrainCheckpointer(os.path.join(workdir, checkpoints.CHECKPOINTS_DIR),
+                                  config.checkpoint.max_to_keep)
+    self.preemption = Preemption()
+    self.meta = dict(stage=STAGES[0], step=0, iteration=1, labeled=False, global_step=0,
+                     metrics_offset=0, evals=[], rubric_cache=None, seed=int(config.seed),
+                     method=config.method, reward_model=setup.reward_model_source)
+    self.warm_opt_state = None
+    self.ref = None  # the DPO iteration's reference, or GRPO's KL reference
+    a = config.actor
+    self.warm_optimizer = optim.OptimizerConfig(learning_rate=a.warmstart_learning_rate,
+                                                warmup_steps=_WARMUP_STEPS)
+    self.progress = Progress(a.warmstart_steps + self._grpo_steps(), "policy")
+
+  def _grpo_steps(self) -> int:
+    g = self.config.grpo
+    if self.config.method != "grpo":
+      return 0
+    return g.steps or max(len(self.setup.prompts) // g.prompts_per_step, 1)
+
+  def _optimizer(self):
+    if self.config.method == "grpo":
+      g = self.config.grpo
+      return optim.make_optimizer(optim.OptimizerConfig(
+          learning_rate=g.learning_rate, weight_decay=g.weight_decay,
+          max_grad_norm=g.max_grad_norm))
+    return optim.make_optimizer(iteration_config(self.config).optimizer)
+
+  # ------------------------------------------------------------------------- state
+  def _state(self) -> dict:
+    state = {"policy": self.policy.params}
+    if self.meta["stage"] == "warmstart" and self.warm_opt_state is not None:
+      state["warm_opt"] = self.warm_opt_state
+    if self.meta["stage"] == "train":
+      if self.policy.opt_state is not None:
+        state["opt"] = self.policy.opt_state
+      if self.ref is not None:
+        state["ref"] = self.ref
+    return state
+
+  def save(self) -> None:
+    cache = self.setup.reward_model.rubrics
+    self.meta["rubric_cache"] = [[p, g.text, g.tokens] for p, g in cache.items()]
+    self.meta["metrics_offset"] = self.writer.offset()
+    self.meta["state_keys"] = sorted(self._state())
+    self.ckpt.save(self.meta["global_step"], self._state(), self.meta)
+
+  def resume(self) -> bool:
+    step = self.ckpt.latest_step()
+    if step is None:
+      return False
+    meta = self.ckpt.restore_meta(step)
+    for key in ("seed", "method", "reward_model"):
+      if meta[key] != self.meta[key]:
+        raise ValueError(f"{self.workdir} holds a run with {key}={meta[key]!r}, the config says "
+                         f"{self.meta[key]!r}: use another --workdir")
+    self.meta = meta
+    self.writer.truncate(meta["metrics_offset"])
+    params = self.policy.params
+    like = {"policy": params}
+    keys = set(meta["state_keys"])
+    if "warm_opt" in keys:
+      like["warm_opt"] = init_opt_state(optim.make_optimizer(self.warm_optimizer), self.policy)
+    if "opt" in keys:
+      like["opt"] = init_opt_state(self._optimizer(), self.policy)
+    if "ref" in keys:
+      like["ref"] = params
+    state = self.ckpt.restore_state(step, like)
+    self.policy.params = state["policy"]
+    self.policy.opt_state = state.get("opt")
+    self.warm_opt_state = state.get("warm_opt")
+    self.ref = state.get("ref")
+    self.setup.reward_model.rubrics = {p: Generation(text, tokens)
+                                       for p, text, tokens in meta["rubric_cache"] or []}
+    self.progress.update(meta["global_step"])
+    logging.info("resumed %s at checkpoint %d: stage %s, iteration %d, step %d", self.workdir,
+                 step, meta["stage"], meta["iteration"], meta["step"])
+    return True
+
+  # ------------------------------------------------------------------------- logging
+  def record(self, record: dict) -> None:
+    self.writer.write(dict(record, global_step=self.meta["global_step"]))
+
+  def _step_done(self) -> bool:
+    """Counts a finished optimizer step; saves when due or preempted. True = stop now."""
+    self.meta["global_step"] += 1
+    self.progress.update(1)
+    every = self.config.checkpoint.every_steps
+    if self.preemption.requested or (every and self.meta["global_step"] % every == 0):
+      self.save()
+    return self.preemption.requested
+
+  def _eval_path(self, unit: int) -> str:
+    return os.path.join(self.workdir, "eval", f"{unit:05d}.jsonl")
+
+  def evaluate(self, unit: int) -> None:
+    """Greedy responses to the evaluation prompts after `unit` iterations / steps (0 = the
+    starting policy), scored and recorded once per unit."""
+    if self.setup.score is None or unit in self.meta["evals"]:
+      return
+    e = self.config.eval
+    greedy = SamplingParams(max_new_tokens=e.max_new_tokens, greedy=True)
+    out = generate_in_batches(self.policy, self.policy.encode(self.setup.eval_prompts), greedy,
+                              jax.random.key(0), e.batch_size, 1)
+    responses = [g[0].text for g in out]
+    _write_jsonl(self._eval_path(unit), [dict(prompt=p, response=r, tokens=g[0].tokens)
+                                         for p, r, g in zip(self.setup.eval_prompts, responses,
+                                                            out)])
+    start = responses if unit == 0 else [row["response"] for row in
+                                         _read_jsonl(self._eval_path(0))]
+    figures = self.setup.score(responses, start)
+    by_kind = figures.pop("by_kind", None)
+    if by_kind is not None:  # IFEval's per-instruction accuracies, beside the responses
+      with open(self._eval_path(unit)[:-1], "w", encoding="utf-8") as f:
+        json.dump(dict(figures, by_kind=by_kind), f, indent=1)
+    self.record(dict(figures, phase="eval", unit=unit,
+                     mean_tokens=float(np.mean([g[0].tokens for g in out]))))
+    logging.info("eval after %d: %s", unit, {k: v for k, v in figures.items()
+                                             if isinstance(v, float)})
+    self.meta["evals"].append(unit)
+
+  def _due(self, unit: int, last: int) -> bool:
+    e = self.config.eval
+    every = e.every_steps if self.config.method == "grpo" else e.every_iterations
+    return unit == last or bool(every and unit % every == 0)
+
+  # ------------------------------------------------------------------------- stages
+  def warmstart(self) -> bool:
+    a = self.config.actor
+    if a.warmstart_steps <= 0:
+      self.meta.update(stage="train", step=0)
+      return True
+
+    def on_step(step, params, opt_state, metrics):
+      self.policy.params, self.warm_opt_state = params, opt_state
+      self.meta["step"] = step + 1
+      self.record(dict(metrics, phase="sft", step=step))
+      return self._step_done()
+
+    params = jax.tree.map(jnp.copy, self.policy.params)
+    model = self.policy.model
+    self.policy.params, _, _ = run_sft(
+        model, params, self.policy.tokenizer, self.setup.warm_examples,
+        optimizer_config=self.warm_optimizer, batch_size=a.warmstart_batch_size,
+        max_length=a.warmstart_max_length, pad_multiple=16, steps=a.warmstart_steps,
+        seed=int(self.config.seed), mesh=model.mesh, rules=model.rules, log_fn=logging.info,
+        opt_state=self.warm_opt_state, start_step=self.meta["step"], on_step=on_step)
+    if self.preemption.requested:
+      return False
+    self.warm_opt_state = None
+    self.meta.update(stage="train", step=0)
+    self.save()
+    return True
+
+  def _pairs_path(self, iteration: int) -> str:
+    return os.path.join(self.workdir, "pairs", f"iteration_{iteration}.jsonl")
+
+  def _label(self, iteration: int, cfg: dpo_lib.IterationConfig) -> dpo_lib.LabeledPairs:
+    """Samples and labels the iteration's pairs; writes them; resets reference and optimizer."""
+    d = self.config.dpo
+    size = d.prompts_per_iteration or len(self.setup.prompts)
+    prompts = window(self.setup.prompts, size, iteration - 1)
+    key = jax.random.fold_in(jax.random.key(int(self.config.seed)), iteration)
+    a, b = dpo_lib.sample_pairs(self.policy, prompts, cfg.sampling, jax.random.fold_in(key, 0),
+                                cfg.generate_batch)
+    pairs = dpo_lib.label_pairs(self.setup.reward_model, prompts, a, b,
+                                jax.random.fold_in(key, 1))
+    _write_jsonl(self._pairs_path(iteration), [_comparison_row(c) for c in pairs.comparisons])
+    self.record(dict(phase="label", iteration=iteration, prompts=len(prompts), **pairs.counts,
+                     consistency_rate=pairs.consistency_rate))
+    self.ref = jax.tree.map(jnp.copy, self.policy.params)
+    self.policy.params = jax.tree.map(jnp.copy, self.policy.params)
+    self.policy.opt_state = init_opt_state(self._optimizer(), self.policy)
+    self.meta.update(labeled=True, step=0)
+    self.save()
+    return pairs
+
+  def _read_pairs(self, iteration: int) -> dpo_lib.LabeledPairs:
+    path = self._pairs_path(iteration)
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"{path} is missing but the checkpoint says iteration {iteration} "
+                              "was labelled: the workdir was changed by hand")
+    return dpo_lib.labeled([Comparison(r["prompt"], r["response_a"], r["response_b"],
+                                       r["rubric"], r["first"], r["second"],
+                                       tuple(r["judgments"])) for r in _read_jsonl(path)])
+
+  def dpo(self) -> bool:
+    cfg = iteration_config(self.config)
+    iterations = 1 if self.config.method == "dpo" else self.config.dpo.iterations
+    self.evaluate(0)
+    while self.meta["iteration"] <= iterations:
+      k = self.meta["iteration"]
+      pairs = self._read_pairs(k) if self.meta["labeled"] else self._label(k, cfg)
+      chosen, rejected, too_long = dpo_lib.tokenized(self.policy, pairs, cfg.max_length)
+      steps = cfg.epochs * (len(chosen) // cfg.batch_size)
+      if self.meta["step"] == 0:
+        self.progress.add_total(steps)
+        if too_long:
+          logging.warning("iteration %d: %d kept pairs longer than dpo.max_length=%d skipped",
+                          k, too_long, cfg.max_length)
+      for s in range(self.meta["step"], steps):
+        c, r = dpo_lib.pair_batch(chosen, rejected, cfg.batch_size, cfg.seed, k, s,
+                                  cfg.pad_multiple)
+        metrics = dpo_lib.train_step(self.policy, cfg, self.ref, c, r)
+        self.meta["step"] = s + 1
+        self.record(dict(metrics, phase="dpo", iteration=k, step=s, pairs=len(chosen),
+                         too_long=too_long))
+        if self._step_done():
+          return False
+      if self._due(k, iterations):
+        self.evaluate(k)
+      self.meta.update(iteration=k + 1, labeled=False, step=0)
+      self.ref = self.policy.opt_state = None
+      self.save()
+    self.meta["stage"] = "done"
+    return True
+
+  def grpo(self) -> bool:
+    g = self.config.grpo
+    phase = train_setup.phase_config(g)
+    update = make_update(self.policy.model, phase.grpo, self._optimizer())
+    if self.policy.opt_state is None:  # GRPO starts: fresh AdamW, the reference is the policy
+      self.policy.params = jax.tree.map(jnp.copy, self.policy.params)
+      self.policy.opt_state = init_opt_state(self._optimizer(), self.policy)
+      self.ref = jax.tree.map(jnp.copy, self.policy.params) if g.beta else None
+      self.save()
+    self.policy.ref_params = self.ref
+    steps = self._grpo_steps()
+    self.evaluate(0)
+    root = jax.random.key(int(self.config.seed))
+    for s in range(self.meta["step"], steps):
+      prompts = window(self.setup.prompts, g.prompts_per_step, s)
+      metrics = grpo_lib.grpo_step(self.policy, self.setup.reward_model, phase, update, prompts,
+                                   jax.random.fold_in(root, s), self.config.generate_batch)
+      self.meta["step"] = s + 1
+      self.record(dict(metrics, phase="grpo", step=s))
+      if self._due(s + 1, steps):
+        self.evaluate(s + 1)
+      if self._step_done():
+        return False
+    self.meta["stage"] = "done"
+    return True
+
+  def finish(self) -> dict:
+    record = dict(phase="done", policy_checksum=params_checksum(self.policy.params))
+    self.save()  # before the line, so a re-run truncates to here and writes it once again
+    self.record(record)
+    self.writer.close()
+    plot_curves(os.path.join(self.workdir, "metrics.jsonl"),
+                os.path.join(self.workdir, "curves.png"))
+    return record
+
+  def close(self) -> None:
+    self.progress.close()
+    self.preemption.restore()
+    self.ckpt.close()
+    self.writer.close()
+
+
+def run_policy(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
+  """Runs (or resumes) the policy job; returns the final "done" record, None when preempted."""
+  config = config_sections.validate(config)
+  checkpoints.quiet_orbax()
+  setup = build(config)
+  run = _PolicyRun(config, workdir, setup)
+  try:
+    run.resume()
+    checkpoints.write_config(config, workdir)
+    if run.meta["stage"] == "done":
+      logging.info("%s already finished", workdir)
+      return run.finish()
+    if run.meta["stage"] == "warmstart" and not run.warmstart():
+      return None
+    train = run.grpo if config.method == "grpo" else run.dpo
+    if run.meta["stage"] == "train" and not train():
+      return None
+    return run.finish()
+  finally:
+    run.close()

@@ -1,0 +1,270 @@
+"""The policy job (arm_jax.downstream.job): a toy policy trained by IterDPO and online GRPO with a
+real tiny toy reward model, resumed exactly after interruptions.
+
+One tiny reward-model run (a warm start only, about a minute: its judge writes verdicts, so pairs
+get kept) serves every test. Each policy run warm-starts the toy decoder, then trains by
+iterdpo (2 iterations) or grpo (4 steps). The default tier runs both methods uninterrupted and
+interrupted by SIGTERM mid-training (in-process); the slow tier kills a real `main.py` with
+SIGKILL mid-DPO and mid-GRPO and re-runs the same command. Every interrupted run must end with
+the same parameters (checksum) and the same metrics.jsonl records, timings aside.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from arm_jax import config_sections
+from arm_jax.downstream import job as policy_job
+from arm_jax.downstream.job import run_policy
+from arm_jax.training.loop import run_train
+from test_train_resume import OVERRIDES, records, tiny_config, trajectory
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POLICY_TOY = os.path.join(REPO, "configs", "policy_toy.py")
+# The reward model: a warm start big enough for the judge to write verdicts (as in
+# test_evaluate_training_run), no RL round.
+RM = dict(OVERRIDES, **{
+    "model.num_layers": 2, "model.hidden_size": 64, "model.num_heads": 2,
+    "model.num_kv_heads": 2, "model.intermediate_size": 192,
+    "data.num_instances": 300, "data.held_out_fraction": 0.1,
+    "warmstart.steps": 150, "warmstart.generator_steps": 60, "warmstart.batch_size": 16,
+    "warmstart.learning_rate": 3e-3, "warmstart.warmup_steps": 10, "schedule.rounds": 0,
+    "eval.max_pairs": 8, "eval.samples": 1, "eval.batch_size": 32,
+    "checkpoint.every_steps": 0})
+POLICY = {
+    "actor.warmstart_steps": 30, "actor.warmstart_batch_size": 16,
+    "dpo.iterations": 2, "dpo.prompts_per_iteration": 64, "dpo.batch_size": 8,
+    "dpo.epochs": 1, "generate_batch": 32,
+    "grpo.steps": 4, "grpo.prompts_per_step": 4, "grpo.group_size": 2,
+    "eval.max_prompts": 16, "eval.every_steps": 2,
+    "checkpoint.every_steps": 1, "log.tensorboard": False,
+}
+
+
+def policy_config(rm_workdir, method, overrides=None):
+  import importlib.util  # noqa: PLC0415
+  spec = importlib.util.spec_from_file_location("policy_toy", POLICY_TOY)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.method = method
+  config.reward_model.workdir = rm_workdir
+  for dotted, value in dict(POLICY, **(overrides or {})).items():
+    *sections, name = dotted.split(".")
+    parent = config
+    for s in sections:
+      parent = parent[s]
+    parent[name] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def rm_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("reward_model"))
+  run_train(tiny_config(RM), workdir)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def dpo_reference(rm_run, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("dpo"))
+  return workdir, run_policy(policy_config(rm_run, "iterdpo"), workdir)
+
+
+@pytest.fixture(scope="module")
+def grpo_reference(rm_run, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("grpo"))
+  return workdir, run_policy(policy_config(rm_run, "grpo"), workdir)
+
+
+def test_iterdpo_labels_trains_and_evaluates_each_iteration(rm_run, dpo_reference):
+  workdir, done = dpo_reference
+  rs = records(workdir)
+  assert [r["phase"] for r in rs].count("sft") == POLICY["actor.warmstart_steps"]
+  labels = [r for r in rs if r["phase"] == "label"]
+  assert [r["iteration"] for r in labels] == [1, 2]
+  for r in labels:
+    assert r["prompts"] == 64
+    assert r["kept"] + r["inconsistent"] + r["unparseable"] + r["identical"] == 64
+    assert r["kept"] >= 16  # the judge writes verdicts: DPO has pairs to train on
+    assert r["consistency_rate"] == r["kept"] / (r["kept"] + r["inconsistent"])
+  # The pairs file holds every comparison; its kept pairs are the ones DPO trained on.
+  for it, r in ((1, labels[0]), (2, labels[1])):
+    with open(os.path.join(workdir, "pairs", f"iteration_{it}.jsonl"), encoding="utf-8") as f:
+      rows = [json.loads(line) for line in f]
+    assert len(rows) == 64 and {"rubric", "first", "second", "judgments"} <= set(rows[0])
+    steps = [x for x in rs if x["phase"] == "dpo" and x["iteration"] == it]
+    assert len(steps) == r["kept"] // POLICY["dpo.batch_size"]
+    assert all(x["pairs"] == r["kept"] - x["too_long"] for x in steps)
+  dpo = [r for r in rs if r["phase"] == "dpo"]
+  assert {"dpo_loss", "accuracy", "margin", "chosen_reward", "nll", "grad_norm"} <= set(dpo[0])
+  # The first step of an iteration starts at its reference: margin 0, loss log 2 + 0.2 NLL.
+  first = dpo[0]
+  assert first["margin"] == pytest.approx(0.0, abs=1e-5)
+  assert first["loss"] == pytest.approx(0.6931472 + 0.2 * first["nll"], rel=1e-5)
+  evals = [r for r in rs if r["phase"] == "eval"]
+  assert [e["unit"] for e in evals] == [0, 1, 2]
+  assert evals[0]["win_rate_vs_start"] == 0.5
+  assert all(0 <= e["constraint_share"] <= 1 for e in evals)
+  for unit in (0, 1, 2):
+    assert os.path.isfile(os.path.join(workdir, "eval", f"{unit:05d}.jsonl"))
+  assert set(done) == {"phase", "policy_checksum"} and rs[-1]["phase"] == "done"
+  assert os.path.getsize(os.path.join(workdir, "curves.png")) > 0
+  # A finished workdir re-run changes nothing and logs "done" once.
+  assert run_policy(policy_config(rm_run, "iterdpo"), workdir) == done
+  assert trajectory(workdir) == [{k: v for k, v in r.items() if not k.startswith("seconds")}
+                                 for r in rs]
+
+
+def test_grpo_rewards_rollouts_and_evaluates_every_two_steps(grpo_reference):
+  workdir, done = grpo_reference
+  rs = records(workdir)
+  steps = [r for r in rs if r["phase"] == "grpo"]
+  assert [r["step"] for r in steps] == [0, 1, 2, 3]
+  for r in steps:
+    assert 0 <= r["reward_mean"] <= 1 and {"kl", "consistency_rate", "flat_groups"} <= set(r)
+    # Eq. 16: rewards are in {0, 0.5, 1}, so a mean over 4 x 2 rollouts is a multiple of 1/16.
+    assert (r["reward_mean"] * 16) == pytest.approx(round(r["reward_mean"] * 16))
+  assert [e["unit"] for e in rs if e["phase"] == "eval"] == [0, 2, 4]
+  assert done["phase"] == "done"
+
+
+def _interrupt_at(monkeypatch, global_step, action):
+  original = policy_job._PolicyRun._step_done
+
+  def step_done(self):
+    if self.meta["global_step"] + 1 == global_step:
+      action()
+    return original(self)
+
+  monkeypatch.setattr(policy_job._PolicyRun, "_step_done", step_done)
+
+
+WARM = POLICY["actor.warmstart_steps"]
+
+
+@pytest.mark.parametrize("method", ["iterdpo", "grpo"])
+def test_sigterm_mid_training_saves_exits_and_resumes_exactly(method, rm_run, dpo_reference,
+                                                              grpo_reference, tmp_path,
+                                                              monkeypatch):
+  ref_dir, ref_done = dpo_reference if method == "iterdpo" else grpo_reference
+  workdir = str(tmp_path)
+  _interrupt_at(monkeypatch, WARM + 2, lambda: os.kill(os.getpid(), signal.SIGTERM))
+  assert run_policy(policy_config(rm_run, method), workdir) is None
+  phases = [r["phase"] for r in records(workdir) if r["phase"] != "eval"]
+  assert phases[-1] == ("dpo" if method == "iterdpo" else "grpo")  # stopped mid-training
+  monkeypatch.undo()
+  assert run_policy(policy_config(rm_run, method), workdir) == ref_done
+  assert trajectory(workdir) == trajectory(ref_dir)
+
+
+def test_crash_mid_warm_start_and_in_the_second_iteration_resumes_exactly(rm_run, dpo_reference,
+                                                                         tmp_path, monkeypatch):
+  ref_dir, ref_done = dpo_reference
+  dpo_steps = [r for r in records(ref_dir) if r["phase"] == "dpo"]
+  first_iteration = sum(r["iteration"] == 1 for r in dpo_steps)
+  workdir = str(tmp_path)
+
+  def crash():
+    raise RuntimeError("simulated crash")
+
+  config = policy_config(rm_run, "iterdpo", {"checkpoint.every_steps": 7})
+  _interrupt_at(monkeypatch, WARM - 5, crash)
+  with pytest.raises(RuntimeError, match="simulated crash"):
+    run_policy(config, workdir)
+  monkeypatch.undo()
+  _interrupt_at(monkeypatch, WARM + first_iteration + 2, crash)
+  with pytest.raises(RuntimeError, match="simulated crash"):
+    run_policy(config, workdir)
+  monkeypatch.undo()
+  assert run_policy(config, workdir) == ref_done
+  assert trajectory(workdir) == trajectory(ref_dir)
+
+
+def _main_cmd(workdir, rm_workdir, method):
+  cmd = [sys.executable, os.path.join(REPO, "main.py"), f"--config={POLICY_TOY}",
+         f"--workdir={workdir}", f"--config.method={method}",
+         f"--config.reward_model.workdir={rm_workdir}"]
+  return cmd + [f"--config.{k}={v}" for k, v in POLICY.items()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, phase", [("iterdpo", "dpo"), ("grpo", "grpo")])
+def test_sigkill_mid_training_then_same_command_matches_uninterrupted(method, phase, rm_run,
+                                                                      dpo_reference,
+                                                                      grpo_reference,
+                                                                      tmp_path):
+  ref_dir, ref_done = dpo_reference if method == "iterdpo" else grpo_reference
+  workdir = str(tmp_path)
+  proc = subprocess.Popen(_main_cmd(workdir, rm_run, method), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  path = os.path.join(workdir, "metrics.jsonl")
+  deadline = time.time() + 600
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.exists(path) and sum(r["phase"] == phase for r in records(workdir)) >= 2:
+      break
+    time.sleep(0.05)
+  assert proc.poll() is None, "the run ended before it could be killed"
+  proc.kill()
+  proc.wait()
+  subprocess.run(_main_cmd(workdir, rm_run, method), check=True, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL, timeout=600)
+  assert records(workdir)[-1]["policy_checksum"] == ref_done["policy_checksum"]
+  assert trajectory(workdir) == trajectory(ref_dir)
+
+
+# --- configuration errors -------------------------------------------------------------------
+
+def test_reward_model_needs_exactly_one_source(tmp_path):
+  config = config_sections.validate(config_sections.policy_base())
+  with pytest.raises(ValueError, match="set one of reward_model.workdir"):
+    policy_job.build(config)
+  config.reward_model.workdir = str(tmp_path)
+  config.reward_model.config = os.path.join(REPO, "configs", "toy.py")
+  with pytest.raises(ValueError, match="set one of reward_model.workdir"):
+    policy_job.build(config)
+
+
+def test_missing_reward_model_run_names_the_key(tmp_path):
+  config = config_sections.validate(config_sections.policy_base())
+  config.reward_model.workdir = str(tmp_path / "nowhere")
+  with pytest.raises(FileNotFoundError, match="config.json"):
+    policy_job.build(config)
+
+
+def test_prompt_file_errors_name_the_line(tmp_path):
+  path = tmp_path / "prompts.jsonl"
+  path.write_text('{"prompt": "a"}\n\n{"text": "b"}\n', encoding="utf-8")
+  with pytest.raises(ValueError, match=r"prompts.jsonl:3: expected an object with a string"):
+    policy_job.read_prompts(str(path))
+  path.write_text('{"prompt": "a"}\nnot json\n', encoding="utf-8")
+  with pytest.raises(ValueError, match=r"prompts.jsonl:2: not JSON"):
+    policy_job.read_prompts(str(path))
+  path.write_text('{"prompt": "a"}\n\n{"prompt": "b"}\n', encoding="utf-8")
+  assert policy_job.read_prompts(str(path)) == ["a", "b"]
+
+
+def test_prompt_windows_continue_cyclically():
+  prompts = ["a", "b", "c", "d", "e"]
+  assert [policy_job.window(prompts, 2, i) for i in range(4)] == [
+      ["a", "b"], ["c", "d"], ["e", "a"], ["b", "c"]]
+  assert policy_job.window(prompts, 7, 0) == ["a", "b", "c", "d", "e", "a", "b"]
+
+
+def test_policy_configs_validate_and_name_a_known_method():
+  config = config_sections.policy_base()
+  config.method = "ppo"
+  with pytest.raises(ValueError, match=r"'method'='ppo' is not allowed"):
+    config_sections.validate(config)
+  config = config_sections.validate(config_sections.policy_base())
+  g = config.grpo  # the paper's online GRPO (docs/method.md §6)
+  assert (g.group_size, g.prompts_per_step * g.group_size, g.learning_rate, g.beta, g.mu,
+          g.eps_low, g.eps_high) == (6, 288, 5e-7, 0.001, 2, 0.2, 0.28)
+  d = config.dpo
+  assert (d.beta, d.sft_weight, d.learning_rate, d.batch_size, d.iterations) == (
+      0.1, 0.2, 8e-7, 64, 3)
