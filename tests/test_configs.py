@@ -8,13 +8,15 @@ import importlib.util
 import json
 import math
 import os
+import types
 
 import flax.linen as nn
 import jax
 import pytest
 from jax.sharding import AbstractMesh, NamedSharding, PartitionSpec as P
 
-from arm_jax import assets, sharding
+from arm_jax import assets, config_sections, sharding
+from arm_jax.downstream import job as policy_job
 from arm_jax.data import pairs as train_data
 from arm_jax.training import setup as train_setup
 from arm_jax.data.build import build as build_dataset
@@ -67,6 +69,22 @@ def _unevenly_sharded(shape, spec: P, mesh) -> list[str]:
   return bad
 
 
+def _sharded_bytes(state: dict, mesh) -> tuple[dict, dict, list[str]]:
+  """Per entry of {name: (abstract tree, shardings)}: bytes on one device, bytes in all, and
+  every dimension its mesh axes do not divide."""
+  per_device, total, uneven = {}, {}, []
+
+  def count(name, leaf, s):
+    uneven.extend(f"{name}: {b}" for b in _unevenly_sharded(leaf.shape, s.spec, mesh))
+    per_device[name] = per_device.get(name, 0) + (
+        math.prod(s.shard_shape(leaf.shape)) * leaf.dtype.itemsize)
+    total[name] = total.get(name, 0) + math.prod(leaf.shape) * leaf.dtype.itemsize
+
+  for name, (tree, shardings) in state.items():
+    jax.tree.map(lambda leaf, s, name=name: count(name, leaf, s), tree, shardings)
+  return per_device, total, uneven
+
+
 def test_qwen3_8b_train_state_shards_evenly_and_fits_the_chip():
   config, cfg = _qwen3_8b()
   mesh = AbstractMesh(tuple(config.mesh_shape), tuple(config.mesh_axes))
@@ -87,16 +105,7 @@ def test_qwen3_8b_train_state_shards_evenly_and_fits_the_chip():
       state[f"{role}_ref"] = (params, param_sh)
   assert sorted(state) == ["generator", "generator_opt", "generator_ref", "judge", "judge_opt",
                            "judge_ref"]
-  per_device, total, uneven = {}, {}, []
-
-  def count(name, leaf, s):
-    uneven.extend(f"{name}: {b}" for b in _unevenly_sharded(leaf.shape, s.spec, mesh))
-    per_device[name] = per_device.get(name, 0) + (
-        math.prod(s.shard_shape(leaf.shape)) * leaf.dtype.itemsize)
-    total[name] = total.get(name, 0) + math.prod(leaf.shape) * leaf.dtype.itemsize
-
-  for name, (tree, shardings) in state.items():
-    jax.tree.map(lambda leaf, s, name=name: count(name, leaf, s), tree, shardings)
+  per_device, total, uneven = _sharded_bytes(state, mesh)
   assert not uneven, uneven
   # Parameters and both AdamW moments are split 16 ways (fsdp x tensor), replicated over data;
   # only the norm scales (0.01% of the bytes) are split 4 ways or replicated.
@@ -139,6 +148,80 @@ def test_qwen3_8b_has_the_paper_hyperparameters():
     assert (opt.learning_rate, opt.schedule) == (1e-6, "constant")
   assert config.model.kind == "pretrained"
   assert (config.model.dtype, config.model.compute_dtype) == ("float32", "bfloat16")
+
+
+# --- policy_qwen2_5_7b: the downstream job at paper scale ----------------------------------------
+
+def _abstract_model(cfg, mesh, rules):
+  boxed = abstract_params(Decoder(cfg))
+  return nn.unbox(boxed), nn.unbox(sharding.tree_shardings(boxed, mesh, rules, strict=True))
+
+
+def test_policy_qwen2_5_7b_and_the_qwen3_8b_reward_model_share_the_mesh_and_fit_the_chip():
+  """The policy (Qwen2.5-7B-Instruct: params, AdamW moments, DPO / KL reference) and the reward
+  model's two Qwen3-8B policies on the same 64-chip mesh: even shards, under the chip's HBM."""
+  module = _module("policy_qwen2_5_7b")
+  config = config_sections.validate(module.get_config())
+  rm_config, rm_cfg = _qwen3_8b()
+  assert config.reward_model.workdir == "runs/qwen3_8b"  # configs/qwen3_8b.py's run
+  # One mesh: the job puts the reward model's run on the policy config's mesh and rules.
+  assert (config.mesh_shape, config.mesh_axes, config.rules) == (
+      rm_config.mesh_shape, rm_config.mesh_axes, rm_config.rules)
+  a = config.actor
+  cfg = DecoderConfig.from_hf(module.QWEN2_5_7B_INSTRUCT_CONFIG_JSON, param_dtype=a.dtype,
+                              dtype=a.compute_dtype)
+  assert (cfg.architecture, cfg.vocab_size, cfg.hidden_size, cfg.intermediate_size,
+          cfg.num_layers, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.qk_norm,
+          cfg.tie_word_embeddings) == ("qwen2", 152064, 3584, 18944, 28, 28, 4, 128, False,
+                                       False)
+  assert 7.5e9 < cfg.num_params < 7.7e9  # "Qwen2.5-7B": 7.6B parameters
+  mesh = AbstractMesh(tuple(config.mesh_shape), tuple(config.mesh_axes))
+  rules = sharding.rules_from_config(config.rules)
+  params, param_sh = _abstract_model(cfg, mesh, rules)
+  rm_params, rm_sh = _abstract_model(rm_cfg, mesh, rules)
+  state = {"generator": (rm_params, rm_sh), "judge": (rm_params, rm_sh),
+           "policy": (params, param_sh), "policy_ref": (params, param_sh)}
+  for method in ("iterdpo", "grpo"):
+    config.method = method
+    opt = policy_job.optimizer(config)
+    state[f"policy_opt_{method}"] = (jax.eval_shape(opt.init, params), optim.opt_state_shardings(
+        opt, params, param_sh, NamedSharding(mesh, P())))
+  per_device, total, uneven = _sharded_bytes(state, mesh)
+  assert not uneven, uneven
+  ways = config.mesh_shape[1] * config.mesh_shape[2]
+  for name in state:
+    assert per_device[name] == pytest.approx(total[name] / ways, rel=1e-3), name
+  assert total["policy"] == cfg.num_params * 4 and total["judge"] == rm_cfg.num_params * 4
+  for name in ("policy_opt_grpo", "policy_opt_iterdpo"):  # two moments (and step counters)
+    assert total[name] == pytest.approx(2 * total["policy"], rel=1e-6)
+  device_bytes = sum(v for k, v in per_device.items() if k != "policy_opt_grpo")
+  hbm = config.device.hbm_bytes_per_chip
+  print(f"\npolicy_qwen2_5_7b + qwen3_8b reward model on {config.device.kind} mesh "
+        f"{dict(mesh.shape)}: {device_bytes / 1e9:.2f} GB per chip "
+        f"({100 * device_bytes / hbm:.1f}% of {hbm / 1e9:.0f} GB HBM)")
+  assert device_bytes < hbm
+
+
+def test_policy_qwen2_5_7b_batches_split_and_hyperparameters_are_table_10s():
+  module = _module("policy_qwen2_5_7b")
+  config = config_sections.validate(module.get_config())
+  mesh = AbstractMesh(tuple(config.mesh_shape), tuple(config.mesh_axes))
+  model = types.SimpleNamespace(mesh=mesh, rules=config.rules)
+  for method in ("iterdpo", "grpo"):
+    config.method = method
+    policy_job.check_batches(config, model)  # raises when a batch does not split 16 ways
+  dp = math.prod(mesh.shape[ax] for ax in sharding.batch_axes(mesh, config.rules))
+  assert config.eval.batch_size % dp == 0 and config.generate_batch % dp == 0
+  d, g = config.dpo, config.grpo
+  assert (d.beta, d.sft_weight, d.learning_rate, d.batch_size, d.iterations) == (
+      0.1, 0.2, 8e-7, 64, 3)
+  assert (g.group_size, g.prompts_per_step * g.group_size, g.learning_rate, g.beta, g.mu,
+          g.eps_low, g.eps_high, g.temperature) == (6, 288, 5e-7, 0.001, 2, 0.2, 0.28, 1.0)
+  bad = config_sections.validate(module.get_config())
+  bad.dpo.batch_size = 40
+  with pytest.raises(ValueError, match=r"dpo.batch_size / dpo.micro_batches = 10 rows do not "
+                                       r"split over the mesh's 16 data-parallel devices"):
+    policy_job.check_batches(bad, model)
 
 
 # --- smollm2 and toy: configs construct without a model ------------------------------------------

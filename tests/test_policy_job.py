@@ -268,3 +268,26 @@ def test_policy_configs_validate_and_name_a_known_method():
   d = config.dpo
   assert (d.beta, d.sft_weight, d.learning_rate, d.batch_size, d.iterations) == (
       0.1, 0.2, 8e-7, 64, 3)
+
+
+def test_ifeval_evaluation_scores_with_the_checker_and_ifbench_prompts_are_not_ifevals():
+  import types  # noqa: PLC0415
+
+  from arm_jax.data import ifeval  # noqa: PLC0415
+  from arm_jax.evaluation import ifeval_policy  # noqa: PLC0415
+  config = config_sections.validate(config_sections.policy_base())
+  config.eval.update(kind="ifeval", max_prompts=5)
+  prompts, score = policy_job._scorer(config, None, "pretrained")
+  inputs = ifeval.read_prompts()[:5]
+  assert prompts == [inp.prompt for inp in inputs]
+  responses = ["a response, with a comma", "", "hello world", "HELLO", "two\n\nparagraphs"]
+  want = ifeval_policy.score(inputs, responses)
+  got = score(responses, None)
+  assert got == {k: v for k, v in want.items() if k != "per_prompt"}
+  # The training prompts of configs/policy_smollm2.py: IFBench's 300, none of them IFEval's.
+  ifbench = policy_job.read_prompts(ifeval.ifbench_prompts_path())
+  assert len(ifbench) == 300
+  assert not set(ifbench) & {inp.prompt for inp in ifeval.read_prompts()}
+  config.eval.kind = "oracle"
+  with pytest.raises(ValueError, match=r"model.kind='pretrained'\) has no oracle"):
+    policy_job._scorer(config, types.SimpleNamespace(policy_oracle=None), "pretrained")

