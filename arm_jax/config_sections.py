@@ -174,6 +174,7 @@ _POLICY_JOB_SECTIONS = {
         "workdir": F("", "the reward-model training run (its config.json and checkpoints)"),
         "checkpoint": F("latest", "latest, warm_start (round 0), round:R or step:N"),
         "config": F("", "with workdir '': a training config file whose untrained pair is used"),
+        "overrides": F((), "the training config's overrides as 'key=value' (with config)"),
         "rubric_max_new_tokens": F(0, "greedy rubric limit; 0 = the run's eval limit"),
         "judge_max_new_tokens": F(0, "judgment limit; 0 = the run's eval limit"),
         "judge_temperature": F(1.0, "judgments sampled as at inference (docs/method.md §5)"),

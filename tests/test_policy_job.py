@@ -291,3 +291,49 @@ def test_ifeval_evaluation_scores_with_the_checker_and_ifbench_prompts_are_not_i
   config.eval.kind = "oracle"
   with pytest.raises(ValueError, match=r"model.kind='pretrained'\) has no oracle"):
     policy_job._scorer(config, types.SimpleNamespace(policy_oracle=None), "pretrained")
+
+
+@pytest.mark.slow  # the shipped SmolLM2 as policy and as the prompted reward model: minutes
+def test_smollm2_policy_config_runs_grpo_on_ifbench_prompts_scored_by_ifeval(tmp_path):
+  """configs/policy_smollm2.py end to end on a real model, sized down: the untrained SmolLM2 pair
+  (reward_model.config) judges the shipped SmolLM2's rollouts on IFBench prompts; IFEval scores
+  its greedy responses before and after."""
+  import importlib.util  # noqa: PLC0415
+
+  from arm_jax import assets  # noqa: PLC0415
+  from test_configs import _fixture  # noqa: PLC0415
+  try:
+    assets.smollm2_gguf()
+  except FileNotFoundError as err:
+    pytest.skip(str(err))
+  spec = importlib.util.spec_from_file_location(
+      "policy_smollm2", os.path.join(REPO, "configs", "policy_smollm2.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.method = "grpo"
+  config.reward_model.update(
+      workdir="", config=os.path.join(REPO, "configs", "smollm2.py"),
+      overrides=(f"data.path={_fixture(tmp_path / 'data')}", "data.held_out_fraction=0.4",
+                 "templates.rubric=rubric_generator_compact", "templates.judge=judge_compact"),
+      rubric_max_new_tokens=32, judge_max_new_tokens=48, batch_size=8)
+  config.prompts.limit = 8
+  config.grpo.update(steps=2, prompts_per_step=4, group_size=2, max_new_tokens=24)
+  config.eval.update(max_prompts=8, max_new_tokens=32, batch_size=8, every_steps=0)
+  config.generate_batch = 8
+  config.log.tensorboard = False
+  workdir = str(tmp_path / "run")
+  done = run_policy(config, workdir)
+  rs = records(workdir)
+  assert [r["step"] for r in rs if r["phase"] == "grpo"] == [0, 1]
+  for r in rs:
+    if r["phase"] == "grpo":
+      assert 0 <= r["reward_mean"] <= 1 and r["kl"] >= 0
+  evals = [r for r in rs if r["phase"] == "eval"]
+  assert [e["unit"] for e in evals] == [0, 2]
+  for e in evals:
+    assert e["prompts"] == 8 and all(0 <= e[k] <= 1 for k in (
+        "prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose", "average"))
+  with open(os.path.join(workdir, "eval", "00002.json"), encoding="utf-8") as f:
+    assert json.load(f)["by_kind"]  # per-instruction-kind accuracies beside the responses
+  assert done["phase"] == "done"

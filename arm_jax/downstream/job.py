@@ -100,7 +100,11 @@ def _reward_model_config(config: ml_collections.ConfigDict) -> ml_collections.Co
     raise ValueError("set one of reward_model.workdir (a trained run) and reward_model.config (a "
                      f"training config file: its untrained pair); got workdir={r.workdir!r}, "
                      f"config={r.config!r}")
-  rm_config = load_train_config(r.config, workdir=r.workdir)
+  if r.overrides and not r.config:
+    raise ValueError("reward_model.overrides apply to reward_model.config; a trained run's "
+                     "config.json already holds its own")
+  rm_config = load_train_config(r.config, tuple(r.overrides), workdir=r.workdir,
+                                section="reward_model")
   for key in ("mesh_shape", "mesh_axes", "rules"):
     rm_config[key] = config[key]
   return rm_config
@@ -139,7 +143,8 @@ def _scorer(config: ml_collections.ConfigDict, setup,
                        f"{model_kind!r}) has no oracle of a policy; use 'ifeval' or 'none'")
     prompts = [pair.instruction for pair in setup.held_out]
     prompts = prompts[:e.max_prompts] if e.max_prompts else prompts
-    return prompts, lambda responses, start: setup.policy_oracle(prompts, responses, start)
+    oracle = setup.policy_oracle
+    return prompts, lambda responses, start: oracle(prompts, responses, start)
   inputs = ifeval.read_prompts()
   inputs = inputs[:e.max_prompts] if e.max_prompts else inputs
 
@@ -201,6 +206,9 @@ def build(config: ml_collections.ConfigDict) -> PolicySetup:
   eval_prompts, score = _scorer(config, setup, rm_config.model.kind)
   warm = [SFTExample(pair.instruction, response) for pair in setup.train
           for response in (pair.response_a, pair.response_b)]
+  # The builder's starting weights are the policy's (copied above) or not needed: at paper
+  # scale two 8B copies that would otherwise stay on the mesh beside the reward model's.
+  setup.generator.params = setup.judge.params = base = None
   return PolicySetup(policy, reward_model, prompts, eval_prompts, score, warm, source)
 
 

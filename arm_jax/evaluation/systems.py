@@ -93,14 +93,14 @@ def system_specs(config: ml_collections.ConfigDict) -> list[SystemSpec]:
 
 # --- the training run ----------------------------------------------------------------------------
 
-def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+def parse_overrides(overrides: Sequence[str], key: str = "trained.overrides") -> dict[str, Any]:
   """("model.num_layers=1", "data.kinds=('include',)") -> {dotted: value}; values are Python
   literals, or text when they do not parse as one (as on the absl command line)."""
   out = {}
   for item in overrides:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-      raise ValueError(f"trained.overrides: {item!r} is not key=value")
+      raise ValueError(f"{key}: {item!r} is not key=value")
     try:
       value = ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError):
@@ -109,8 +109,8 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
   return out
 
 
-def load_train_config(path: str, overrides: Sequence[str] = (),
-                      workdir: str = "") -> ml_collections.ConfigDict:
+def load_train_config(path: str, overrides: Sequence[str] = (), workdir: str = "",
+                      section: str = "trained") -> ml_collections.ConfigDict:
   """The training run's config: `get_config()` of the file with the run's overrides, or, with no
   file, the config.json the run wrote into its workdir (checkpoints.write_config), which already
   holds its overrides."""
@@ -119,21 +119,21 @@ def load_train_config(path: str, overrides: Sequence[str] = (),
     path = os.path.join(workdir, checkpoints.CONFIG_FILE)
   else:
     if not os.path.isfile(path):
-      raise FileNotFoundError(f"trained.config={path!r}: no such config file (the training "
+      raise FileNotFoundError(f"{section}.config={path!r}: no such config file (the training "
                               f"config the run was started with, e.g. configs/toy.py)")
     spec = importlib.util.spec_from_file_location("arm_jax_train_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config()
-  for key, value in parse_overrides(overrides).items():
-    section, _, name = key.rpartition(".")
+  for key, value in parse_overrides(overrides, f"{section}.overrides").items():
+    where, _, name = key.rpartition(".")
     parent = config
-    for part in filter(None, section.split(".")):
+    for part in filter(None, where.split(".")):
       if part not in parent:
-        raise ValueError(f"trained.overrides: {key!r} is not a field of {path}")
+        raise ValueError(f"{section}.overrides: {key!r} is not a field of {path}")
       parent = parent[part]
     if name not in parent:
-      raise ValueError(f"trained.overrides: {key!r} is not a field of {path}")
+      raise ValueError(f"{section}.overrides: {key!r} is not a field of {path}")
     parent[name] = value
   return config_sections.validate(config)
 
