@@ -312,9 +312,12 @@ def test_smollm2_policy_config_runs_grpo_on_ifbench_prompts_scored_by_ifeval(tmp
   spec.loader.exec_module(module)
   config = module.get_config()
   config.method = "grpo"
+  # Parameters split over the suite's 8 host devices (fsdp), not replicated 8 times: the policy,
+  # its AdamW moments and reference, and the two reward-model policies.
+  config.mesh_shape = (1, -1, 1)
   config.reward_model.update(
       workdir="", config=os.path.join(REPO, "configs", "smollm2.py"),
-      overrides=(f"data.path={_fixture(tmp_path / 'data')}", "data.held_out_fraction=0.4",
+      overrides=(f"data.path={_fixture(tmp_path)}", "data.held_out_fraction=0.4",
                  "templates.rubric=rubric_generator_compact", "templates.judge=judge_compact"),
       rubric_max_new_tokens=32, judge_max_new_tokens=48, batch_size=8)
   config.prompts.limit = 8
