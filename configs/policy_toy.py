@@ -24,13 +24,18 @@ from arm_jax import config_sections
 def get_config() -> ml_collections.ConfigDict:
   c = config_sections.policy_base()
   c.method = "iterdpo"
-  c.reward_model.update(workdir="runs/toy", checkpoint="latest")
+  # Greedy judgments: the README run's judge is right on 97% of held-out pairs greedy, 87.5%
+  # sampled (the paper samples at 1.0); sampled labels left one DPO iteration flat.
+  c.reward_model.update(workdir="runs/toy", checkpoint="latest", judge_temperature=0.0)
   c.actor.update(warmstart_steps=200, warmstart_batch_size=32, warmstart_learning_rate=1e-3,
                  warmstart_max_length=128)
   c.generate_batch = 64
   # Toy responses are at most a dozen words: 16 new tokens, 128-token rows.
   c.dpo.update(iterations=3, prompts_per_iteration=4096, max_new_tokens=16,
                learning_rate=1e-3,  # a decoder from scratch, not the paper's 8e-7 fine-tune
+               # Pairs near the greedy response, which is what is scored: at 1.0 the toy
+               # policy's samples are long word lists and its greedy answer two words.
+               temperature=0.5,
                batch_size=16, epochs=4, max_length=128, pad_multiple=16)
   # K 8 and beta 0.05: with the paper's beta 0.001 the policy drifted (KL past 1).
   c.grpo.update(group_size=8, prompts_per_step=16, steps=120, max_new_tokens=16,

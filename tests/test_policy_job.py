@@ -4,8 +4,9 @@ real tiny toy reward model, resumed exactly after interruptions.
 One tiny reward-model run (a warm start only, about a minute: its judge writes verdicts, so pairs
 get kept) serves every test. Each policy run warm-starts the toy decoder, then trains by
 iterdpo (2 iterations) or grpo (4 steps). The default tier runs both methods uninterrupted and
-interrupted by SIGTERM mid-training (in-process); the slow tier kills a real `main.py` with
-SIGKILL mid-DPO and mid-GRPO and re-runs the same command. Every interrupted run must end with
+interrupted by SIGTERM mid-training (in-process); the slow tier adds two crashes in one run
+(mid warm start, mid second iteration), kills a real `main.py` with SIGKILL mid-DPO and
+mid-GRPO and re-runs the same command, and runs configs/policy_smollm2.py on the real model. Every interrupted run must end with
 the same parameters (checksum) and the same metrics.jsonl records, timings aside.
 """
 
@@ -163,6 +164,7 @@ def test_sigterm_mid_training_saves_exits_and_resumes_exactly(method, rm_run, dp
   assert trajectory(workdir) == trajectory(ref_dir)
 
 
+@pytest.mark.slow  # the default tier resumes through SIGTERM; this adds two crashes
 def test_crash_mid_warm_start_and_in_the_second_iteration_resumes_exactly(rm_run, dpo_reference,
                                                                          tmp_path, monkeypatch):
   ref_dir, ref_done = dpo_reference

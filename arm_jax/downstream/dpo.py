@@ -7,7 +7,9 @@ One iteration on a set of prompts:
 3. train DPO (arm_jax.rl.dpo) on the kept pairs for `epochs` passes, against a frozen reference.
 IterDPO repeats this `iterations` times, each sampling from the previous iterate; the reference
 of iteration k is the policy at the start of iteration k (the previous iterate; iteration 1's is
-the starting policy), the usual choice of iterative DPO.
+the starting policy), the usual choice of iterative DPO. The policy job
+(arm_jax.downstream.job) runs these pieces resumably: sample_pairs, label_pairs, tokenized, then
+train_step on pair_batch for every step of the iteration.
 
 The policy's prompt is the instruction as one user turn of its chat template, and a pair's
 completions are tokenized as warm-start targets are (arm_jax.rl.sft.tokenize_sft: the text
@@ -17,7 +19,6 @@ plus the token that ends an assistant turn), so the scored tokens are what the p
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, Callable, Sequence
 
 import jax
@@ -145,37 +146,3 @@ def train_step(policy: Policy, cfg: IterationConfig, ref_params: Any, chosen, re
   policy.params, policy.opt_state, m = update(
       policy.params, policy.opt_state, (c, r, ref_logps(ref_params, c), ref_logps(ref_params, r)))
   return {k: float(v) for k, v in jax.device_get(m).items()}
-
-
-def dpo_iteration(policy: Policy, reward_model: RewardModel, prompts: Sequence[str],
-                  cfg: IterationConfig, iteration: int = 0,
-                  log_fn: Callable[[dict], None] = print) -> dict:
-  """One sample -> label -> train iteration in one call (no checkpoints; the policy job,
-  arm_jax.downstream.job, runs the same steps resumably); the reference is the policy as it
-  starts. Updates policy.params; returns the iteration's figures."""
-  key = jax.random.fold_in(jax.random.key(cfg.seed), iteration)
-  start = time.perf_counter()
-  a, b = sample_pairs(policy, prompts, cfg.sampling, jax.random.fold_in(key, 0),
-                      cfg.generate_batch)
-  pairs = label_pairs(reward_model, prompts, a, b, jax.random.fold_in(key, 1))
-  chosen, rejected, too_long = tokenized(policy, pairs, cfg.max_length)
-  figures = dict(iteration=iteration, prompts=len(prompts), **pairs.counts,
-                 consistency_rate=pairs.consistency_rate, too_long=too_long,
-                 label_seconds=time.perf_counter() - start)
-  steps = cfg.epochs * (len(chosen) // cfg.batch_size)
-  if steps == 0:
-    log_fn(dict(figures, steps=0))
-    return dict(figures, steps=0)
-  ref = jax.tree.map(jnp.copy, policy.params)
-  policy.params = jax.tree.map(jnp.copy, policy.params)  # the update donates its params
-  policy.opt_state = optim.make_optimizer(cfg.optimizer).init(policy.params)
-  history = [train_step(policy, cfg, ref, *pair_batch(chosen, rejected, cfg.batch_size, cfg.seed,
-                                                     iteration, s, cfg.pad_multiple))
-             for s in range(steps)]
-  means = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
-  last = history[-1]
-  figures.update(steps=len(history), dpo_loss_mean=means["dpo_loss"],
-                 accuracy_last=last["accuracy"], margin_last=last["margin"],
-                 seconds=time.perf_counter() - start)
-  log_fn(figures)
-  return figures

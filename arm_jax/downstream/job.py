@@ -38,7 +38,7 @@ import dataclasses
 import importlib
 import json
 import os
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
