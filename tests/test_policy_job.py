@@ -38,6 +38,9 @@ RM = dict(OVERRIDES, **{
     "eval.max_pairs": 8, "eval.samples": 1, "eval.batch_size": 32,
     "checkpoint.every_steps": 0})
 POLICY = {
+    # Sampled judgments and responses: the tiny reward model's greedy judge mostly names one slot
+    # in both orders, which keeps no pair.
+    "reward_model.judge_temperature": 1.0, "dpo.temperature": 1.0, "grpo.temperature": 1.0,
     "actor.warmstart_steps": 30, "actor.warmstart_batch_size": 16,
     "dpo.iterations": 2, "dpo.prompts_per_iteration": 64, "dpo.batch_size": 8,
     "dpo.epochs": 1, "generate_batch": 32,

@@ -68,9 +68,7 @@ from arm_jax.sharding import batch_axes
 from arm_jax.tokenizer import load_tokenizer
 from arm_jax.training import checkpoints
 from arm_jax.training import setup as train_setup
-from arm_jax.training.checkpoints import TrainCheckpointer
-from arm_jax.training.loop import Preemption, params_checksum
-from arm_jax.training.metrics import MetricsWriter, Progress, plot_curves
+from arm_jax.training.loop import RunBase
 
 STAGES = ("warmstart", "train", "done")
 # The policy renders a prompt as one user turn of its chat template (Policy.encode); it has no
@@ -279,31 +277,30 @@ def _read_jsonl(path: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
-class _PolicyRun:
+def grpo_steps(config: ml_collections.ConfigDict, prompts: int) -> int:
+  """grpo.steps, or one pass over the prompts; 0 for the DPO methods."""
+  g = config.grpo
+  if config.method != "grpo":
+    return 0
+  return g.steps or max(prompts // g.prompts_per_step, 1)
+
+
+class _PolicyRun(RunBase):
   """Position, checkpoints and metrics of one policy run."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, setup: PolicySetup):
-    self.config, self.workdir, self.setup = config, workdir, setup
-    self.policy = setup.policy
-    self.writer = MetricsWriter(workdir, tensorboard=config.log.tensorboard)
-    self.ckpt = TrainCheckpointer(os.path.join(workdir, checkpoints.CHECKPOINTS_DIR),
-                                  config.checkpoint.max_to_keep)
-    self.preemption = Preemption()
-    self.meta = dict(stage=STAGES[0], step=0, iteration=1, labeled=False, global_step=0,
-                     metrics_offset=0, evals=[], rubric_cache=None, seed=int(config.seed),
-                     method=config.method, reward_model=setup.reward_model_source)
+    a = config.actor
+    # DPO's steps are known once each iteration's pairs are (Progress.add_total).
+    super().__init__(config, workdir, a.warmstart_steps + grpo_steps(config, len(setup.prompts)),
+                     "policy")
+    self.setup, self.policy = setup, setup.policy
+    self.meta.update(stage=STAGES[0], step=0, iteration=1, labeled=False, evals=[],
+                     rubric_cache=None, method=config.method,
+                     reward_model=setup.reward_model_source)
     self.warm_opt_state = None
     self.ref = None  # the DPO iteration's reference, or GRPO's KL reference
-    a = config.actor
     self.warm_optimizer = optim.OptimizerConfig(learning_rate=a.warmstart_learning_rate,
                                                 warmup_steps=_WARMUP_STEPS)
-    self.progress = Progress(a.warmstart_steps + self._grpo_steps(), "policy")
-
-  def _grpo_steps(self) -> int:
-    g = self.config.grpo
-    if self.config.method != "grpo":
-      return 0
-    return g.steps or max(len(self.setup.prompts) // g.prompts_per_step, 1)
 
   def _optimizer(self):
     return optimizer(self.config)
@@ -359,19 +356,7 @@ class _PolicyRun:
                  step, meta["stage"], meta["iteration"], meta["step"])
     return True
 
-  # ------------------------------------------------------------------------- logging
-  def record(self, record: dict) -> None:
-    self.writer.write(dict(record, global_step=self.meta["global_step"]))
-
-  def _step_done(self) -> bool:
-    """Counts a finished optimizer step; saves when due or preempted. True = stop now."""
-    self.meta["global_step"] += 1
-    self.progress.update(1)
-    every = self.config.checkpoint.every_steps
-    if self.preemption.requested or (every and self.meta["global_step"] % every == 0):
-      self.save()
-    return self.preemption.requested
-
+  # ------------------------------------------------------------------------- evaluation
   def _eval_path(self, unit: int) -> str:
     return os.path.join(self.workdir, "eval", f"{unit:05d}.jsonl")
 
@@ -507,7 +492,7 @@ class _PolicyRun:
       self.ref = jax.tree.map(jnp.copy, self.policy.params) if g.beta else None
       self.save()
     self.policy.ref_params = self.ref
-    steps = self._grpo_steps()
+    steps = grpo_steps(self.config, len(self.setup.prompts))
     self.evaluate(0)
     root = jax.random.key(int(self.config.seed))
     for s in range(self.meta["step"], steps):
@@ -523,21 +508,6 @@ class _PolicyRun:
     self.meta["stage"] = "done"
     return True
 
-  def finish(self) -> dict:
-    record = dict(phase="done", policy_checksum=params_checksum(self.policy.params))
-    self.save()  # before the line, so a re-run truncates to here and writes it once again
-    self.record(record)
-    self.writer.close()
-    plot_curves(os.path.join(self.workdir, "metrics.jsonl"),
-                os.path.join(self.workdir, "curves.png"))
-    return record
-
-  def close(self) -> None:
-    self.progress.close()
-    self.preemption.restore()
-    self.ckpt.close()
-    self.writer.close()
-
 
 def run_policy(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   """Runs (or resumes) the policy job; returns the final "done" record, None when preempted."""
@@ -550,12 +520,12 @@ def run_policy(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
     checkpoints.write_config(config, workdir)
     if run.meta["stage"] == "done":
       logging.info("%s already finished", workdir)
-      return run.finish()
+      return run.finish({"policy": run.policy.params})
     if run.meta["stage"] == "warmstart" and not run.warmstart():
       return None
     train = run.grpo if config.method == "grpo" else run.dpo
     if run.meta["stage"] == "train" and not train():
       return None
-    return run.finish()
+    return run.finish({"policy": run.policy.params})
   finally:
     run.close()

@@ -60,22 +60,66 @@ class Preemption:
     signal.signal(signal.SIGTERM, self._previous)
 
 
-class _Run:
+class RunBase:
+  """What every resumable job shares: metrics.jsonl (and TensorBoard), numbered checkpoints, the
+  SIGTERM flag, a progress bar and a JSON position `meta` with a global step. Subclasses define
+  save() and the stages (this module's training run; arm_jax.downstream.job's policy run)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, total_steps: int,
+               desc: str, keep_steps: tuple[int, ...] = ()):
+    self.config, self.workdir = config, workdir
+    self.writer = MetricsWriter(workdir, tensorboard=config.log.tensorboard)
+    self.ckpt = TrainCheckpointer(os.path.join(workdir, checkpoints.CHECKPOINTS_DIR),
+                                  config.checkpoint.max_to_keep, keep_steps=keep_steps)
+    self.preemption = Preemption()
+    self.meta: dict = dict(global_step=0, metrics_offset=0, seed=int(config.seed))
+    self.progress = Progress(total_steps, desc)
+
+  def save(self) -> None:
+    raise NotImplementedError
+
+  def record(self, record: dict) -> None:
+    self.writer.write(dict(record, global_step=self.meta["global_step"]))
+
+  def _step_done(self) -> bool:
+    """Counts a finished step; saves when due or preempted. True = stop now."""
+    self.meta["global_step"] += 1
+    self.progress.update(1)
+    every = self.config.checkpoint.every_steps
+    if self.preemption.requested or (every and self.meta["global_step"] % every == 0):
+      self.save()
+    return self.preemption.requested
+
+  def finish(self, checksums: dict[str, Any]) -> dict:
+    """The last record: `{"phase": "done", <name>_checksum: ...}` of the given parameters, after
+    a final save (a re-run truncates to here and writes it once again), then curves.png."""
+    record = dict(phase="done", **{f"{name}_checksum": params_checksum(params)
+                                   for name, params in checksums.items()})
+    self.save()
+    self.record(record)
+    self.writer.close()
+    plot_curves(os.path.join(self.workdir, "metrics.jsonl"),
+                os.path.join(self.workdir, "curves.png"))
+    return record
+
+  def close(self) -> None:
+    self.progress.close()
+    self.preemption.restore()
+    self.ckpt.close()
+    self.writer.close()
+
+
+class _Run(RunBase):
   """Position, checkpoints and metrics of one training run."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, setup):
-    self.config, self.workdir, self.setup = config, workdir, setup
+    super().__init__(config, workdir, setup.total_steps, "train",
+                     keep_steps=setup.round_end_steps if config.checkpoint.keep_rounds else ())
+    self.setup = setup
     self.policies = {"generator": setup.generator, "judge": setup.judge}
-    self.writer = MetricsWriter(workdir, tensorboard=config.log.tensorboard)
-    self.ckpt = TrainCheckpointer(
-        os.path.join(workdir, checkpoints.CHECKPOINTS_DIR), config.checkpoint.max_to_keep,
-        keep_steps=setup.round_end_steps if config.checkpoint.keep_rounds else ())
-    self.preemption = Preemption()
-    self.meta = dict(stage=STAGES[0], phase=0, step=0, global_step=0, metrics_offset=0,
-                     rubric_cache=None, evals=[], seed=int(config.seed))
+    self.meta.update(stage=STAGES[0], phase=0, step=0, rubric_cache=None, evals=[])
     self.trainer: AlternatingTrainer | None = None
     self.sft_opt_state = None
-    self.progress = Progress(setup.total_steps, "train")
 
   # ------------------------------------------------------------------------- state
   def _state(self) -> dict:
@@ -149,19 +193,7 @@ class _Run:
     self.meta["init_from"] = dict(path=directory, step=meta["checkpoint_step"])
     logging.info("both policies start from %s, checkpoint %d", directory, meta["checkpoint_step"])
 
-  # ------------------------------------------------------------------------- logging
-  def record(self, record: dict) -> None:
-    self.writer.write(dict(record, global_step=self.meta["global_step"]))
-
-  def _step_done(self) -> bool:
-    """Counts a finished step; saves when due or preempted. True = stop now."""
-    self.meta["global_step"] += 1
-    self.progress.update(1)
-    every = self.config.checkpoint.every_steps
-    if self.preemption.requested or (every and self.meta["global_step"] % every == 0):
-      self.save()
-    return self.preemption.requested
-
+  # ------------------------------------------------------------------------- evaluation
   def evaluate(self, round_: int) -> None:
     if round_ in self.meta["evals"]:
       return
@@ -258,23 +290,6 @@ class _Run:
     self.meta.update(stage="done")
     return True
 
-  def finish(self) -> dict:
-    record = dict(phase="done", **{f"{role}_checksum": params_checksum(p.params)
-                                   for role, p in self.policies.items()})
-    self.save()  # before the line, so a re-run truncates to here and writes it once again
-    self.record(record)
-    self.writer.close()
-    plot_curves(os.path.join(self.workdir, "metrics.jsonl"),
-                os.path.join(self.workdir, "curves.png"))
-    return record
-
-  def close(self) -> None:
-    self.progress.close()
-    self.preemption.restore()
-    self.ckpt.close()
-    self.writer.close()
-
-
 def run_train(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   """Runs (or resumes) the job; returns the final "done" record, None when preempted. The config
   is validated and completed first (arm_jax.config_sections)."""
@@ -288,12 +303,12 @@ def run_train(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
     checkpoints.write_config(config, workdir)
     if run.meta["stage"] == "done":
       logging.info("%s already finished", workdir)
-      return run.finish()
+      return run.finish({role: p.params for role, p in run.policies.items()})
     for role in ROLES:
       if run.meta["stage"] == f"sft_{role}" and not run.sft(role):
         return None
     if run.meta["stage"] == "rl" and not run.rl():
       return None
-    return run.finish()
+    return run.finish({role: p.params for role, p in run.policies.items()})
   finally:
     run.close()
