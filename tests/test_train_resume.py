@@ -250,7 +250,7 @@ def test_resume_refuses_another_seed(reference, tmp_path):
   ref_dir, _ = reference
   config = tiny_config()
   config.seed = 1
-  with pytest.raises(ValueError, match="seed 0"):
+  with pytest.raises(ValueError, match="holds a run with seed=0, the config says 1"):
     run_train(config, ref_dir)
 
 

@@ -320,21 +320,13 @@ class _PolicyRun(RunBase):
   def save(self) -> None:
     cache = self.setup.reward_model.rubrics
     self.meta["rubric_cache"] = [[p, g.text, g.tokens] for p, g in cache.items()]
-    self.meta["metrics_offset"] = self.writer.offset()
-    self.meta["state_keys"] = sorted(self._state())
-    self.ckpt.save(self.meta["global_step"], self._state(), self.meta)
+    self._save_state(self._state())
 
   def resume(self) -> bool:
-    step = self.ckpt.latest_step()
-    if step is None:
+    found = self._resume_meta(("seed", "method", "reward_model"))
+    if found is None:
       return False
-    meta = self.ckpt.restore_meta(step)
-    for key in ("seed", "method", "reward_model"):
-      if meta[key] != self.meta[key]:
-        raise ValueError(f"{self.workdir} holds a run with {key}={meta[key]!r}, the config says "
-                         f"{self.meta[key]!r}: use another --workdir")
-    self.meta = meta
-    self.writer.truncate(meta["metrics_offset"])
+    step, meta = found
     params = self.policy.params
     like = {"policy": params}
     keys = set(meta["state_keys"])

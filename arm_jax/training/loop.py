@@ -78,6 +78,29 @@ class RunBase:
   def save(self) -> None:
     raise NotImplementedError
 
+  def _save_state(self, state: dict) -> None:
+    """Checkpoints `state` numbered by the global step, with the position `meta` and the
+    metrics.jsonl offset a resume truncates to."""
+    self.meta["metrics_offset"] = self.writer.offset()
+    self.meta["state_keys"] = sorted(state)
+    self.ckpt.save(self.meta["global_step"], state, self.meta)
+
+  def _resume_meta(self, same: tuple[str, ...]) -> tuple[int, dict] | None:
+    """The newest checkpoint's (step, meta), adopted as this run's position with metrics.jsonl
+    truncated to it; None when the workdir has none. The `same` fields of its meta must equal
+    this run's (a workdir holds one run)."""
+    step = self.ckpt.latest_step()
+    if step is None:
+      return None
+    meta = self.ckpt.restore_meta(step)
+    for key in same:
+      if meta[key] != self.meta[key]:
+        raise ValueError(f"{self.workdir} holds a run with {key}={meta[key]!r}, the config says "
+                         f"{self.meta[key]!r}: use another --workdir")
+    self.meta = meta
+    self.writer.truncate(meta["metrics_offset"])
+    return step, meta
+
   def record(self, record: dict) -> None:
     self.writer.write(dict(record, global_step=self.meta["global_step"]))
 
@@ -138,21 +161,14 @@ class _Run(RunBase):
     if self.trainer is not None:
       cache = self.trainer.rubric_cache
       self.meta["rubric_cache"] = None if cache is None else sorted(cache.items())
-    self.meta["metrics_offset"] = self.writer.offset()
-    self.meta["state_keys"] = sorted(self._state())
     self.meta["round_end_steps"] = list(self.setup.round_end_steps)  # for the evaluator
-    self.ckpt.save(self.meta["global_step"], self._state(), self.meta)
+    self._save_state(self._state())
 
   def resume(self) -> bool:
-    step = self.ckpt.latest_step()
-    if step is None:
+    found = self._resume_meta(("seed",))
+    if found is None:
       return False
-    meta = self.ckpt.restore_meta(step)
-    if meta["seed"] != int(self.config.seed):
-      raise ValueError(f"{self.workdir} holds a run with seed {meta['seed']}, the config says "
-                       f"{self.config.seed}: use another --workdir")
-    self.meta = meta
-    self.writer.truncate(meta["metrics_offset"])
+    step, meta = found
     like = {role: p.params for role, p in self.policies.items()}
     keys = set(meta["state_keys"])
     if "sft_opt" in keys:
