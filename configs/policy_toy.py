@@ -24,8 +24,8 @@ from arm_jax import config_sections
 def get_config() -> ml_collections.ConfigDict:
   c = config_sections.policy_base()
   c.method = "iterdpo"
-  # Greedy judgments: the README run's judge is right on 97% of held-out pairs greedy, 87.5%
-  # sampled (the paper samples at 1.0); sampled labels left one DPO iteration flat.
+  # Greedy judgments (the paper samples at 1.0): the toy judge is right more often greedy, and
+  # sampled labels left one DPO iteration flat (docs/results.md).
   c.reward_model.update(workdir="runs/toy", checkpoint="latest", judge_temperature=0.0)
   c.actor.update(warmstart_steps=200, warmstart_batch_size=32, warmstart_learning_rate=1e-3,
                  warmstart_max_length=128)
@@ -37,9 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
                # policy's samples are long word lists and its greedy answer two words.
                temperature=0.5,
                batch_size=16, epochs=4, max_length=128, pad_multiple=16)
-  # K 8 and beta 0.05: with the paper's beta 0.001 the policy drifted (KL past 1); rollouts at
-  # 0.5 for the reason the DPO pairs are; drgrpo: with ties the group's std is small and
-  # dividing by it made the gains wander (docs/results.md).
+  # K 8 and beta 0.05: with the paper's beta 0.001 the policy drifted; rollouts at 0.5 for the
+  # reason the DPO pairs are; drgrpo: with many ties the group's std is small and dividing by
+  # it made the gains wander (docs/results.md).
   c.grpo.update(group_size=8, prompts_per_step=16, steps=300, max_new_tokens=16,
                 learning_rate=3e-4, beta=0.05, mu=2, temperature=0.5, advantage="drgrpo")
   c.eval.update(kind="oracle", every_iterations=1, every_steps=50, max_new_tokens=16,

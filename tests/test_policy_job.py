@@ -23,7 +23,7 @@ from arm_jax import config_sections
 from arm_jax.downstream import job as policy_job
 from arm_jax.downstream.job import run_policy
 from arm_jax.training.loop import run_train
-from test_train_resume import OVERRIDES, records, tiny_config, trajectory
+from test_train_resume import OVERRIDES, interrupt_at, records, tiny_config, trajectory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POLICY_TOY = os.path.join(REPO, "configs", "policy_toy.py")
@@ -139,14 +139,7 @@ def test_grpo_rewards_rollouts_and_evaluates_every_two_steps(grpo_reference):
 
 
 def _interrupt_at(monkeypatch, global_step, action):
-  original = policy_job._PolicyRun._step_done
-
-  def step_done(self):
-    if self.meta["global_step"] + 1 == global_step:
-      action()
-    return original(self)
-
-  monkeypatch.setattr(policy_job._PolicyRun, "_step_done", step_done)
+  interrupt_at(monkeypatch, global_step, action, policy_job._PolicyRun)
 
 
 WARM = POLICY["actor.warmstart_steps"]

@@ -109,23 +109,24 @@ def test_uninterrupted_run_logs_every_stage(reference):
                                  for r in rs]
 
 
-def _interrupt_at(monkeypatch, global_step, action):
-  """Calls action() when the run finishes its global_step-th step (before any save)."""
-  original = train._Run._step_done
+def interrupt_at(monkeypatch, global_step, action, run_class=train._Run):
+  """Calls action() when a run of run_class finishes its global_step-th step (before any
+  save)."""
+  original = run_class._step_done
 
   def step_done(self):
     if self.meta["global_step"] + 1 == global_step:
       action()
     return original(self)
 
-  monkeypatch.setattr(train._Run, "_step_done", step_done)
+  monkeypatch.setattr(run_class, "_step_done", step_done)
 
 
 def test_sigterm_mid_phase_saves_exits_and_resumes_exactly(reference, tmp_path, monkeypatch):
   ref_dir, ref_done = reference
   workdir = str(tmp_path)
   # After the first judge step (SFT_STEPS + 1) and before the second: mid RL phase.
-  _interrupt_at(monkeypatch, SFT_STEPS + 1, lambda: os.kill(os.getpid(), signal.SIGTERM))
+  interrupt_at(monkeypatch, SFT_STEPS + 1, lambda: os.kill(os.getpid(), signal.SIGTERM))
   assert run_train(tiny_config(), workdir) is None
   assert [r["phase"] for r in records(workdir)][-1] == "judge"
   monkeypatch.undo()
@@ -142,11 +143,11 @@ def test_crash_loses_only_unsaved_steps_and_resumes_exactly(reference, tmp_path,
     raise RuntimeError("simulated crash")
 
   # Mid SFT of the judge, then at the last generator step on the resumed run.
-  _interrupt_at(monkeypatch, SFT_STEPS - 20, crash)
+  interrupt_at(monkeypatch, SFT_STEPS - 20, crash)
   with pytest.raises(RuntimeError, match="simulated crash"):
     run_train(tiny_config(), workdir)
   monkeypatch.undo()
-  _interrupt_at(monkeypatch, SFT_STEPS + 4, crash)
+  interrupt_at(monkeypatch, SFT_STEPS + 4, crash)
   with pytest.raises(RuntimeError, match="simulated crash"):
     run_train(tiny_config(), workdir)
   monkeypatch.undo()
@@ -239,7 +240,7 @@ def test_cosine_warm_start_spans_each_policy_and_resumes_exactly(tmp_path, monke
   lengths = {r["length"] for r in sft}
   assert all(n % 16 == 0 for n in lengths) and any(n % 64 for n in lengths), lengths
   workdir = str(tmp_path / "run")
-  _interrupt_at(monkeypatch, 8 + 5, lambda: os.kill(os.getpid(), signal.SIGTERM))
+  interrupt_at(monkeypatch, 8 + 5, lambda: os.kill(os.getpid(), signal.SIGTERM))
   assert run_train(tiny_config(overrides), workdir) is None
   monkeypatch.undo()
   run_train(tiny_config(overrides), workdir)
