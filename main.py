@@ -7,11 +7,10 @@ arm_jax.jobs runs it.
 
 import os
 
-import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from arm_jax import jobs, xla_options
+from arm_jax import jobs, multihost, xla_options
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "toy.py")
 config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "ml_collections config file",
@@ -23,8 +22,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   xla_options.configure_process()
-  if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("TPU_WORKER_HOSTNAMES"):
-    jax.distributed.initialize()  # multi-host: one process per host
+  multihost.initialize()  # several processes (hosts) when the environment says so
   jobs.run(flags.FLAGS.config, flags.FLAGS.workdir)
 
 

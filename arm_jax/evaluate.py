@@ -39,7 +39,7 @@ from arm_jax.evaluation import report
 from arm_jax.evaluation.metrics import ORDERS
 from arm_jax.evaluation.runner import evaluate_examples, policy_judge_fn, policy_rubric_fn
 from arm_jax.evaluation.systems import build_models, system_specs
-from arm_jax import config_sections, xla_options
+from arm_jax import config_sections, multihost, xla_options
 from arm_jax.generate import sampling_from_flags
 
 
@@ -198,6 +198,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   xla_options.configure_process()
+  multihost.initialize()
   run_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
 

@@ -9,7 +9,7 @@ import time
 import ml_collections
 from absl import logging
 
-from arm_jax import assets, config_sections
+from arm_jax import assets, config_sections, multihost
 from arm_jax import sharding as sharding_lib
 from arm_jax.downstream.job import run_policy
 from arm_jax.evaluate import run_evaluate
@@ -34,11 +34,12 @@ def run_generate(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   texts = generate_texts(model, params, tokenizer, list(config.prompts), sampling, config.seed,
                          config.chat, s.num_samples)
   seconds = time.time() - start
-  records = []
-  for i, text in enumerate(texts):
-    prompt = config.prompts[i // s.num_samples]
-    records.append({"prompt": prompt, "sample": i % s.num_samples, "completion": text})
-    print(f"### {prompt}\n{text}\n")
+  records = [{"prompt": config.prompts[i // s.num_samples], "sample": i % s.num_samples,
+              "completion": text} for i, text in enumerate(texts)]
+  if not multihost.is_main():  # every process holds the same texts; process 0 writes them
+    return records
+  for r in records:
+    print(f"### {r['prompt']}\n{r['completion']}\n")
   os.makedirs(workdir, exist_ok=True)
   out = os.path.join(workdir, "generations.jsonl")
   with open(out, "w") as f:

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from arm_jax import multihost
 from arm_jax import sharding as sharding_lib
 from arm_jax import xla_options
 from arm_jax.models.config import dtype_from_name
@@ -288,8 +289,8 @@ class Sampler:
       data = sharding_lib.data_sharding(self.model.mesh, self.model.rules)
       ids, mask = jax.device_put(ids, data), jax.device_put(mask, data)
     out = self._fn(sampling)(params, ids, mask, key, jnp.asarray(self.stop_ids, jnp.int32))
-    out = jax.device_get(out)
-    return SampleOutput(*(np.asarray(x)[:n] for x in out))
+    out = multihost.host_tree(out)  # every process gets every row
+    return SampleOutput(*(x[:n] for x in out))
 
 
 def completions_text(tokenizer, out: SampleOutput) -> list[str]:

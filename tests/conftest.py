@@ -29,3 +29,14 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     if "slow" in item.keywords:
       item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_toy_run(tmp_path_factory):
+  """(workdir, "done" record) of the tiny toy run (test_train_resume.OVERRIDES) on this process's
+  8 devices, uninterrupted: the reference of the resume and the multi-host tests."""
+  from test_train_resume import tiny_config  # noqa: PLC0415
+
+  from arm_jax.training.loop import run_train  # noqa: PLC0415
+  workdir = str(tmp_path_factory.mktemp("tiny_toy_run"))
+  return workdir, run_train(tiny_config(), workdir)

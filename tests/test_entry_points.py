@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -27,6 +29,7 @@ def test_main_runs_generate_config_and_writes_generations(tmp_path):
   assert "3 completions" in out
 
 
+@pytest.mark.slow  # main.py's generate job (above) runs the same generation in the default tier
 def test_generate_cli_prints_one_completion_per_prompt(tmp_path):
   out = _run(["-m", "arm_jax.generate", "--chat", "--prompt", "What is the capital of France?",
               "--prompt", "Say hello.", "--max_new_tokens", "10", "--temperature", "0.8",

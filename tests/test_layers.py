@@ -3,13 +3,13 @@ inside functions, read with ast) goes to the module's own layer or a lower one, 
 
 Layers, low to high (README.md, Layout):
   1 core types and the config schema;
-  2 models, sharding, tokenizer, assets, XLA options;
+  2 models, sharding, tokenizer, assets, XLA options, multi-process helpers;
   3 sampling and the text layer (prompts, parsing, rewards);
   4 data;
   5 rl;
   6 training, evaluation, downstream (the reward model used for a policy), and the toy world
     (a plug-in no other package imports);
-  7 entry points: jobs (dispatch), the generate and evaluate CLIs.
+  7 entry points: jobs (dispatch), the generate and evaluate CLIs, the local launcher.
 """
 
 import ast
@@ -22,11 +22,12 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "arm_jax"
 LAYERS = {
     "core": 1, "config_sections": 1,
     "models": 2, "sharding": 2, "tokenizer": 2, "assets": 2, "xla_options": 2,
+    "multihost": 2,
     "sampling": 3, "prompts": 3, "parsing": 3, "rewards": 3,
     "data": 4,
     "rl": 5,
     "training": 6, "evaluation": 6, "downstream": 6, "toy": 6,
-    "jobs": 7, "generate": 7, "evaluate": 7,
+    "jobs": 7, "generate": 7, "evaluate": 7, "launch": 7,
 }
 
 

@@ -1,11 +1,12 @@
 """The training job resumes exactly: interrupted runs end bit-identical to an uninterrupted one.
 
 A tiny toy config (about a minute per run), data-parallel over the suite's 8 host devices. The
-default tier interrupts in-process with a SIGTERM delivered mid-phase and checks that `python
-main.py` without --config builds and runs the toy config; the slow tier adds a crash between the
-warm start and RL, two crashes that lose everything after the last checkpoint, RL started from
-a shared warm start (init_from), the whole README command, and kills a real `main.py` process
-with SIGKILL mid-phase before re-running the same command.
+default tier checks the uninterrupted run's records, resumes a cosine warm start and checks that
+`python main.py` without --config builds and runs the toy config (real processes are SIGTERMed
+and SIGKILLed mid-run in tests/test_multihost.py); the slow tier adds an in-process SIGTERM mid
+phase, a crash between the warm start and RL, two crashes that lose everything after the last
+checkpoint, RL started from a shared warm start (init_from), the whole README command, and kills
+a real `main.py` process with SIGKILL mid-phase before re-running the same command.
 """
 
 import json
@@ -68,10 +69,8 @@ def trajectory(workdir):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("reference"))
-  done = run_train(tiny_config(), workdir)
-  return workdir, done
+def reference(tiny_toy_run):
+  return tiny_toy_run  # conftest.py: the uninterrupted run, shared with test_multihost.py
 
 
 def test_uninterrupted_run_logs_every_stage(reference):
@@ -122,6 +121,7 @@ def interrupt_at(monkeypatch, global_step, action, run_class=train._Run):
   monkeypatch.setattr(run_class, "_step_done", step_done)
 
 
+@pytest.mark.slow  # the default tier's tests/test_multihost.py SIGTERMs and SIGKILLs real runs
 def test_sigterm_mid_phase_saves_exits_and_resumes_exactly(reference, tmp_path, monkeypatch):
   ref_dir, ref_done = reference
   workdir = str(tmp_path)

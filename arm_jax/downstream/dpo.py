@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from arm_jax import multihost
 from arm_jax.core import SFTExample
 from arm_jax.downstream.reward_model import OUTCOMES, Comparison, RewardModel, preference
 from arm_jax.evaluation.runner import generate_in_batches
@@ -145,4 +146,4 @@ def train_step(policy: Policy, cfg: IterationConfig, ref_params: Any, chosen, re
   c, r = batch
   policy.params, policy.opt_state, m = update(
       policy.params, policy.opt_state, (c, r, ref_logps(ref_params, c), ref_logps(ref_params, r)))
-  return {k: float(v) for k, v in jax.device_get(m).items()}
+  return {k: float(v) for k, v in multihost.host_tree(m).items()}

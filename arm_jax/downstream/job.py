@@ -46,7 +46,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from arm_jax import config_sections
+from arm_jax import config_sections, multihost
 from arm_jax.core import SFTExample
 from arm_jax.data import ifeval
 from arm_jax.downstream import dpo as dpo_lib
@@ -264,7 +264,11 @@ def _comparison_row(c: Comparison) -> dict:
 
 
 def _write_jsonl(path: str, rows: list[dict]) -> None:
-  """Atomically: a killed write leaves the previous file, never half of one."""
+  """Atomically: a killed write leaves the previous file, never half of one. Process 0 writes;
+  the others hold the same rows in memory (arm_jax.multihost) and read the file only when a
+  later run resumes (a multi-host workdir is shared storage, like its checkpoints)."""
+  if not multihost.is_main():
+    return
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + ".tmp", "w", encoding="utf-8") as f:
     for row in rows:
@@ -298,6 +302,7 @@ class _PolicyRun(RunBase):
                      rubric_cache=None, method=config.method,
                      reward_model=setup.reward_model_source)
     self.warm_opt_state = None
+    self._start_responses: list[str] | None = None  # the unit-0 evaluation's
     self.ref = None  # the DPO iteration's reference, or GRPO's KL reference
     self.warm_optimizer = optim.OptimizerConfig(learning_rate=a.warmstart_learning_rate,
                                                 warmup_steps=_WARMUP_STEPS)
@@ -365,11 +370,13 @@ class _PolicyRun(RunBase):
     _write_jsonl(self._eval_path(unit), [dict(prompt=p, response=r, tokens=g[0].tokens)
                                          for p, r, g in zip(self.setup.eval_prompts, responses,
                                                             out)])
-    start = responses if unit == 0 else [row["response"] for row in
-                                         _read_jsonl(self._eval_path(0))]
-    figures = self.setup.score(responses, start)
+    if unit == 0:
+      self._start_responses = responses
+    elif self._start_responses is None:  # resumed: unit 0 was evaluated by an earlier run
+      self._start_responses = [row["response"] for row in _read_jsonl(self._eval_path(0))]
+    figures = self.setup.score(responses, self._start_responses)
     by_kind = figures.pop("by_kind", None)
-    if by_kind is not None:  # IFEval's per-instruction accuracies, beside the responses
+    if by_kind is not None and multihost.is_main():  # IFEval's per-kind accuracies, beside
       with open(self._eval_path(unit)[:-1], "w", encoding="utf-8") as f:
         json.dump(dict(figures, by_kind=by_kind), f, indent=1)
     self.record(dict(figures, phase="eval", unit=unit,

@@ -15,6 +15,7 @@ import ml_dtypes
 import numpy as np
 from jax.sharding import Mesh
 
+from arm_jax import multihost
 from arm_jax import sharding as sharding_lib
 from arm_jax.models.config import DecoderConfig, dtype_from_name
 from arm_jax.models.decoder import Decoder
@@ -220,7 +221,7 @@ def save_pretrained(model: Decoder, params: Any, out_dir: str, tokenizer=None, *
   for m in MAPPINGS:
     if not m.when(config):
       continue
-    value = np.asarray(jax.device_get(_tree_get(params, m.path)))
+    value = multihost.host_array(_tree_get(params, m.path))
     for i in range(config.num_layers) if m.per_layer else [None]:
       parts = m.to_hf(config, value[i] if m.per_layer else value)
       for template, part in zip(m.hf, parts):

@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import optax
 
+from arm_jax import multihost
 from arm_jax.xla_options import jit_training
 
 
@@ -87,7 +88,7 @@ def offload(tree: Any) -> Any:
   """Move a pytree to host memory (same shardings, pinned_host memory kind)."""
   def move(x):
     host = _host_sharding(x.sharding)
-    return jax.device_put(x, host) if host is not None else jax.device_get(x)
+    return jax.device_put(x, host) if host is not None else multihost.host_array(x)
   return jax.tree.map(move, tree)
 
 

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
+from arm_jax import multihost
 from arm_jax import sharding as sharding_lib
 from arm_jax.core import PreferencePair
 from arm_jax.prompts import render_judge_prompt, render_rubric_prompt
@@ -76,7 +77,7 @@ def train_on_rollout(policy: Policy, cfg: PhaseConfig, update: Callable, prompts
     batch = jax.tree.map(lambda x: jax.device_put(x, sharding_lib.data_sharding(mesh, rules,
                                                                                 x.ndim)), batch)
   policy.params, policy.opt_state, metrics = update(policy.params, policy.opt_state, batch)
-  metrics = jax.device_get(metrics)
+  metrics = multihost.host_tree(metrics)
   # Per-inner-step arrays [mu]: report the first step (on-policy) and the mean.
   flat = {}
   for k, v in metrics.items():

@@ -26,6 +26,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from arm_jax import multihost
 from arm_jax import sharding as sharding_lib
 from arm_jax.core import Messages, SFTExample
 from arm_jax.models.checkpoint import param_shardings
@@ -319,7 +320,7 @@ def run_sft(model: Decoder, params: Any, tokenizer, examples: Sequence[SFTExampl
     batch = jax.device_put(batch, data) if data is not None else jax.tree.map(jnp.asarray, batch)
     start = time.perf_counter()
     params, opt_state, metrics = update(params, opt_state, batch)
-    metrics = {name: float(v) for name, v in jax.device_get(metrics).items()}
+    metrics = {name: float(v) for name, v in multihost.host_tree(metrics).items()}
     history.steps.append(dict(metrics, step=step, epoch=epoch, learning_rate=float(lr(step)),
                               length=batch.tokens.shape[1], seconds=time.perf_counter() - start))
     log_fn(f"sft step {step}: loss {metrics['loss']:.4f} grad_norm {metrics['grad_norm']:.3f} "

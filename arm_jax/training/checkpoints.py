@@ -134,7 +134,10 @@ def checkpoints_dir(path: str, key: str = "trained.workdir") -> str:
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """WORKDIR/config.json, atomically: the run's full config, which the evaluator rebuilds the
-  run's models from."""
+  run's models from. Written by process 0 only."""
+  if jax.process_index() != 0:
+    return
+  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, CONFIG_FILE)
   with open(path + ".tmp", "w", encoding="utf-8") as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")

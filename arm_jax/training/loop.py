@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import signal
 from typing import Any
@@ -22,7 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from arm_jax import config_sections
+from arm_jax import config_sections, multihost
 from arm_jax.core import ROLES
 from arm_jax.rl import heldout
 from arm_jax.rl.schedule import plan
@@ -41,20 +42,28 @@ def params_checksum(params: Any) -> str:
   digest = hashlib.sha256()
   for path, leaf in jax.tree_util.tree_leaves_with_path(params):
     digest.update(jax.tree_util.keystr(path).encode())
-    digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
+    digest.update(np.ascontiguousarray(multihost.host_array(leaf)).tobytes())
   return digest.hexdigest()[:16]
 
 
 class Preemption:
-  """SIGTERM sets a flag; the loop saves after the current step and exits cleanly."""
+  """SIGTERM sets a flag; the loop saves after the current step and exits cleanly. With several
+  processes the flag is agreed after every step (RunBase._step_done): a SIGTERM to any one
+  process stops all of them at the same step."""
 
   def __init__(self):
-    self.requested = False
+    self.signalled = False  # this process got SIGTERM
+    self.requested = False  # some process did, as agreed at the last step's end: stop
     self._previous = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum, frame):  # noqa: ARG002
     logging.warning("SIGTERM: saving after the current step, then exiting")
-    self.requested = True
+    self.signalled = True
+
+  def agree(self) -> bool:
+    """`requested` from every process's `signalled` (a collective with several processes)."""
+    self.requested = multihost.any_process(self.signalled)
+    return self.requested
 
   def restore(self):
     signal.signal(signal.SIGTERM, self._previous)
@@ -81,8 +90,12 @@ class RunBase:
   def _save_state(self, state: dict) -> None:
     """Checkpoints `state` numbered by the global step, with the position `meta` and the
     metrics.jsonl offset a resume truncates to."""
-    self.meta["metrics_offset"] = self.writer.offset()
+    self.meta["metrics_offset"] = self.writer.offset()  # process 0's: the one that writes
     self.meta["state_keys"] = sorted(state)
+    if jax.process_count() > 1:  # processes that drifted apart must not write one checkpoint
+      position = {k: v for k, v in self.meta.items() if k != "metrics_offset"}
+      multihost.assert_same(hashlib.sha256(json.dumps(position, sort_keys=True, default=str)
+                                           .encode()).hexdigest(), "the run's position")
     self.ckpt.save(self.meta["global_step"], state, self.meta)
 
   def _resume_meta(self, same: tuple[str, ...]) -> tuple[int, dict] | None:
@@ -109,8 +122,11 @@ class RunBase:
     self.meta["global_step"] += 1
     self.progress.update(1)
     every = self.config.checkpoint.every_steps
-    if self.preemption.requested or (every and self.meta["global_step"] % every == 0):
+    if self.preemption.agree() or (every and self.meta["global_step"] % every == 0):
       self.save()
+    if self.preemption.requested:
+      logging.warning("preempted: saved at global step %d, exiting; the same command resumes",
+                      self.meta["global_step"])
     return self.preemption.requested
 
   def finish(self, checksums: dict[str, Any]) -> dict:
@@ -121,8 +137,9 @@ class RunBase:
     self.save()
     self.record(record)
     self.writer.close()
-    plot_curves(os.path.join(self.workdir, "metrics.jsonl"),
-                os.path.join(self.workdir, "curves.png"))
+    if multihost.is_main():
+      plot_curves(os.path.join(self.workdir, "metrics.jsonl"),
+                  os.path.join(self.workdir, "curves.png"))
     return record
 
   def close(self) -> None:

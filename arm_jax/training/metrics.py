@@ -17,7 +17,6 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
