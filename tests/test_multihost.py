@@ -37,7 +37,7 @@ _JOIN = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 def _env(**extra):
   env = {k: v for k, v in os.environ.items() if k not in _JOIN}
-  env.update(ARM_JAX_HEARTBEAT_SECONDS="20", **extra)
+  env.update({"ARM_JAX_HEARTBEAT_SECONDS": "20", **extra})
   return env
 
 
