@@ -154,6 +154,8 @@ _TRAIN_SECTIONS = {
         "every_steps": F(50, "save every N global steps; 0 = at stage / phase ends and on SIGTERM"),
         "max_to_keep": F(2, "the newest N checkpoints stay"),
         "keep_rounds": F(True, "the checkpoints after the warm start and each round stay too"),
+        "max_nonfinite_updates": F(10, "updates in a row with a non-finite loss or gradient "
+                                   "(each skipped: parameters unchanged) before the run stops"),
     },
     "log": {"tensorboard": F(True, "write TensorBoard event files beside metrics.jsonl")},
     "device": {  # the hardware a paper-scale config is sized for (tests/test_configs.py)
@@ -237,6 +239,8 @@ _POLICY_JOB_SECTIONS = {
         "every_steps": F(50, "save every N optimizer steps; 0 = at iteration ends, evaluations "
                              "and on SIGTERM"),
         "max_to_keep": F(2, "the newest N checkpoints stay"),
+        "max_nonfinite_updates": F(10, "updates in a row with a non-finite loss or gradient "
+                                   "(each skipped: parameters unchanged) before the run stops"),
     },
     "log": _TRAIN_SECTIONS["log"],
     "device": _TRAIN_SECTIONS["device"],

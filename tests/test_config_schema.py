@@ -104,7 +104,8 @@ def test_missing_fields_are_completed_with_their_defaults():
   config.checkpoint = dict(every_steps=5)
   done = config_sections.validate(config)
   assert done.eval.samples == 1
-  assert done.checkpoint.to_dict() == dict(every_steps=5, max_to_keep=2, keep_rounds=True)
+  assert done.checkpoint.to_dict() == dict(every_steps=5, max_to_keep=2, keep_rounds=True,
+                                         max_nonfinite_updates=10)
   assert "samples" not in config.eval  # the given config is left as it was
 
 

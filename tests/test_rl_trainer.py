@@ -14,7 +14,6 @@ from arm_jax import sharding
 from arm_jax.models import Decoder, init_params
 from arm_jax.rl import optim, phases
 from arm_jax.rl.grpo import GRPOConfig
-from arm_jax.core import PreferencePair
 from arm_jax.rl.phases import PhaseConfig
 from arm_jax.rl.policy import Policy
 from arm_jax.rl.schedule import ScheduleConfig
@@ -106,10 +105,11 @@ def test_two_steps_of_each_phase_report_every_metric(single):
                                                         ("generator", 0), ("generator", 1)]
   keys = {"reward_mean", "reward_std", "accuracy", "clip_fraction", "kl", "entropy",
           "grad_norm", "grad_variance", "completion_length_mean", "seconds_generation",
-          "seconds_reward", "seconds_update", "loss"}
+          "seconds_reward", "seconds_update", "loss", "skipped_nonfinite"}
   for h in history:
     assert keys <= set(h), keys - set(h)
     assert all(np.isfinite(h[k]) for k in keys), h
+    assert h["skipped_nonfinite"] == 0.0
   assert "format_rate" in history[0] and "format_rate" in history[2]
   # Rubrics for the judge phase are sampled once, one per example its steps show: 2 steps of
   # 2 distinct pairs (the part holds all 8; the other 4 are never shown, so never sampled).

@@ -327,21 +327,23 @@ class _PolicyRun(RunBase):
     self.meta["rubric_cache"] = [[p, g.text, g.tokens] for p, g in cache.items()]
     self._save_state(self._state())
 
-  def resume(self) -> bool:
-    found = self._resume_meta(("seed", "method", "reward_model"))
-    if found is None:
-      return False
-    step, meta = found
-    params = self.policy.params
-    like = {"policy": params}
+  def _like(self, meta: dict) -> dict:
+    """The arrays a checkpoint with this meta holds, as live arrays to restore into."""
+    like = {"policy": self.policy.params}
     keys = set(meta["state_keys"])
     if "warm_opt" in keys:
       like["warm_opt"] = init_opt_state(optim.make_optimizer(self.warm_optimizer), self.policy)
     if "opt" in keys:
       like["opt"] = init_opt_state(self._optimizer(), self.policy)
     if "ref" in keys:
-      like["ref"] = params
-    state = self.ckpt.restore_state(step, like)
+      like["ref"] = self.policy.params
+    return like
+
+  def resume(self) -> bool:
+    found = self._restore(("seed", "method", "reward_model"), self._like)
+    if found is None:
+      return False
+    step, meta, state = found
     self.policy.params = state["policy"]
     self.policy.opt_state = state.get("opt")
     self.warm_opt_state = state.get("warm_opt")

@@ -101,9 +101,10 @@ def make_dpo_update(model: Decoder, cfg: DPOConfig, optimizer: optax.GradientTra
     acc, sums = jax.lax.scan(body, zeros, micro)
     grads = jax.tree.map(lambda x: x / n, acc)
     grad_norm = optax.global_norm(grads)
-    params, opt_state = optim.apply_gradients(optimizer, grads, opt_state, params)
     metrics = {k: v.sum() / n for k, v in sums.items()}
-    metrics["grad_norm"] = grad_norm
+    finite = optim.finite_step(metrics["loss"], grad_norm)
+    params, opt_state = optim.apply_gradients(optimizer, grads, opt_state, params, finite)
+    metrics.update(grad_norm=grad_norm, skipped_nonfinite=1.0 - finite.astype(jnp.float32))
     return params, opt_state, metrics
 
   return optim.jit_update(update, shardings, donate)

@@ -118,9 +118,12 @@ def make_update(model: Decoder, cfg: GRPOConfig, optimizer: optax.GradientTransf
     variance = (jnp.float32(m) / (m - 1) * (sq / m - mean_sq) / mean_sq if m > 1
                 else jnp.float32(jnp.nan))
     grad_norm = optax.global_norm(grads)
-    params, opt_state = optim.apply_gradients(optimizer, grads, opt_state, params)
+    loss = aux["loss_sum"].sum() / denom
+    finite = optim.finite_step(loss, grad_norm)
+    params, opt_state = optim.apply_gradients(optimizer, grads, opt_state, params, finite)
     tokens = jnp.maximum(aux["tokens"].sum(), 1.0)
-    metrics = dict(loss=aux["loss_sum"].sum() / denom, grad_norm=grad_norm, grad_variance=variance,
+    metrics = dict(loss=loss, grad_norm=grad_norm, grad_variance=variance,
+                   skipped_nonfinite=1.0 - finite.astype(jnp.float32),
                    kl=aux["kl"].sum() / tokens, clip_fraction=aux["clipped"].sum() / tokens,
                    entropy=aux["entropy"].sum() / tokens,
                    ratio_deviation=aux["ratio_dev"].sum() / tokens)

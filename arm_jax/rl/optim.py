@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from arm_jax import multihost
@@ -57,11 +58,22 @@ def opt_state_shardings(optimizer: optax.GradientTransformation, params: Any,
 
 
 def apply_gradients(optimizer: optax.GradientTransformation, grads: Any, opt_state: Any,
-                    params: Any) -> tuple[Any, Any]:
-  """One optimizer step from f32 accumulated gradients (cast to each parameter's dtype)."""
-  grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
-  updates, opt_state = optimizer.update(grads, opt_state, params)
-  return optax.apply_updates(params, updates), opt_state
+                    params: Any, finite: jax.Array | None = None) -> tuple[Any, Any]:
+  """One optimizer step from f32 accumulated gradients (cast to each parameter's dtype). With
+  `finite` (a boolean scalar) false, the step is skipped: parameters and optimizer state come
+  back unchanged, so one non-finite loss or gradient never reaches the weights."""
+  grads_cast = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
+  updates, new_state = optimizer.update(grads_cast, opt_state, params)
+  new_params = optax.apply_updates(params, updates)
+  if finite is None:
+    return new_params, new_state
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+  return keep(new_params, params), keep(new_state, opt_state)
+
+
+def finite_step(loss: jax.Array, grad_norm: jax.Array) -> jax.Array:
+  """True when an update may be applied: its loss and its gradient's norm are finite."""
+  return jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
 
 def split_micro_batches(x: jax.Array, m: int) -> jax.Array:

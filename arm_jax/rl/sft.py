@@ -229,9 +229,12 @@ def make_sft_update(model: Decoder, cfg: SFTConfig, optimizer: optax.GradientTra
     acc, aux = jax.lax.scan(body, zeros, micro)
     grads = jax.tree.map(lambda x: x / denom, acc)  # micro sums / whole-batch denominator
     grad_norm = optax.global_norm(grads)
-    params, opt_state = optim.apply_gradients(optimizer, grads, opt_state, params)
+    loss = aux["loss_sum"].sum() / denom
+    finite = optim.finite_step(loss, grad_norm)
+    params, opt_state = optim.apply_gradients(optimizer, grads, opt_state, params, finite)
     tokens = aux["tokens"].sum()
-    metrics = dict(loss=aux["loss_sum"].sum() / denom, grad_norm=grad_norm, tokens=tokens,
+    metrics = dict(loss=loss, grad_norm=grad_norm, tokens=tokens,
+                   skipped_nonfinite=1.0 - finite.astype(jnp.float32),
                    nll_per_token=aux["nll"].sum() / jnp.maximum(tokens, 1.0))
     return params, opt_state, metrics
 

@@ -20,17 +20,26 @@ import contextlib
 import json
 import logging as py_logging
 import os
+import shutil
 from typing import Any, Iterator, Optional
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
 
 from arm_jax.core import ROLES
 
+
+def _barrier(name: str) -> None:
+  """Every process waits here for the others (a no-op with one process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
 CONFIG_FILE = "config.json"  # the run's full config (file plus --config. overrides)
 CHECKPOINTS_DIR = "checkpoints"
+RESAVE_DIR = ".resave"  # inside CHECKPOINTS_DIR: a step's new copy while its old one stays
 # Checkpoint selectors: the newest one, the pair after the warm start (round 0: the paper's
 # Stage I), after round R (Stage II's rounds), or a global step.
 SELECTORS = ("latest", "warm_start", "round:R", "step:N")
@@ -76,14 +85,42 @@ class TrainCheckpointer:
                keep_steps: tuple[int, ...] = ()):
     if max_to_keep < 1:
       raise ValueError(f"checkpoint.max_to_keep={max_to_keep}; expected 1 or more")
-    policy = preservation.AnyPreservationPolicy([preservation.LatestN(max_to_keep),
-                                                 preservation.CustomSteps(keep_steps)])
-    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=create,
-                                           enable_async_checkpointing=False,
-                                           read_only=not create)
+    self._directory = os.path.abspath(directory)
+    self._preservation = preservation.AnyPreservationPolicy([
+        preservation.LatestN(max_to_keep), preservation.CustomSteps(keep_steps)])
+    self._writable = create
+    if create:
+      self._recover_resave()
     with _quiet():
-      self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options,
-                                            item_names=("state", "meta"))
+      self._manager = self._open(self._directory)
+
+  def _open(self, directory: str) -> ocp.CheckpointManager:
+    # cleanup_tmp_directories: a save killed midway leaves a temporary directory, removed here.
+    options = ocp.CheckpointManagerOptions(preservation_policy=self._preservation,
+                                           create=self._writable,
+                                           enable_async_checkpointing=False,
+                                           read_only=not self._writable,
+                                           cleanup_tmp_directories=self._writable)
+    return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+
+  @property
+  def _resave_dir(self) -> str:
+    return os.path.join(self._directory, RESAVE_DIR)
+
+  def _recover_resave(self) -> None:
+    """Finishes or drops a re-save that a crash interrupted (save): a complete new copy whose
+    old one is gone takes its place; anything else in the side directory is removed, leaving
+    the old copy."""
+    side = self._resave_dir
+    if jax.process_index() == 0 and os.path.isdir(side):
+      for name in os.listdir(side):
+        target = os.path.join(self._directory, name)
+        if name.isdigit() and not os.path.exists(target):
+          os.replace(os.path.join(side, name), target)
+          py_logging.getLogger(__name__).warning(
+              "%s: completed an interrupted re-save of checkpoint %s", self._directory, name)
+      shutil.rmtree(side)
+    _barrier("arm_jax_recover_resave")
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -92,12 +129,45 @@ class TrainCheckpointer:
     return sorted(self._manager.all_steps())
 
   def save(self, step: int, state: Any, meta: dict) -> None:
-    """Blocking save of (state, meta) as checkpoint `step` (replacing one of the same number)."""
-    if step in self._manager.all_steps():
-      self._manager.delete(step)
-    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                     meta=ocp.args.JsonSave(meta)))
-    self._manager.wait_until_finished()
+    """Blocking save of (state, meta) as checkpoint `step`. A step that exists already (a phase
+    end right after a periodic save, a re-run of a finished run) is written completely beside
+    it first (RESAVE_DIR) and only then replaces it, so that a crash or a full disk at any
+    point leaves a finished checkpoint of that step. A save that does not happen is an error."""
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+    if step not in self._manager.all_steps():
+      if not self._manager.save(step, args=args, force=True):
+        raise RuntimeError(f"{self._directory}: orbax did not save checkpoint {step}")
+      self._manager.wait_until_finished()
+      return
+    side = self._open(self._resave_dir)
+    try:
+      if not side.save(step, args=args, force=True):
+        raise RuntimeError(f"{self._resave_dir}: orbax did not save checkpoint {step}")
+      side.wait_until_finished()
+    finally:
+      side.close()
+    self._manager.delete(step)
+    if jax.process_index() == 0:
+      os.replace(os.path.join(self._resave_dir, str(step)),
+                 os.path.join(self._directory, str(step)))
+      shutil.rmtree(self._resave_dir)
+    _barrier("arm_jax_resave")
+    self._manager.reload()
+
+  def set_aside(self, step: int) -> str:
+    """Moves checkpoint `step` out of the run (a checkpoint that cannot be read) to
+    `corrupt-<step>` beside the others, where orbax no longer sees it; returns the new path."""
+    source = os.path.join(self._directory, str(step))
+    target = os.path.join(self._directory, f"corrupt-{step}")
+    if jax.process_index() == 0:
+      n = 1
+      while os.path.exists(target):
+        n += 1
+        target = os.path.join(self._directory, f"corrupt-{step}-{n}")
+      os.replace(source, target)
+    _barrier("arm_jax_set_aside")
+    self._manager.reload()
+    return target
 
   def restore_meta(self, step: int) -> dict:
     return dict(self._manager.restore(step, args=ocp.args.Composite(

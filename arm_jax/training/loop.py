@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import signal
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +44,21 @@ def params_checksum(params: Any) -> str:
     digest.update(jax.tree_util.keystr(path).encode())
     digest.update(np.ascontiguousarray(multihost.host_array(leaf)).tobytes())
   return digest.hexdigest()[:16]
+
+
+def nonfinite_leaves(tree: Any) -> list[str]:
+  """The paths of the floating-point arrays in `tree` that hold a NaN or an infinity."""
+  out = []
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    if jnp.issubdtype(getattr(leaf, "dtype", np.int32), jnp.floating) and not bool(
+        multihost.host_array(_all_finite(leaf))):
+      out.append(jax.tree_util.keystr(path))
+  return out
+
+
+@jax.jit
+def _all_finite(x: jax.Array) -> jax.Array:
+  return jnp.isfinite(x).all()
 
 
 class Preemption:
@@ -83,6 +98,7 @@ class RunBase:
     self.preemption = Preemption()
     self.meta: dict = dict(global_step=0, metrics_offset=0, seed=int(config.seed))
     self.progress = Progress(total_steps, desc)
+    self.nonfinite_in_a_row = 0  # updates skipped for a non-finite loss or gradient
 
   def save(self) -> None:
     raise NotImplementedError
@@ -90,6 +106,10 @@ class RunBase:
   def _save_state(self, state: dict) -> None:
     """Checkpoints `state` numbered by the global step, with the position `meta` and the
     metrics.jsonl offset a resume truncates to."""
+    bad = nonfinite_leaves(state)
+    if bad:
+      raise FloatingPointError(f"not saving checkpoint {self.meta['global_step']}: non-finite "
+                               f"values in {', '.join(bad[:5])}")
     self.meta["metrics_offset"] = self.writer.offset()  # process 0's: the one that writes
     self.meta["state_keys"] = sorted(state)
     if jax.process_count() > 1:  # processes that drifted apart must not write one checkpoint
@@ -98,24 +118,69 @@ class RunBase:
                                            .encode()).hexdigest(), "the run's position")
     self.ckpt.save(self.meta["global_step"], state, self.meta)
 
-  def _resume_meta(self, same: tuple[str, ...]) -> tuple[int, dict] | None:
-    """The newest checkpoint's (step, meta), adopted as this run's position with metrics.jsonl
-    truncated to it; None when the workdir has none. The `same` fields of its meta must equal
-    this run's (a workdir holds one run)."""
-    step = self.ckpt.latest_step()
-    if step is None:
-      return None
-    meta = self.ckpt.restore_meta(step)
-    for key in same:
-      if meta[key] != self.meta[key]:
-        raise ValueError(f"{self.workdir} holds a run with {key}={meta[key]!r}, the config says "
-                         f"{self.meta[key]!r}: use another --workdir")
-    self.meta = meta
-    self.writer.truncate(meta["metrics_offset"])
-    return step, meta
+  def _restore(self, same: tuple[str, ...],
+               like_of: Callable[[dict], dict]) -> tuple[int, dict, dict] | None:
+    """(step, meta, state) of the newest checkpoint that reads back whole, the state laid out
+    as like_of(meta); adopted as this run's position with metrics.jsonl truncated to it. None
+    when the workdir has no checkpoint, and then metrics.jsonl is emptied (a run that crashed
+    before its first checkpoint starts again from nothing). The `same` fields of its meta must
+    equal this run's (a workdir holds one run).
+
+    A checkpoint that cannot be read (a truncated or missing file) is moved aside
+    (TrainCheckpointer.set_aside, nothing is deleted) with a warning naming it, and the one
+    before it is tried; when none is left the error names every one that failed."""
+    failed = []
+    while (step := self.ckpt.latest_step()) is not None:
+      try:
+        meta = self.ckpt.restore_meta(step)
+      except (OSError, ValueError, KeyError) as e:
+        failed.append(self._set_aside(step, e))
+        continue
+      for key in same:
+        if meta[key] != self.meta[key]:
+          raise ValueError(f"{self.workdir} holds a run with {key}={meta[key]!r}, the config "
+                           f"says {self.meta[key]!r}: use another --workdir")
+      try:
+        state = self.ckpt.restore_state(step, like_of(meta))
+      except (OSError, ValueError, KeyError) as e:
+        failed.append(self._set_aside(step, e))
+        continue
+      self.meta = meta
+      self.writer.truncate(meta["metrics_offset"])
+      return step, meta, state
+    if failed:
+      raise RuntimeError(f"{self.workdir}: no checkpoint can be read (each was moved aside): "
+                         + "; ".join(failed))
+    self.writer.truncate(0)
+    return None
+
+  def _set_aside(self, step: int, error: Exception) -> str:
+    where = self.ckpt.set_aside(step)
+    message = f"checkpoint {step} cannot be read ({type(error).__name__}: {error}); moved to {where}"
+    logging.warning("%s; resuming from the checkpoint before it", message)
+    return message
 
   def record(self, record: dict) -> None:
+    """Writes a record; an update's record (with skipped_nonfinite) also counts the updates
+    skipped in a row, and checkpoint.max_nonfinite_updates of them stop the run."""
     self.writer.write(dict(record, global_step=self.meta["global_step"]))
+    if "skipped_nonfinite" not in record:
+      return
+    if not record["skipped_nonfinite"]:
+      self.nonfinite_in_a_row = 0
+      return
+    self.nonfinite_in_a_row += 1
+    limit = self.config.checkpoint.max_nonfinite_updates
+    where = ", ".join(f"{k} {record[k]}" for k in ("phase", "role", "iteration", "step")
+                      if k in record)
+    logging.warning("non-finite loss or gradient at %s: update skipped (%d in a row)", where,
+                    self.nonfinite_in_a_row)
+    if limit and self.nonfinite_in_a_row >= limit:
+      raise FloatingPointError(
+          f"{self.nonfinite_in_a_row} updates in a row had a non-finite loss or gradient, the "
+          f"last at {where} (global step {self.meta['global_step']}); parameters are those of "
+          f"the last finite update and the newest checkpoint holds no non-finite value "
+          f"(checkpoint.max_nonfinite_updates={limit})")
 
   def _step_done(self) -> bool:
     """Counts a finished step; saves when due or preempted. True = stop now."""
@@ -181,24 +246,28 @@ class _Run(RunBase):
     self.meta["round_end_steps"] = list(self.setup.round_end_steps)  # for the evaluator
     self._save_state(self._state())
 
-  def resume(self) -> bool:
-    found = self._resume_meta(("seed",))
-    if found is None:
-      return False
-    step, meta = found
+  def _like(self, meta: dict) -> dict:
+    """The arrays a checkpoint with this meta holds, as live arrays to restore into."""
     like = {role: p.params for role, p in self.policies.items()}
     keys = set(meta["state_keys"])
     if "sft_opt" in keys:
       role = meta["stage"].split("_", 1)[1]
       like["sft_opt"] = jax.jit(self.setup.sft_optimizer.init)(self.policies[role].params)
     if meta["stage"] == "rl":
-      self._make_trainer()  # fresh optimizer states: kept when the checkpoint has none
+      if self.trainer is None:
+        self._make_trainer()  # fresh optimizer states: kept when the checkpoint has none
       for role, p in self.policies.items():
         if f"{role}_opt" in keys:
           like[f"{role}_opt"] = p.opt_state
         if f"{role}_ref" in keys:
           like[f"{role}_ref"] = p.params
-    state = self.ckpt.restore_state(step, like)
+    return like
+
+  def resume(self) -> bool:
+    found = self._restore(("seed",), self._like)
+    if found is None:
+      return False
+    step, meta, state = found
     for role, p in self.policies.items():
       p.params = state[role]
       if f"{role}_opt" in state:
