@@ -23,13 +23,14 @@ import orbax.checkpoint as ocp
 import pytest
 
 from arm_jax import multihost
+from arm_jax.launch import _free_port
 from test_train_resume import OVERRIDES, SFT_STEPS, TOY, records, trajectory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = [sys.executable, "-m", "arm_jax.launch", "--processes", "2", "--devices_per_process",
           "4"]
-# Checkpoints every 20 steps instead of every step (a multi-process save costs about 0.4 s
-# here): how often a run saves changes none of its records or parameters.
+# Checkpoints every 20 steps instead of every step (each multi-process save waits for both
+# processes): how often a run saves changes none of its records or parameters.
 TRAIN_ARGS = ["--config", TOY] + [f"--config.{k}={v}" for k, v in
                                   dict(OVERRIDES, **{"checkpoint.every_steps": 20}).items()]
 _JOIN = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
@@ -250,15 +251,15 @@ def test_host_reads_and_agreement_across_processes():
 
 def test_launcher_fails_when_a_process_fails(tmp_path):
   """A process that exits non-zero stops the other (which would wait forever in a collective)
-  and the launcher reports the failure."""
+  and the launcher reports the failure: without that the launcher would wait for the other's
+  two-minute sleep and the call's timeout would fail the test."""
   script = tmp_path / "fail_one.py"
   script.write_text("import os, sys, time\n"
                     "if os.environ['JAX_PROCESS_ID'] == '1':\n  sys.exit(3)\n"
                     "time.sleep(120)\n")
-  t0 = time.time()
   done = subprocess.run(LAUNCH + ["--script", str(script)], env=_env(), capture_output=True,
                         text=True, timeout=60, check=False)
-  assert done.returncode == 3 and time.time() - t0 < 30
+  assert done.returncode == 3
   assert "[launch] process 1 exited with 3" in done.stdout
 
 
@@ -306,17 +307,9 @@ def test_a_killed_process_makes_the_other_exit_without_a_launcher(tmp_path):
   try:
     wait_for_step(procs[0], workdir, 20)
     procs[1].kill()
-    t0 = time.time()
-    code = procs[0].wait(timeout=120)
-    assert code != 0 and time.time() - t0 < 60, (code, time.time() - t0)
+    assert procs[0].wait(timeout=120) != 0  # a hang would raise TimeoutExpired here
   finally:
     for p in procs:
       if p.poll() is None:
         p.kill()
 
-
-def _free_port():
-  import socket  # noqa: PLC0415
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]

@@ -47,18 +47,18 @@ def params_checksum(params: Any) -> str:
 
 
 def nonfinite_leaves(tree: Any) -> list[str]:
-  """The paths of the floating-point arrays in `tree` that hold a NaN or an infinity."""
-  out = []
-  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-    if jnp.issubdtype(getattr(leaf, "dtype", np.int32), jnp.floating) and not bool(
-        multihost.host_array(_all_finite(leaf))):
-      out.append(jax.tree_util.keystr(path))
-  return out
+  """The paths of the floating-point arrays in `tree` that hold a NaN or an infinity (one
+jitted pass over them all, one read back)."""
+  floats = [(jax.tree_util.keystr(path), leaf)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+            if jnp.issubdtype(getattr(leaf, "dtype", np.int32), jnp.floating)]
+  finite = multihost.host_array(_all_finite([leaf for _, leaf in floats])) if floats else []
+  return [name for (name, _), ok in zip(floats, finite) if not ok]
 
 
 @jax.jit
-def _all_finite(x: jax.Array) -> jax.Array:
-  return jnp.isfinite(x).all()
+def _all_finite(leaves: list[jax.Array]) -> jax.Array:
+  return jnp.stack([jnp.isfinite(x).all() for x in leaves])
 
 
 class Preemption:
