@@ -431,6 +431,53 @@ def generate_base() -> ml_collections.ConfigDict:
   return _build({**_RUN, **_GENERATE_SECTIONS}, job="generate")
 
 
+# --- resuming -------------------------------------------------------------------------------------
+
+# The keys a resumed run (training or policy job) may change: where, how often and how much it
+# saves and logs, the hardware and device layout, and memory knobs that leave the arithmetic as
+# it is (gradient accumulation is exact; the sums may round differently). Every other key is in
+# the run's fingerprint (`fingerprint`), stored in each checkpoint, and a resume with another
+# value is refused before any weights load (arm_jax.training.loop.check_resume). A name ending
+# in "." stands for its whole section.
+RESUMABLE_KEYS = (
+    "log.", "device.", "checkpoint.every_steps", "checkpoint.max_to_keep",
+    "checkpoint.keep_rounds", "checkpoint.max_nonfinite_updates",
+    "mesh_shape", "mesh_axes", "rules", "model.remat_policy", "offload_idle_optimizer",
+    "judge.micro_batches", "generator.micro_batches", "dpo.micro_batches", "grpo.micro_batches",
+    "data.build_hint",
+)
+
+
+def _resumable(key: str) -> bool:
+  return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS)
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(value, (ml_collections.ConfigDict, dict)):
+    out = {}
+    for k in sorted(value.keys()):
+      out.update(_flat(value[k], f"{prefix}{k}."))
+    return out
+  if isinstance(value, (tuple, list)):
+    value = [_flat(v)[""] if isinstance(v, (tuple, list)) else v for v in value]
+  return {prefix.rstrip(".") if prefix else "": value}
+
+
+def fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The run-defining part of a validated config as {dotted key: JSON value}: every key but the
+  RESUMABLE_KEYS."""
+  return {k: v for k, v in _flat(config).items() if not _resumable(k)}
+
+
+def resume_changes(saved: dict[str, Any], config: ml_collections.ConfigDict) -> list[str]:
+  """'key: the run has X, the config says Y' for each fingerprinted key whose value differs
+  from the `saved` fingerprint. A key only one side has (a field added or removed since the run
+  started) is not compared."""
+  now = fingerprint(config)
+  return [f"{k}: the run has {saved[k]!r}, the config says {now[k]!r}"
+          for k in sorted(set(saved) & set(now)) if saved[k] != now[k]]
+
+
 # --- validation ----------------------------------------------------------------------------------
 
 def _schema(config: ml_collections.ConfigDict) -> dict:

@@ -49,6 +49,18 @@ def label_index(label: Union[int, str]) -> int:
   raise ValueError(f"label must be 0, 1, 'A' or 'B', got {label!r}")
 
 
+# No criterion number, count or index in a model's output is longer than this; int() of a run of
+# thousands of digits raises (Python's limit on int-from-str conversion), so longer ones are read
+# as "no number" by `small_int` instead.
+MAX_NUMBER_DIGITS = 9
+
+
+def small_int(digits: str) -> int:
+  """The value of a run of decimal digits matched in model text; -1 for one longer than
+  MAX_NUMBER_DIGITS (a number no rubric, judgment or count uses; never an exception)."""
+  return int(digits) if len(digits) <= MAX_NUMBER_DIGITS else -1
+
+
 def _plain(line: str) -> str:
   """A line without emphasis, heading or quote marks, for matching structural labels only."""
   return line.replace("*", "").replace("_", "").strip().lstrip("#>").strip()
@@ -95,7 +107,7 @@ def _split_items(text: str) -> list[tuple[int, str]]:
   for line in strip_think(text).splitlines():
     match = _ITEM.match(line)
     if match:
-      items.append((int(match.group(1)), match.group(2)))
+      items.append((small_int(match.group(1)), match.group(2)))
       open_item = True
     elif not line.strip():
       open_item = False
@@ -270,7 +282,7 @@ def _criteria_check(layout: _Layout, slot: str, rubric: Rubric) -> Check:
   for i in layout.after(slot):
     if m := _CRITERION_LINE.match(layout.lines[i]):
       tag = _canonical_tag(m.group(2)) if m.group(2) else None
-      lines_by_index.setdefault(int(m.group(1)), []).append((tag, m.group(3)))
+      lines_by_index.setdefault(small_int(m.group(1)), []).append((tag, m.group(3)))
   expected = {c.index: c.tag for c in rubric.criteria}
   extras = sorted(set(lines_by_index) - set(expected))
   problems = [f"{where}: extra line for Criterion {i}, not in the rubric" for i in extras]

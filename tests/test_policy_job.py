@@ -12,6 +12,7 @@ the same parameters (checksum) and the same metrics.jsonl records, timings aside
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -214,6 +215,19 @@ def test_sigkill_mid_training_then_same_command_matches_uninterrupted(method, ph
                  stderr=subprocess.DEVNULL, timeout=600)
   assert records(workdir)[-1]["policy_checksum"] == ref_done["policy_checksum"]
   assert trajectory(workdir) == trajectory(ref_dir)
+
+
+def test_resume_refuses_a_changed_dpo_beta(rm_run, dpo_reference, tmp_path, monkeypatch):
+  """The policy job checks the fingerprint too, before the reward model or the policy loads."""
+  workdir = str(tmp_path / "run")
+  shutil.copytree(dpo_reference[0], workdir)
+  with open(os.path.join(workdir, "config.json"), "rb") as f:
+    before = f.read()
+  monkeypatch.setattr(policy_job, "build", lambda config: pytest.fail("built"))
+  with pytest.raises(ValueError, match=r"dpo\.beta: the run has 0\.1, the config says 0\.5"):
+    run_policy(policy_config(rm_run, "iterdpo", {"dpo.beta": 0.5}), workdir)
+  with open(os.path.join(workdir, "config.json"), "rb") as f:
+    assert f.read() == before
 
 
 # --- configuration errors -------------------------------------------------------------------

@@ -12,6 +12,7 @@ a real `main.py` process with SIGKILL mid-phase before re-running the same comma
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -247,12 +248,70 @@ def test_cosine_warm_start_spans_each_policy_and_resumes_exactly(tmp_path, monke
   assert trajectory(workdir) == trajectory(ref_dir)
 
 
-def test_resume_refuses_another_seed(reference, tmp_path):
-  ref_dir, _ = reference
+def _copy(ref_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(ref_dir, workdir)
+  return workdir
+
+
+def _file(workdir, name):
+  with open(os.path.join(workdir, name), "rb") as f:
+    return f.read()
+
+
+def test_resume_refuses_changed_training_keys_before_anything_loads(reference, tmp_path,
+                                                                    monkeypatch):
+  """A changed learning rate, data size and seed are named with both values; no model is built
+  and config.json and metrics.jsonl stay as they were."""
+  workdir = _copy(reference[0], tmp_path)
+  before = {name: _file(workdir, name) for name in ("config.json", "metrics.jsonl")}
   config = tiny_config()
+  config.judge.learning_rate = 2e-2  # the toy config's is 5e-4
+  config.data.num_instances = 41
   config.seed = 1
-  with pytest.raises(ValueError, match="holds a run with seed=0, the config says 1"):
-    run_train(config, ref_dir)
+
+  def build(config):
+    raise AssertionError("a refused resume must not build (load) anything")
+
+  monkeypatch.setattr(train_setup, "build", build)
+  with pytest.raises(ValueError) as error:
+    run_train(config, workdir)
+  message = str(error.value)
+  assert "data.num_instances: the run has 40, the config says 41" in message
+  assert "judge.learning_rate: the run has 0.0005, the config says 0.02" in message
+  assert "seed: the run has 0, the config says 1" in message
+  assert workdir in message and "checkpoint.every_steps" in message  # what may change
+  assert {name: _file(workdir, name) for name in before} == before
+
+
+def test_resume_accepts_changes_to_the_resumable_keys(reference, tmp_path):
+  """Saving, logging and memory keys may change: the finished run re-runs to the same end."""
+  ref_dir, ref_done = reference
+  workdir = _copy(ref_dir, tmp_path)
+  config = tiny_config(dict(OVERRIDES, **{
+      "checkpoint.every_steps": 7, "checkpoint.max_to_keep": 1,
+      "checkpoint.max_nonfinite_updates": 3, "judge.micro_batches": 2}))
+  assert run_train(config, workdir) == ref_done
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert json.load(f)["checkpoint"]["every_steps"] == 7  # the new config is the run's now
+
+
+def test_every_resumable_key_is_a_config_field():
+  """RESUMABLE_KEYS names fields of the schemas (a misspelt one would protect nothing)."""
+  from arm_jax import config_sections as cs  # noqa: PLC0415
+  fields = set()
+  for base in (cs.train_base(), cs.policy_base(), tiny_config()):
+    fields |= {k for k in _flat_keys(base)}
+  for key in cs.RESUMABLE_KEYS:
+    assert any(f == key or (key.endswith(".") and f.startswith(key)) for f in fields), key
+
+
+def _flat_keys(config, prefix=""):
+  for k, v in config.items():
+    if hasattr(v, "items"):
+      yield from _flat_keys(v, f"{prefix}{k}.")
+    else:
+      yield prefix + k
 
 
 def _main_cmd(workdir, config=TOY, overrides=None):

@@ -68,7 +68,7 @@ from arm_jax.sharding import batch_axes
 from arm_jax.tokenizer import load_tokenizer
 from arm_jax.training import checkpoints
 from arm_jax.training import setup as train_setup
-from arm_jax.training.loop import RunBase
+from arm_jax.training.loop import RunBase, check_resume
 
 STAGES = ("warmstart", "train", "done")
 # The policy renders a prompt as one user turn of its chat template (Policy.encode); it has no
@@ -514,6 +514,7 @@ def run_policy(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   """Runs (or resumes) the policy job; returns the final "done" record, None when preempted."""
   config = config_sections.validate(config)
   checkpoints.quiet_orbax()
+  check_resume(config, workdir)
   setup = build(config)
   run = _PolicyRun(config, workdir, setup)
   try:

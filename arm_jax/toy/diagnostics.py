@@ -42,7 +42,7 @@ import collections
 import re
 from typing import Sequence
 
-from arm_jax.parsing import label_index, parse_rubric, parse_verdict
+from arm_jax.parsing import label_index, parse_rubric, parse_verdict, small_int
 from arm_jax.core import PreferencePair
 from arm_jax.toy.warmstart import WHERE, evidence
 from arm_jax.toy.world import parse_criterion, parse_instruction
@@ -67,7 +67,7 @@ def _lines(judgment: str):
         yield slot, 0, "", None, None
         continue
       number, restated, where, mark = m.groups()
-      yield slot, int(number), restated, where or None, mark == "yes"
+      yield slot, small_int(number), restated, where or None, mark == "yes"
 
 
 def _aligned(pairs: Sequence[PreferencePair], rubrics: Sequence[str], judgments: Sequence[str]):
@@ -89,7 +89,8 @@ def reading(pairs: Sequence[PreferencePair], rubrics: Sequence[str],
     for slot, number, restated, where, mark in _lines(judgment):
       c = parse_criterion("The response " + restated)
       counts["lines"] += 1
-      counts["restated"] += c is not None and number <= len(stated) and stated[number - 1] == c
+      counts["restated"] += (c is not None and 1 <= number <= len(stated)
+                             and stated[number - 1] == c)
       if c is None:
         continue
       truth = WHERE[evidence(c, responses["A"]), evidence(c, responses["B"])]
@@ -126,7 +127,7 @@ def _first_failure(pair: PreferencePair, rubric: str, judgment: str) -> str:
     return "evidence"
   if not all(m for _, m in checks):
     return "marks"
-  met = int(counts.group(1)), int(counts.group(2))
+  met = small_int(counts.group(1)), small_int(counts.group(2))
   if met != (yes["A"], yes["B"]):
     return "count"
   if met[0] != met[1] and "AB"[int(met[1] > met[0])] != verdict:

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from arm_jax.core import PreferencePair, is_held_out, split_by_instruction
+from arm_jax.parsing import small_int
 
 # Content words only: none of them is a word of the templates or output formats, so a
 # constraint word never coincides with structure the judge must read.
@@ -99,8 +100,9 @@ def _parser(formats: dict[str, str]):
   def parse(text: str) -> Constraint | None:
     for kind, pattern in patterns:
       m = pattern.match(text.strip())
-      if m:
-        return Constraint(kind, m.groupdict().get("w") or "", int(m.groupdict().get("n") or 0))
+      n = small_int(m.groupdict().get("n") or "0") if m else -1
+      if n >= 0:  # a count of more than MAX_NUMBER_DIGITS digits is no toy criterion
+        return Constraint(kind, m.groupdict().get("w") or "", n)
     return None
   return parse
 

@@ -84,6 +84,38 @@ class Preemption:
     signal.signal(signal.SIGTERM, self._previous)
 
 
+def _refuse_changes(workdir: str, meta: dict, config: ml_collections.ConfigDict) -> None:
+  """A ValueError naming each fingerprinted key whose value differs from the run's in `meta`
+  (config_sections.fingerprint; checkpoints written before fingerprints are not checked)."""
+  changes = config_sections.resume_changes(meta["config"], config) if "config" in meta else []
+  if changes:
+    raise ValueError(
+        f"{workdir} holds a run started with another config, and resuming it with this one "
+        f"would not continue it: {'; '.join(changes)}. Set these back, or use another "
+        f"--workdir for a new run (a resume may change only "
+        f"{', '.join(config_sections.RESUMABLE_KEYS)}: arm_jax.config_sections.RESUMABLE_KEYS)")
+
+
+def check_resume(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses to resume the run in `workdir` with a config that changes its fingerprint, before
+  anything loads or is written (config.json stays as it is). Reads the position of the newest
+  checkpoint that reads back; a workdir without one is a fresh run and passes."""
+  directory = os.path.join(workdir, checkpoints.CHECKPOINTS_DIR)
+  if not os.path.isdir(directory):
+    return
+  ckpt = TrainCheckpointer(directory, create=False)
+  try:
+    for step in reversed(ckpt.all_steps()):
+      try:
+        meta = ckpt.restore_meta(step)
+      except (OSError, ValueError, KeyError):
+        continue  # RunBase._restore sets it aside and says so
+      _refuse_changes(workdir, meta, config)
+      return
+  finally:
+    ckpt.close()
+
+
 class RunBase:
   """What every resumable job shares: metrics.jsonl (and TensorBoard), numbered checkpoints, the
   SIGTERM flag, a progress bar and a JSON position `meta` with a global step. Subclasses define
@@ -96,7 +128,8 @@ class RunBase:
     self.ckpt = TrainCheckpointer(os.path.join(workdir, checkpoints.CHECKPOINTS_DIR),
                                   config.checkpoint.max_to_keep, keep_steps=keep_steps)
     self.preemption = Preemption()
-    self.meta: dict = dict(global_step=0, metrics_offset=0, seed=int(config.seed))
+    self.meta: dict = dict(global_step=0, metrics_offset=0, seed=int(config.seed),
+                           config=config_sections.fingerprint(config))
     self.progress = Progress(total_steps, desc)
     self.nonfinite_in_a_row = 0  # updates skipped for a non-finite loss or gradient
 
@@ -140,6 +173,7 @@ class RunBase:
         if meta[key] != self.meta[key]:
           raise ValueError(f"{self.workdir} holds a run with {key}={meta[key]!r}, the config "
                            f"says {self.meta[key]!r}: use another --workdir")
+      _refuse_changes(self.workdir, meta, self.config)
       try:
         state = self.ckpt.restore_state(step, like_of(meta))
       except (OSError, ValueError, KeyError) as e:
@@ -397,6 +431,7 @@ def run_train(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   is validated and completed first (arm_jax.config_sections)."""
   config = config_sections.validate(config)
   checkpoints.quiet_orbax()
+  check_resume(config, workdir)
   setup = train_setup.build(config)
   run = _Run(config, workdir, setup)
   try:
