@@ -41,10 +41,14 @@ MIXED = [
     (_row("g2", winner="response_b"), None),
     (b"[1, 2]", "not_an_object"),
     (_row("s1", response_a="\ud800"), "invalid_utf8"),  # JSON escape of a lone surrogate
+    (_row("n1")[:-1] + b', "votes": ' + b"9" * 5000 + b"}", "number_too_long"),
+    (b'{"id": "d1", "instruction": "q", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+     "nesting_too_deep"),
 ]
 MIXED_COUNTS = {"missing_field": 1, "empty_field": 1, "bad_winner": 1, "tie": 1,
                 "invalid_utf8": 2, "malformed_json": 1, "duplicate_id": 1,
-                "response_over_budget": 1, "not_an_object": 1}
+                "response_over_budget": 1, "not_an_object": 1, "number_too_long": 1,
+                "nesting_too_deep": 1}
 
 
 def _write_mixed(tmp_path):
@@ -65,8 +69,8 @@ def test_mixed_file_counts_every_reason(tmp_path):
   report = build([path], "openrubrics", str(tmp_path / "out"),
                  budget=TokenBudget(_tokenizer(), max_tokens=5))
   assert report["skipped_by_reason"] == MIXED_COUNTS
-  assert report["rows_read"] == 12 and report["rows_written"] == 2
-  assert report["rows_skipped"] == 10 and report["rows_truncated"] == 0
+  assert report["rows_read"] == 14 and report["rows_written"] == 2
+  assert report["rows_skipped"] == 12 and report["rows_truncated"] == 0
   assert report["token_budget"]["policy"] == "skip"
   assert sorted(r.id for r in read_records(str(tmp_path / "out"))) == ["g1", "g2"]
   examples = report["skip_examples"]
@@ -76,7 +80,20 @@ def test_mixed_file_counts_every_reason(tmp_path):
   assert examples["response_over_budget"][0]["field"] == "response_b"
   assert examples["duplicate_id"][0]["line"] == 8
   assert examples["malformed_json"][0]["excerpt"] == '{"id": "j1", "instruction": "q",'
+  assert examples["number_too_long"][0]["detail"] == "an integer of 5000 digits"
+  assert [examples[r][0]["line"] for r in ("number_too_long", "nesting_too_deep")] == [14, 15]
   assert all(e["file"] == path for group in examples.values() for e in group)
+
+
+def test_a_json_file_skips_a_long_number_row_and_names_itself_when_too_deep(tmp_path):
+  path = tmp_path / "rows.json"
+  path.write_bytes(b"[" + _row("g1") + b", " + _row("n1")[:-1] + b', "n": -' + b"1" * 5000
+                   + b"}]")
+  report = build([str(path)], "openrubrics", str(tmp_path / "out"))
+  assert report["skipped_by_reason"] == {"number_too_long": 1} and report["rows_written"] == 1
+  path.write_bytes(b"[" + _row("g1") + b", " + b"[" * 100000 + b"]" * 100000 + b"]")
+  with pytest.raises(ValueError, match=r"rows\.json: nested deeper than"):
+    build([str(path)], "openrubrics", str(tmp_path / "out2"))
 
 
 def test_skip_examples_keep_the_first_three(tmp_path):

@@ -255,7 +255,13 @@ def test_prompt_file_errors_name_the_line(tmp_path):
   with pytest.raises(ValueError, match=r"prompts.jsonl:3: expected an object with a string"):
     policy_job.read_prompts(str(path))
   path.write_text('{"prompt": "a"}\nnot json\n', encoding="utf-8")
-  with pytest.raises(ValueError, match=r"prompts.jsonl:2: not JSON"):
+  with pytest.raises(ValueError, match=r"prompts.jsonl:2: malformed_json"):
+    policy_job.read_prompts(str(path))
+  path.write_text('{"prompt": "a", "n": ' + "9" * 5000 + '}\n', encoding="utf-8")
+  with pytest.raises(ValueError, match=r"prompts.jsonl:1: number_too_long \(an integer of 5000"):
+    policy_job.read_prompts(str(path))
+  path.write_text('{"prompt": "a"}\n{"p": ' + "[" * 100000 + "]" * 100000 + '}\n')
+  with pytest.raises(ValueError, match=r"prompts.jsonl:2: nesting_too_deep"):
     policy_job.read_prompts(str(path))
   path.write_text('{"prompt": "a"}\n\n{"prompt": "b"}\n', encoding="utf-8")
   assert policy_job.read_prompts(str(path)) == ["a", "b"]

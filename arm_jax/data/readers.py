@@ -3,7 +3,10 @@
 JSONL is read as bytes line by line and decoded here, so an invalid UTF-8 line or a malformed
 JSON line becomes a skipped row instead of ending the file. Strings that cannot be stored as
 UTF-8 (lone surrogates, from bad bytes in a .json file or from "\\ud800" escapes) are skipped as
-INVALID_UTF8 as well. `line` is the 1-based line for JSONL and the 1-based row for JSON and
+INVALID_UTF8 as well. So is a row with an integer longer than Python converts from text
+(`sys.get_int_max_str_digits()`: NUMBER_TOO_LONG, in .json files too) or, in JSONL, nested deeper
+than the parser's recursion limit (NESTING_TOO_DEEP; a .json file is one document, so there it is
+an error naming the file). `line` is the 1-based line for JSONL and the 1-based row for JSON and
 Parquet.
 """
 
@@ -12,9 +15,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from typing import Any, Iterator
 
-from arm_jax.data.schema import INVALID_UTF8, MALFORMED_JSON, NOT_AN_OBJECT, Skip
+from arm_jax.data.schema import (INVALID_UTF8, MALFORMED_JSON, NESTING_TOO_DEEP, NOT_AN_OBJECT,
+                                 NUMBER_TOO_LONG, Skip)
 
 EXTENSIONS = (".jsonl", ".ndjson", ".json", ".parquet")
 _EXCERPT_CHARS = 120
@@ -35,26 +40,46 @@ def _excerpt(text: str) -> str:
   return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "..."
 
 
-def _has_lone_surrogate(value: Any) -> bool:
-  if isinstance(value, str):
-    try:
-      value.encode("utf-8")
-    except UnicodeEncodeError:
-      return True
-    return False
-  if isinstance(value, dict):
-    return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
-  if isinstance(value, list):
-    return any(_has_lone_surrogate(v) for v in value)
-  return False
+class _LongNumber(str):
+  """An integer's digits that int() refuses (over the interpreter's limit): the row is skipped."""
+
+
+def _parse_int(digits: str) -> Any:
+  limit = sys.get_int_max_str_digits()
+  return _LongNumber(digits) if limit and len(digits.lstrip("-")) > limit else int(digits)
+
+
+def _loads(text: str) -> Any:
+  return json.loads(text, parse_int=_parse_int)
+
+
+def _problem(value: Any) -> Skip | None:
+  """The first long number or string that is not valid UTF-8 (a lone surrogate) in `value`,
+  walked without recursion."""
+  stack = [value]
+  while stack:
+    v = stack.pop()
+    if isinstance(v, _LongNumber):
+      return Skip(NUMBER_TOO_LONG, "", f"an integer of {len(v.lstrip('-'))} digits")
+    if isinstance(v, str):
+      try:
+        v.encode("utf-8")
+      except UnicodeEncodeError:
+        return Skip(INVALID_UTF8, "", "text is not valid UTF-8")
+    elif isinstance(v, dict):
+      stack.extend(v.keys())
+      stack.extend(v.values())
+    elif isinstance(v, list):
+      stack.extend(v)
+  return None
 
 
 def _checked(file: str, line: int, obj: Any, excerpt: str) -> SourceRow:
   if not isinstance(obj, dict):
     return SourceRow(file, line, None, Skip(NOT_AN_OBJECT, "", type(obj).__name__), excerpt)
-  if _has_lone_surrogate(obj):
-    return SourceRow(file, line, None, Skip(INVALID_UTF8, "", "text is not valid UTF-8"),
-                     excerpt)
+  problem = _problem(obj)
+  if problem is not None:
+    return SourceRow(file, line, None, problem, excerpt)
   return SourceRow(file, line, obj, None, excerpt)
 
 
@@ -70,9 +95,13 @@ def _jsonl(path: str) -> Iterator[SourceRow]:
         yield SourceRow(path, line, None, Skip(INVALID_UTF8, "", str(err)), shown)
         continue
       try:
-        obj = json.loads(text)
+        obj = _loads(text)
       except json.JSONDecodeError as err:
         yield SourceRow(path, line, None, Skip(MALFORMED_JSON, "", err.msg), shown)
+        continue
+      except RecursionError:
+        yield SourceRow(path, line, None, Skip(NESTING_TOO_DEEP, "", "nested deeper than "
+                                               f"{sys.getrecursionlimit()} levels"), shown)
         continue
       yield _checked(path, line, obj, shown)
 
@@ -81,13 +110,20 @@ def _json(path: str) -> Iterator[SourceRow]:
   with open(path, "rb") as f:
     text = f.read().decode("utf-8", errors="surrogateescape")
   try:
-    rows = json.loads(text)
+    rows = _loads(text)
   except json.JSONDecodeError as err:
     raise ValueError(f"{path}: not valid JSON ({err})") from err
+  except RecursionError as err:
+    raise ValueError(f"{path}: nested deeper than {sys.getrecursionlimit()} levels, which the "
+                     "JSON parser cannot read (as .jsonl, only the rows that are would be "
+                     "skipped)") from err
   if not isinstance(rows, list):
     raise ValueError(f"{path}: expected a JSON list of objects, got {type(rows).__name__}")
   for line, obj in enumerate(rows, start=1):
-    shown = _excerpt(json.dumps(obj, ensure_ascii=True))
+    try:
+      shown = _excerpt(json.dumps(obj, ensure_ascii=True))
+    except (RecursionError, ValueError):
+      shown = "(not shown)"
     yield _checked(path, line, obj, shown)
 
 

@@ -39,6 +39,8 @@ MULTIPLE_CHOSEN = "multiple_chosen"
 INVALID_UTF8 = "invalid_utf8"
 MALFORMED_JSON = "malformed_json"
 NOT_AN_OBJECT = "not_an_object"
+NUMBER_TOO_LONG = "number_too_long"  # an integer over Python's int-from-text digit limit
+NESTING_TOO_DEEP = "nesting_too_deep"  # deeper than the JSON parser's recursion limit
 DUPLICATE_ID = "duplicate_id"
 OVER_BUDGET = "response_over_budget"
 

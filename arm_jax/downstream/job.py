@@ -49,6 +49,7 @@ from absl import logging
 from arm_jax import config_sections, multihost
 from arm_jax.core import SFTExample
 from arm_jax.data import ifeval
+from arm_jax.data.readers import read_rows
 from arm_jax.downstream import dpo as dpo_lib
 from arm_jax.downstream import grpo as grpo_lib
 from arm_jax.downstream.reward_model import Comparison, RewardModel
@@ -114,17 +115,13 @@ def read_prompts(path: str) -> list[str]:
   if not os.path.isfile(path):
     raise FileNotFoundError(f"prompts.path={path!r}: no such file")
   prompts = []
-  with open(path, encoding="utf-8") as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
-      if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-        raise ValueError(f"{path}:{n}: expected an object with a string field 'prompt'")
-      prompts.append(row["prompt"])
+  for row in read_rows(path):
+    if row.skip is not None:
+      raise ValueError(f"{path}:{row.line}: {row.skip.reason} ({row.skip.detail}): "
+                       f"{row.excerpt}")
+    if not isinstance(row.row.get("prompt"), str):
+      raise ValueError(f"{path}:{row.line}: expected an object with a string field 'prompt'")
+    prompts.append(row.row["prompt"])
   if not prompts:
     raise ValueError(f"prompts.path={path!r} holds no prompt")
   return prompts
