@@ -90,6 +90,7 @@ def grpo_reference(rm_run, tmp_path_factory):
 def test_iterdpo_labels_trains_and_evaluates_each_iteration(rm_run, dpo_reference):
   workdir, done = dpo_reference
   rs = records(workdir)
+  assert rs[0]["phase"] == "data" and rs[0]["too_long"] == 0 and rs[0]["prompts"] >= 64
   assert [r["phase"] for r in rs].count("sft") == POLICY["actor.warmstart_steps"]
   labels = [r for r in rs if r["phase"] == "label"]
   assert [r["iteration"] for r in labels] == [1, 2]
@@ -265,6 +266,16 @@ def test_prompt_file_errors_name_the_line(tmp_path):
     policy_job.read_prompts(str(path))
   path.write_text('{"prompt": "a"}\n\n{"prompt": "b"}\n', encoding="utf-8")
   assert policy_job.read_prompts(str(path)) == ["a", "b"]
+
+
+def test_a_prompt_too_long_for_the_context_is_counted_and_skipped(rm_run, tmp_path):
+  path = tmp_path / "prompts.jsonl"
+  long = " ".join(["moon"] * 9000)  # 9000 toy tokens
+  path.write_text("".join(json.dumps({"prompt": p}) + "\n"
+                          for p in ["Write about sun.", long, "Write about moon."]))
+  setup = policy_job.build(config_sections.validate(policy_config(
+      rm_run, "iterdpo", {"prompts.source": "jsonl", "prompts.path": str(path)})))
+  assert setup.prompts == ["Write about sun.", "Write about moon."] and setup.too_long == 1
 
 
 def test_prompt_windows_continue_cyclically():

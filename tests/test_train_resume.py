@@ -77,6 +77,8 @@ def reference(tiny_toy_run):
 def test_uninterrupted_run_logs_every_stage(reference):
   workdir, done = reference
   rs = records(workdir)
+  assert rs[0]["phase"] == "data" and rs[0]["too_long_train"] == rs[0]["too_long_held_out"] == 0
+  assert rs[0]["held_out_pairs"] == OVERRIDES["eval.max_pairs"] and rs[0]["train_pairs"] > 30
   assert [r["phase"] for r in rs].count("sft") == SFT_STEPS
   evals = [r for r in rs if r["phase"] == "eval"]
   assert [e["round"] for e in evals] == [0, 1] and all(0 <= e["judge_accuracy"] <= 1
@@ -191,7 +193,8 @@ def test_rl_from_a_shared_warm_start_matches_the_uninterrupted_run(reference, tm
   warm.schedule.rounds = 0
   warm_dir = str(tmp_path / "warm")
   run_train(warm, warm_dir)
-  assert [r["phase"] for r in records(warm_dir)] == ["sft"] * SFT_STEPS + ["eval", "done"]
+  phases = [r["phase"] for r in records(warm_dir)]
+  assert phases == ["data"] + ["sft"] * SFT_STEPS + ["eval", "done"]
   warm_done = records(warm_dir)[-1]
   assert all(warm_done[f"{role}_checksum"] != ref_done[f"{role}_checksum"]
              for role in ("generator", "judge"))  # RL changed both policies
@@ -335,7 +338,7 @@ def test_main_without_config_builds_and_runs_the_toy_config(tmp_path):
   assert load_train_config("", (), str(tmp_path)).to_dict() == config.to_dict()
   setup = train_setup.build(config)
   rs = records(str(tmp_path))
-  assert [r["phase"] for r in rs] == ["eval", "done"]
+  assert [r["phase"] for r in rs] == ["data", "eval", "done"]
   assert rs[-1]["generator_checksum"] == train.params_checksum(setup.generator.params)
   assert rs[-1]["judge_checksum"] == train.params_checksum(setup.judge.params)
 

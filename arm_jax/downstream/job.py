@@ -57,7 +57,7 @@ from arm_jax.evaluation import ifeval_policy
 from arm_jax.evaluation.runner import Generation, generate_in_batches
 from arm_jax.evaluation.systems import load_train_config
 from arm_jax.models import load_pretrained
-from arm_jax.prompts import Template
+from arm_jax.prompts import Template, render_judge_prompt, render_rubric_prompt
 from arm_jax.rl import optim
 from arm_jax.rl.dpo import DPOConfig
 from arm_jax.rl.grpo import make_update
@@ -88,6 +88,7 @@ class PolicySetup:
   score: Optional[Callable[[list[str], list[str]], dict]]
   warm_examples: list[SFTExample]
   reward_model_source: dict
+  too_long: int = 0  # training prompts skipped at load (fit_prompts)
 
 
 # --- building --------------------------------------------------------------------------------
@@ -198,13 +199,52 @@ def build(config: ml_collections.ConfigDict) -> PolicySetup:
   if prompts is None:
     prompts = list(dict.fromkeys(pair.instruction for pair in setup.train))
   prompts = prompts[:config.prompts.limit] if config.prompts.limit else prompts
+  new_tokens = config.grpo.max_new_tokens if config.method == "grpo" else config.dpo.max_new_tokens
+  prompts, too_long = fit_prompts(policy, reward_model, prompts, new_tokens)
+  if too_long:
+    logging.warning("skipped %d of %d prompts that do not fit the policy's or the reward model's "
+                    "context with the configured generation lengths", too_long,
+                    too_long + len(prompts))
+  if not prompts:
+    raise ValueError(f"no prompt fits the context ({too_long} too long); lower the generation "
+                     "lengths (dpo/grpo.max_new_tokens, reward_model.*_max_new_tokens)")
   eval_prompts, score = _scorer(config, setup, rm_config.model.kind)
+  _check_eval_prompts(policy, eval_prompts, config.eval.max_new_tokens)
   warm = [SFTExample(pair.instruction, response) for pair in setup.train
           for response in (pair.response_a, pair.response_b)]
   # The builder's starting weights are the policy's (copied above) or not needed: at paper
   # scale two 8B copies that would otherwise stay on the mesh beside the reward model's.
   setup.generator.params = setup.judge.params = base = None
-  return PolicySetup(policy, reward_model, prompts, eval_prompts, score, warm, source)
+  return PolicySetup(policy, reward_model, prompts, eval_prompts, score, warm, source, too_long)
+
+
+def fit_prompts(policy: Policy, reward_model: RewardModel, prompts: list[str],
+                new_tokens: int) -> tuple[list[str], int]:
+  """(the prompts that fit, how many did not): the policy's prompt must leave room for a
+  response of `new_tokens`; the reward model's rubric prompt for its longest rubric, and its judge
+  prompt, holding that rubric and two such responses, for its longest judgment (Policy.room).
+  Checked at load: a prompt that cannot fit would fail at the same step after every resume."""
+  rm = reward_model
+  rubric_new, judge_new = rm.rubric_max_new_tokens, rm.judge_sampling.max_new_tokens
+  fits = zip(
+      policy.fit(prompts, policy.room(new_tokens)),
+      rm.generator.fit([render_rubric_prompt(rm.generator.template, p) for p in prompts],
+                       rm.generator.room(rubric_new)),
+      rm.judge.fit([render_judge_prompt(rm.judge.template, p, "", "", "") for p in prompts],
+                   rm.judge.room(judge_new) - rubric_new - 2 * new_tokens))
+  kept = [p for p, ok in zip(prompts, fits) if all(ok)]
+  return kept, len(prompts) - len(kept)
+
+
+def _check_eval_prompts(policy: Policy, prompts: list[str], new_tokens: int) -> None:
+  """Evaluation prompts are a fixed set (skipping one would change the score): one that does not
+  fit is an error at load."""
+  room = policy.room(new_tokens)
+  for i, ok in enumerate(policy.fit(prompts, room)):
+    if not ok:
+      raise ValueError(f"evaluation prompt {i} of {len(prompts)} is over {room} tokens, the "
+                       f"policy's room for a prompt with eval.max_new_tokens={new_tokens}; lower "
+                       "eval.max_new_tokens or set eval.max_prompts")
 
 
 def iteration_config(config: ml_collections.ConfigDict) -> dpo_lib.IterationConfig:
@@ -515,7 +555,9 @@ def run_policy(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   setup = build(config)
   run = _PolicyRun(config, workdir, setup)
   try:
-    run.resume()
+    if not run.resume():
+      run.record(dict(phase="data", prompts=len(setup.prompts), too_long=setup.too_long,
+                      eval_prompts=len(setup.eval_prompts)))
     checkpoints.write_config(config, workdir)
     if run.meta["stage"] == "done":
       logging.info("%s already finished", workdir)

@@ -49,6 +49,20 @@ class Policy:
       ids.append(list(out["input_ids"] if hasattr(out, "keys") else out))
     return ids
 
+  def room(self, new_tokens: int) -> int:
+    """The longest prompt, in tokens, after which this policy can still write `new_tokens`: within
+    the model's positions and the sampler's largest length bucket."""
+    return min(self.model.config.max_position_embeddings - new_tokens, max(self.sampler.buckets))
+
+  def fit(self, texts: Sequence[str], room: int) -> list[bool]:
+    """Whether each user turn encodes (`encode`) to at most `room` tokens. A token holds at least
+    one byte, so only texts whose UTF-8 length plus the chat template's could exceed `room` are
+    encoded to count."""
+    empty = self.encode([""])[0]
+    overhead = len(empty) + len(self.tokenizer.decode(empty).encode())
+    return [len(text.encode()) + overhead <= room or len(self.encode([text])[0]) <= room
+            for text in texts]
+
   def generate(self, prompts: Sequence[Sequence[int]], sampling: SamplingParams, key: jax.Array,
                num_samples: int = 1):
     out = self.sampler(self.params, prompts, sampling, key, num_samples=num_samples)

@@ -6,6 +6,9 @@ a checkpoint holds the arrays of the current stage and a JSON position (stage, p
 cached rubrics, metrics.jsonl offset, finished evals). Batches, swaps and sampling keys are
 functions of (seed, phase, step), so re-running the same command continues exactly where the
 last checkpoint stopped: the final parameters are bit-identical to an uninterrupted run's.
+
+A fresh run's first record (phase "data") counts the pairs it trains and evaluates on and those
+skipped at load because their prompts do not fit (arm_jax.training.setup.drop_too_long).
 """
 
 from __future__ import annotations
@@ -435,8 +438,12 @@ def run_train(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   setup = train_setup.build(config)
   run = _Run(config, workdir, setup)
   try:
-    if not run.resume() and config.init_from:
-      run.initialize_from(config.init_from)
+    if not run.resume():
+      if config.init_from:
+        run.initialize_from(config.init_from)
+      run.record(dict(phase="data", train_pairs=len(setup.train),
+                      held_out_pairs=len(setup.held_out), too_long_train=setup.too_long[0],
+                      too_long_held_out=setup.too_long[1]))
     checkpoints.write_config(config, workdir)
     if run.meta["stage"] == "done":
       logging.info("%s already finished", workdir)

@@ -30,7 +30,7 @@ from arm_jax import assets, config_sections, sharding
 from arm_jax.core import ROLES, PreferencePair, SFTExample
 from arm_jax.data import pairs as pairs_lib
 from arm_jax.models import load_pretrained
-from arm_jax.prompts import Template, load_template
+from arm_jax.prompts import Template, load_template, render_judge_prompt, render_rubric_prompt
 from arm_jax.rl import optim, phases, schedule
 from arm_jax.rl.grpo import GRPOConfig
 from arm_jax.rl.policy import Policy
@@ -92,6 +92,8 @@ class TrainSetup:
   sft_config: SFTConfig = SFTConfig()
   eval_diagnostics: Optional[Callable[..., dict]] = None  # see Built
   policy_oracle: Optional[Callable[..., dict]] = None  # see Built
+  # Pairs skipped at load because their prompts do not fit (drop_too_long): train, held out.
+  too_long: tuple[int, int] = (0, 0)
 
 
 def phase_config(c: ml_collections.ConfigDict) -> phases.PhaseConfig:
@@ -176,6 +178,26 @@ def _pretrained(config: ml_collections.ConfigDict, mesh, rules) -> Built:
                direct_template=load_template("judge_direct", "direct"))
 
 
+def drop_too_long(policies: dict[str, Policy], pairs: list[PreferencePair],
+                  config: ml_collections.ConfigDict) -> tuple[list[PreferencePair], int]:
+  """(the pairs whose prompts fit, how many did not). The rubric prompt must leave room for the
+  longest rubric (generator.max_new_tokens or eval.rubric_max_new_tokens), and the judge prompt,
+  with that rubric in it, for the longest judgment (judge.max_new_tokens or
+  eval.judge_max_new_tokens), within each model's positions and the sampler's largest bucket
+  (Policy.room). Checked once, at load: a pair that cannot fit would fail its phase step at the
+  same step after every resume."""
+  generator, judge = policies["generator"], policies["judge"]
+  rubric_new = max(config.generator.max_new_tokens, config.eval.rubric_max_new_tokens)
+  judge_new = max(config.judge.max_new_tokens, config.eval.judge_max_new_tokens)
+  rubric_ok = generator.fit([render_rubric_prompt(generator.template, p.instruction)
+                             for p in pairs], generator.room(rubric_new))
+  judge_ok = judge.fit([render_judge_prompt(judge.template, p.instruction, "", p.response_a,
+                                            p.response_b) for p in pairs],
+                       judge.room(judge_new) - rubric_new)
+  kept = [p for p, r, j in zip(pairs, rubric_ok, judge_ok) if r and j]
+  return kept, len(pairs) - len(kept)
+
+
 def round_end_steps(warm_steps: int, planned: list[schedule.Phase]) -> tuple[int, ...]:
   """The global step after the warm start (round 0) and after each round's last phase."""
   ends, step = [warm_steps], warm_steps
@@ -214,11 +236,17 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
   # Both policies start from the same arrays, and the RL update donates its params: without a
   # warm start (which trains a copy) the judge's first update would delete the generator's.
   policies["judge"].params = jax.tree.map(jnp.copy, policies["judge"].params)
-  held_out = held_out[:config.eval.max_pairs] if config.eval.max_pairs else held_out
   if config.templates.rubric:
     policies["generator"].template = load_template(config.templates.rubric, "rubric")
   if config.templates.judge:
     policies["judge"].template = load_template(config.templates.judge, "judge")
+  (train, too_long_train), (held_out, too_long_held_out) = (
+      drop_too_long(policies, pairs, config) for pairs in (train, held_out))
+  if too_long_train or too_long_held_out:
+    logging.warning("skipped %d train and %d held-out pairs whose prompts do not fit the "
+                    "context with the configured generation lengths", too_long_train,
+                    too_long_held_out)
+  held_out = held_out[:config.eval.max_pairs] if config.eval.max_pairs else held_out
   tc = trainer_config(config)
   per_step = {"judge": tc.judge.prompts_per_step, "generator": tc.generator.prompts_per_step}
   planned = schedule.plan(len(train), tc.schedule, per_step)
@@ -236,4 +264,5 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
                     total_steps=warm_steps + rl_steps, direct_template=built.direct_template,
                     round_end_steps=round_end_steps(warm_steps, planned),
                     sft_config=SFTConfig(prompt_loss_weight=w.prompt_loss_weight),
-                    eval_diagnostics=built.eval_diagnostics, policy_oracle=built.policy_oracle)
+                    eval_diagnostics=built.eval_diagnostics, policy_oracle=built.policy_oracle,
+                    too_long=(too_long_train, too_long_held_out))
