@@ -143,6 +143,7 @@ _TRAIN_SECTIONS = {
         "brevity_weight": F(0.0, "generator: penalty per criterion beyond 8 (not the paper's)"),
     },
     "eval": {  # held-out judge accuracy after the warm start and after every round
+        "enabled": F(True, "evaluate at all; False = no held-out evaluation (smoke runs)"),
         "max_pairs": F(512, "held-out pairs judged; 0 = all"),
         "samples": F(1, "sampled judgments per pair (averaged); greedy takes 1"),
         "rubric_max_new_tokens": F(1024, "greedy rubric length limit"),

@@ -334,7 +334,7 @@ class _Run(RunBase):
 
   # ------------------------------------------------------------------------- evaluation
   def evaluate(self, round_: int) -> None:
-    if round_ in self.meta["evals"]:
+    if not self.config.eval.enabled or round_ in self.meta["evals"]:
       return
     e = self.config.eval
     evaluate = functools.partial(

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import tqdm
-from tensorboardX import SummaryWriter
 
 _STEP_KEYS = ("global_step", "step")
 _PLOTTED = ("reward_mean", "accuracy", "format_rate", "kl", "grad_variance", "loss",
@@ -98,6 +97,8 @@ class MetricsWriter:
   def _open_event_file(self) -> None:
     if self._tensorboard_dir is None:
       return
+    # Imported here: tensorboardX imports torch when it is installed (over a second per start).
+    from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
     os.makedirs(self._tensorboard_dir, exist_ok=True)
     # tensorboardX names the file by the second and the host; a suffix keeps a resume within
     # the same second from overwriting the previous file.
