@@ -149,6 +149,7 @@ def test_two_process_records_are_written_once(two_processes):
   assert os.path.isfile(os.path.join(two_processes[0], "curves.png"))
 
 
+@pytest.mark.slow  # the default tier SIGKILLs a one-process run (test_train_resume.py)
 def test_sigterm_to_one_process_then_sigkill_of_both_resume_exactly(two_processes, tmp_path):
   """SIGTERM to process 1 alone during the warm start: both save at the same step and exit 0.
   The same command again, SIGKILL of both processes in the middle of the judge phase. Once more

@@ -1,12 +1,12 @@
 """The training job resumes exactly: interrupted runs end bit-identical to an uninterrupted one.
 
 A tiny toy config (about a minute per run), data-parallel over the suite's 8 host devices. The
-default tier checks the uninterrupted run's records, resumes a cosine warm start and checks that
-`python main.py` without --config builds and runs the toy config (real processes are SIGTERMed
-and SIGKILLed mid-run in tests/test_multihost.py); the slow tier adds an in-process SIGTERM mid
-phase, a crash between the warm start and RL, two crashes that lose everything after the last
-checkpoint, RL started from a shared warm start (init_from), the whole README command, and kills
-a real `main.py` process with SIGKILL mid-phase before re-running the same command.
+default tier checks the uninterrupted run's records, refuses a resume with changed training keys
+and accepts one with changed saving keys, and SIGKILLs the README's `python main.py` (no
+--config) on a compact warm-start-only run before re-running it; the slow tier adds a cosine warm
+start resumed, an in-process SIGTERM mid phase, a crash between the warm start and RL, two
+crashes that lose everything after the last checkpoint, RL started from a shared warm start
+(init_from), the whole README command, and a SIGKILL of a real `main.py` mid-phase.
 """
 
 import json
@@ -219,6 +219,7 @@ def test_rl_from_a_shared_warm_start_matches_the_uninterrupted_run(reference, tm
     run_train(missing, str(tmp_path / "other"))
 
 
+@pytest.mark.slow  # the default tier's SIGKILL test resumes a (constant-rate) warm start
 def test_cosine_warm_start_spans_each_policy_and_resumes_exactly(tmp_path, monkeypatch):
   """warmstart.schedule="cosine" (the paper's SFT schedule): each policy's learning rate warms
   up linearly, then decays to 0 over its own warm-start steps (hand formula); a run stopped in
@@ -324,6 +325,7 @@ def _main_cmd(workdir, config=TOY, overrides=None):
           *(["--config", config] if config else []), "--workdir", workdir, *flags]
 
 
+@pytest.mark.slow  # the default tier's SIGKILL test runs the same command (no --config)
 def test_main_without_config_builds_and_runs_the_toy_config(tmp_path):
   """The README's main-job command (`python main.py`, no --config) runs configs/toy.py: the
   config it records is the toy config with the overrides, and its policies are the ones that
@@ -363,11 +365,12 @@ COMPACT = dict(OVERRIDES, **{"warmstart.generator_steps": 5, "warmstart.steps": 
 
 
 def test_sigkill_of_a_real_run_then_the_same_command_resumes_exactly(tmp_path):
-  """`main.py` killed with SIGKILL once the judge's warm start is under way, then run again: it
-  ends as an uninterrupted in-process run, with each record once."""
+  """The README's main-job command (`python main.py`, no --config: configs/toy.py) killed with
+  SIGKILL once the judge's warm start is under way, then run again: it ends as an
+  uninterrupted in-process run of the toy config, with each record once."""
   workdir = str(tmp_path / "killed")
-  proc = subprocess.Popen(_main_cmd(workdir, overrides=COMPACT), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(_main_cmd(workdir, config=None, overrides=COMPACT),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   path = os.path.join(workdir, "metrics.jsonl")
   try:
     while proc.poll() is None:
@@ -380,8 +383,10 @@ def test_sigkill_of_a_real_run_then_the_same_command_resumes_exactly(tmp_path):
     proc.kill()
     proc.wait()
   assert records(workdir)[-1]["phase"] != "done"
-  subprocess.run(_main_cmd(workdir, overrides=COMPACT), check=True, stdout=subprocess.DEVNULL,
-                 stderr=subprocess.DEVNULL, timeout=600)
+  subprocess.run(_main_cmd(workdir, config=None, overrides=COMPACT), check=True,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+  from arm_jax.evaluation.systems import load_train_config  # noqa: PLC0415
+  assert load_train_config("", (), workdir).to_dict() == tiny_config(COMPACT).to_dict()
   ref_dir = str(tmp_path / "reference")  # saving less often changes no record
   ref_done = run_train(tiny_config(dict(COMPACT, **{"checkpoint.every_steps": 0})), ref_dir)
   assert records(workdir)[-1] == dict(ref_done, global_step=records(workdir)[-1]["global_step"])
