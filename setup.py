@@ -27,8 +27,11 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # torch is only a reference implementation for parity tests; 2.13.0 is the CPU wheel.
     # accelerate lets transformers load the GGUF reference model.
+    # libtpu: tests/test_plan.py compiles TPU programs on the CPU (arm_jax.plan).
     "test": ["pytest>=8", "torch==2.13.0", "accelerate==1.15.0", "nltk==3.10.4",
-             "langdetect==1.0.9"],
+             "langdetect==1.0.9", "libtpu==0.0.42.1"],
+    # The TPU compiler (jax[tpu]'s libtpu): TPU runs, and `python -m arm_jax.plan` on any host.
+    "tpu": ["libtpu==0.0.42.1"],
     # The offline IFEval checker (arm_jax.data.ifeval, experiments/build_offline_data.py).
     "data": ["nltk==3.10.4", "langdetect==1.0.9"],
 }

@@ -52,6 +52,8 @@ _POLICY = {
     "micro_batches": F(1, "gradient accumulation steps per update (exact)"),
     "prompts_per_step": F(8, "prompts per optimizer step"),
     "max_new_tokens": F(512, "rollout length limit"),
+    "max_prompt_tokens": F(0, "longest prompt (the judge's holds the rubric); pairs with a longer "
+                              "one are skipped at load; 0 = what the model's context leaves"),
     "temperature": F(1.0, "rollout temperature"),
     "top_p": F(1.0, "rollout nucleus mass"),
     "top_k": F(0, "rollout top-k; 0 = off"),

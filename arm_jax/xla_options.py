@@ -15,7 +15,9 @@ compilation, so decoding keeps the process-wide defaults. Off the CPU backend no
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Iterator
 
 import jax
 
@@ -36,9 +38,24 @@ def configure_process() -> None:
   os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_use_xnnpack=true").strip()
 
 
+_TARGETS: list[str] = []  # target_platform's stack
+
+
+@contextlib.contextmanager
+def target_platform(platform: str) -> Iterator[None]:
+  """Within the block, functions made by jit_training compile for `platform` rather than this
+  process's backend (arm_jax.plan compiles TPU programs on a CPU host): no CPU-only option."""
+  _TARGETS.append(platform)
+  try:
+    yield
+  finally:
+    _TARGETS.pop()
+
+
 def training_compiler_options() -> dict[str, str] | None:
   """compiler_options for a jitted training step or training-shaped forward; None off CPU."""
-  if jax.default_backend() != "cpu":
+  platform = _TARGETS[-1] if _TARGETS else jax.default_backend()
+  if platform != "cpu":
     return None
   return {"xla_cpu_experimental_ynn_fusion_type": ""}
 

@@ -46,6 +46,7 @@ QWEN3_8B_CONFIG_JSON = {
     "tie_word_embeddings": False, "max_position_embeddings": 40960, "use_sliding_window": False,
     "bos_token_id": 151643, "eos_token_id": 151645,
 }
+ARCHITECTURE = QWEN3_8B_CONFIG_JSON  # what `python -m arm_jax.plan` compiles without the download
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -66,10 +67,12 @@ def get_config() -> ml_collections.ConfigDict:
                  "--input FILE --out data/openrubrics`")
   c.warmstart.update(steps=0, batch_size=64, max_length=6144, learning_rate=5e-6)
   c.schedule.update(rounds=3, order="judge_first", epochs_per_phase=1.0)
+  # Prompt limits: the judge's holds the instruction, a rubric and two responses; longer pairs
+  # are skipped at load.
   c.judge = config_sections.policy(group_size=7, prompts_per_step=32, max_new_tokens=1024,
-                                   micro_batches=7)
+                                   micro_batches=7, max_prompt_tokens=4096)
   c.generator = config_sections.policy(group_size=6, prompts_per_step=48, max_new_tokens=512,
-                                       micro_batches=9)
+                                       micro_batches=9, max_prompt_tokens=1024)
   # As at inference (docs/method.md §5): greedy rubrics, sampled judgments (a greedy figure is logged too).
   c.eval.update(max_pairs=512, rubric_max_new_tokens=1024, judge_max_new_tokens=4096,
                 batch_size=64, judge_temperature=1.0)

@@ -199,8 +199,10 @@ def build(config: ml_collections.ConfigDict) -> PolicySetup:
   if prompts is None:
     prompts = list(dict.fromkeys(pair.instruction for pair in setup.train))
   prompts = prompts[:config.prompts.limit] if config.prompts.limit else prompts
-  new_tokens = config.grpo.max_new_tokens if config.method == "grpo" else config.dpo.max_new_tokens
-  prompts, too_long = fit_prompts(policy, reward_model, prompts, new_tokens)
+  grpo = config.method == "grpo"
+  new_tokens = config.grpo.max_new_tokens if grpo else config.dpo.max_new_tokens
+  prompts, too_long = fit_prompts(policy, reward_model, prompts, new_tokens,
+                                  config.grpo.max_prompt_tokens if grpo else 0)
   if too_long:
     logging.warning("skipped %d of %d prompts that do not fit the policy's or the reward model's "
                     "context with the configured generation lengths", too_long,
@@ -219,15 +221,15 @@ def build(config: ml_collections.ConfigDict) -> PolicySetup:
 
 
 def fit_prompts(policy: Policy, reward_model: RewardModel, prompts: list[str],
-                new_tokens: int) -> tuple[list[str], int]:
-  """(the prompts that fit, how many did not): the policy's prompt must leave room for a
-  response of `new_tokens`; the reward model's rubric prompt for its longest rubric, and its judge
+                new_tokens: int, max_prompt_tokens: int = 0) -> tuple[list[str], int]:
+  """(the prompts that fit, how many did not): the policy's prompt must be at most
+  `max_prompt_tokens` (0 = no limit of its own) and leave room for a response of `new_tokens`; the reward model's rubric prompt for its longest rubric, and its judge
   prompt, holding that rubric and two such responses, for its longest judgment (Policy.room).
   Checked at load: a prompt that cannot fit would fail at the same step after every resume."""
   rm = reward_model
   rubric_new, judge_new = rm.rubric_max_new_tokens, rm.judge_sampling.max_new_tokens
   fits = zip(
-      policy.fit(prompts, policy.room(new_tokens)),
+      policy.fit(prompts, policy.room(new_tokens, max_prompt_tokens)),
       rm.generator.fit([render_rubric_prompt(rm.generator.template, p) for p in prompts],
                        rm.generator.room(rubric_new)),
       rm.judge.fit([render_judge_prompt(rm.judge.template, p, "", "", "") for p in prompts],

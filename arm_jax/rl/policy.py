@@ -49,10 +49,12 @@ class Policy:
       ids.append(list(out["input_ids"] if hasattr(out, "keys") else out))
     return ids
 
-  def room(self, new_tokens: int) -> int:
+  def room(self, new_tokens: int, max_prompt_tokens: int = 0) -> int:
     """The longest prompt, in tokens, after which this policy can still write `new_tokens`: within
-    the model's positions and the sampler's largest length bucket."""
-    return min(self.model.config.max_position_embeddings - new_tokens, max(self.sampler.buckets))
+    the model's positions, the sampler's largest length bucket and `max_prompt_tokens` (0 = no
+    limit of its own)."""
+    room = min(self.model.config.max_position_embeddings - new_tokens, max(self.sampler.buckets))
+    return min(room, max_prompt_tokens) if max_prompt_tokens > 0 else room
 
   def fit(self, texts: Sequence[str], room: int) -> list[bool]:
     """Whether each user turn encodes (`encode`) to at most `room` tokens. A token holds at least

@@ -183,17 +183,19 @@ def drop_too_long(policies: dict[str, Policy], pairs: list[PreferencePair],
   """(the pairs whose prompts fit, how many did not). The rubric prompt must leave room for the
   longest rubric (generator.max_new_tokens or eval.rubric_max_new_tokens), and the judge prompt,
   with that rubric in it, for the longest judgment (judge.max_new_tokens or
-  eval.judge_max_new_tokens), within each model's positions and the sampler's largest bucket
-  (Policy.room). Checked once, at load: a pair that cannot fit would fail its phase step at the
+  eval.judge_max_new_tokens), within each model's positions, the sampler's largest bucket and
+  the role's max_prompt_tokens (Policy.room). Checked once, at load: a pair that cannot fit would fail its phase step at the
   same step after every resume."""
   generator, judge = policies["generator"], policies["judge"]
   rubric_new = max(config.generator.max_new_tokens, config.eval.rubric_max_new_tokens)
   judge_new = max(config.judge.max_new_tokens, config.eval.judge_max_new_tokens)
   rubric_ok = generator.fit([render_rubric_prompt(generator.template, p.instruction)
-                             for p in pairs], generator.room(rubric_new))
+                             for p in pairs],
+                            generator.room(rubric_new, config.generator.max_prompt_tokens))
+  # The judge's limit is on its whole prompt, the rubric in it included.
   judge_ok = judge.fit([render_judge_prompt(judge.template, p.instruction, "", p.response_a,
                                             p.response_b) for p in pairs],
-                       judge.room(judge_new) - rubric_new)
+                       judge.room(judge_new, config.judge.max_prompt_tokens) - rubric_new)
   kept = [p for p, r, j in zip(pairs, rubric_ok, judge_ok) if r and j]
   return kept, len(pairs) - len(kept)
 

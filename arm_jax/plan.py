@@ -1,0 +1,505 @@
+"""Plan a training run for a TPU slice without the slice: compile, on this host, every program
+the run executes at its real shapes for the slice's topology, and check that each fits a chip.
+
+  pip install -e ".[tpu]"   # libtpu: compiles for TPU on a CPU-only machine
+  python -m arm_jax.plan --config configs/qwen3_8b.py --topology v5p-128 [--out plan.json]
+
+No weights are read: the model is its architecture (the model's config.json when model.path is
+a local directory, else the config file's ARCHITECTURE dict, the public config.json) and every
+array an abstract value laid out as the run lays it out (the config's mesh, rules and dtypes).
+Programs, per policy (docs/method.md §4; shapes from the config):
+
+  <role>.sft                     a warm-start step: warmstart.batch_size x warmstart.max_length
+  <role>.rollout.prefill/decode  a phase's rollouts: prompts_per_step x group_size rows, the
+                                 longest prompt bucket, max_new_tokens (the KV cache is decode's)
+  <role>.reference_logprobs      the KL reference's log-probs of a rollout batch (beta > 0)
+  <role>.update                  the GRPO update: mu steps, micro_batches slices
+  generator.rubrics_for_judge    the judge phase's rubrics (eval.batch_size rows)
+  judge.greedy_for_generator     the generator reward's greedy judgments (generator rows)
+  eval.rubric / eval.judge       held-out evaluation (eval.batch_size rows, the eval lengths)
+
+Each program's per-chip bytes come from the compiled program's memory_analysis (arguments,
+outputs, temporaries, code; outputs that reuse a donated argument counted once); what the run
+keeps on the chip outside the program (the other policy, the KL references, the active optimizer
+state, the idle one unless offload_idle_optimizer moves it to host memory, each sampler's kept
+decode-layout copy of its weights) is counted from the arrays' shardings. Peak = both. FLOPs and
+bytes accessed from cost_analysis are kept, but XLA counts a loop's body once (layers,
+micro-batches, mu steps and decode steps are loops), so the roofline time per call is
+max(model FLOPs / peak FLOP/s, bytes / HBM bandwidth) with the chip's published peaks, model
+FLOPs from the architecture (model_flops) and, for decode, every argument and temporary read
+once per generated token. plan.json holds every figure; the exit status is 1
+when a program does not fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from arm_jax import config_sections, sharding, xla_options
+from arm_jax.core import ROLES
+from arm_jax.models import Decoder, DecoderConfig
+from arm_jax.models.checkpoint import abstract_params
+from arm_jax.models.config import dtype_from_name
+from arm_jax.rl import grpo, optim
+from arm_jax.rl.logprobs import SequenceBatch
+from arm_jax.rl.sft import SFTConfig, make_sft_update
+from arm_jax.sampling import DEFAULT_BUCKETS, SamplingParams, bucket_length
+from arm_jax import sampling
+
+GB = 10**9
+
+
+@dataclasses.dataclass(frozen=True)
+class Slice:
+  """A TPU slice as sold: its topology for jax.experimental.topologies and one chip's HBM and
+  published peaks (bf16 FLOP/s, HBM bytes/s)."""
+  name: str
+  topology: str
+  chips: int
+  hbm_bytes: int
+  peak_flops: float
+  hbm_bandwidth: float
+
+
+# Google Cloud's published per-chip figures (HBM, bf16 peak, HBM bandwidth). v4 and v5p names
+# count TensorCores (two per chip), v5e and v6e names count chips.
+SLICES = {s.name: s for s in (
+    Slice("v5p-8", "v5p:2x2x1", 4, 95 * GB, 459e12, 2765e9),
+    Slice("v5p-128", "v5p:4x4x4", 64, 95 * GB, 459e12, 2765e9),
+    Slice("v5p-256", "v5p:4x4x8", 128, 95 * GB, 459e12, 2765e9),
+    Slice("v4-8", "v4:2x2x1", 4, 32 * GB, 275e12, 1228e9),
+    Slice("v4-128", "v4:4x4x4", 64, 32 * GB, 275e12, 1228e9),
+    Slice("v5e-4", "v5e:2x2", 4, 16 * GB, 197e12, 819e9),
+    Slice("v5e-64", "v5e:8x8", 64, 16 * GB, 197e12, 819e9),
+    Slice("v5e-256", "v5e:16x16", 256, 16 * GB, 197e12, 819e9),
+    Slice("v6e-4", "v6e:2x2", 4, 32 * GB, 918e12, 1640e9),
+    Slice("v6e-64", "v6e:8x8", 64, 32 * GB, 918e12, 1640e9),
+    Slice("v6e-256", "v6e:16x16", 256, 32 * GB, 918e12, 1640e9),
+)}
+
+
+# --- the run's architecture and arrays, abstractly ------------------------------------------------
+
+def load_config_file(path: str) -> tuple[ml_collections.ConfigDict, Any]:
+  """(validated config, the config file's module) of a configs/<name>.py file."""
+  spec = importlib.util.spec_from_file_location("arm_jax_plan_config", path)
+  if spec is None or spec.loader is None:
+    raise FileNotFoundError(f"--config={path!r}: not a Python file")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return config_sections.validate(module.get_config()), module
+
+
+def decoder_config(config: ml_collections.ConfigDict, module: Any = None) -> DecoderConfig:
+  """The run's architecture without its weights: the toy decoder, the config.json of a local
+  model.path, or the config file's ARCHITECTURE (a model's public config.json)."""
+  m = config.model
+  if m.kind == "toy":
+    from arm_jax.toy import model as toy_model  # pylint: disable=import-outside-toplevel
+    from arm_jax.toy.tokenizer import build_tokenizer  # pylint: disable=import-outside-toplevel
+    return toy_model.decoder_config(build_tokenizer(), num_layers=m.num_layers,
+                                    hidden_size=m.hidden_size, num_heads=m.num_heads,
+                                    num_kv_heads=m.num_kv_heads,
+                                    intermediate_size=m.intermediate_size)
+  overrides = dict(param_dtype=m.dtype, dtype=m.compute_dtype or m.dtype,
+                   remat_policy=m.remat_policy)
+  local = os.path.join(m.path, "config.json") if m.path else ""
+  if local and os.path.isfile(local):
+    with open(local, encoding="utf-8") as f:
+      return DecoderConfig.from_hf(json.load(f), **overrides)
+  hf = getattr(module, "ARCHITECTURE", None)
+  if hf is None:
+    raise ValueError(f"model.path={m.path!r} has no config.json here and the config file "
+                     "defines no ARCHITECTURE (the model's public config.json as a dict): the "
+                     "planner needs one of them")
+  return DecoderConfig.from_hf(hf, **overrides)
+
+
+def topology_mesh(slice_: Slice, config: ml_collections.ConfigDict) -> Mesh:
+  """The config's mesh over the slice's abstract TPU devices (libtpu, no TPU needed)."""
+  from jax.experimental import topologies  # pylint: disable=import-outside-toplevel
+  try:
+    devices = topologies.get_topology_desc(topology_name=slice_.topology, platform="tpu").devices
+  except Exception as e:  # noqa: BLE001  libtpu missing or too old: say how to get it
+    raise RuntimeError(f"cannot describe TPU topology {slice_.topology!r} ({e}); install the "
+                       "TPU compiler: pip install -e \".[tpu]\"") from e
+  if len(devices) != slice_.chips:
+    raise RuntimeError(f"{slice_.name}: topology {slice_.topology} has {len(devices)} devices, "
+                       f"expected {slice_.chips}")
+  return sharding.make_mesh(tuple(config.mesh_shape), tuple(config.mesh_axes), devices=devices)
+
+
+def _abstract(tree: Any, shardings: Any) -> Any:
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      tree, shardings)
+
+
+def per_chip_bytes(tree: Any) -> int:
+  """Bytes one chip holds of a tree of sharded abstract arrays (the largest shard of each)."""
+  total = 0
+  for leaf in jax.tree.leaves(tree):
+    shard = leaf.sharding.shard_shape(leaf.shape) if leaf.sharding is not None else leaf.shape
+    total += math.prod(shard) * np.dtype(leaf.dtype).itemsize
+  return total
+
+
+@dataclasses.dataclass
+class Model:
+  """One policy's model on the slice, abstractly: params, their decode-layout copy."""
+  model: Decoder
+  params: Any
+  param_shardings: Any
+  decode_model: Decoder
+  decode_params: Any
+
+
+def abstract_model(cfg: DecoderConfig, mesh: Mesh, rules) -> Model:
+  model = Decoder(cfg, mesh=mesh, rules=rules)
+  boxed = abstract_params(model)
+  shardings = nn.unbox(sharding.tree_shardings(boxed, mesh, rules, strict=True))
+  params = _abstract(nn.unbox(boxed), shardings)
+  decode_model = sampling._decode_model(model, True, False)  # pylint: disable=protected-access
+  decode_fn = sampling._jitted_decode_params(model, True, False)  # pylint: disable=protected-access
+  decode_params = jax.eval_shape(decode_fn, params)
+  decode_shardings = nn.unbox(sharding.tree_shardings(abstract_params(decode_model), mesh, rules,
+                                                      strict=True))
+  return Model(model, params, shardings, decode_model,
+               _abstract(decode_params, decode_shardings))
+
+
+# --- programs ------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Program:
+  name: str
+  compile: Callable[[], Any]  # -> jax.stages.Compiled
+  stage: str  # "sft" or "rl": which resident state lives beside it
+  role: str  # the policy it runs
+  takes: tuple[str, ...]  # resident items among its arguments (not counted twice)
+  rows: int = 0
+  length: int = 0  # tokens per row (prompt bucket + new tokens)
+  kind: str = "forward"  # "forward", "train" (forward + backward) or "decode"
+  new: int = 0  # decode: tokens generated per row
+  passes: int = 1  # train: optimizer steps over the batch (GRPO's mu)
+
+
+def _data(mesh, rules, shape, dtype) -> jax.ShapeDtypeStruct:
+  return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.data_sharding(mesh, rules,
+                                                                            len(shape)))
+
+
+def _replicated(mesh, shape, dtype) -> jax.ShapeDtypeStruct:
+  return jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(mesh, P()))
+
+
+def _seq(mesh, rules, rows, prompt, new) -> SequenceBatch:
+  t = prompt + new
+  return SequenceBatch(_data(mesh, rules, (rows, t), jnp.int32), _data(mesh, rules, (rows, t), bool),
+                       _data(mesh, rules, (rows, t), bool), score_from=prompt)
+
+
+def _sampling_programs(name, role, m: Model, mesh, rules, rows, prompt, sp, takes):
+  """Prefill and decode of one generation call: rows x prompt bucket, sp.max_new_tokens."""
+  prefill = sampling._jitted_prefill(m.model)  # pylint: disable=protected-access
+  ids, mask = _data(mesh, rules, (rows, prompt), jnp.int32), _data(mesh, rules, (rows, prompt), bool)
+
+  compiled = {}
+
+  def compile_prefill():
+    if "prefill" not in compiled:  # decode reads its output layout
+      compiled["prefill"] = prefill.lower(m.params, ids, mask).compile()
+    return compiled["prefill"]
+
+  def compile_decode():
+    out = jax.eval_shape(prefill, m.params, ids, mask)
+    layouts = jax.tree.leaves(compile_prefill().output_shardings)
+    logits, k, v, next_pos = jax.tree.unflatten(
+        jax.tree.structure(out), [jax.ShapeDtypeStruct(o.shape, o.dtype, sharding=s)
+                                  for o, s in zip(jax.tree.leaves(out), layouts)])
+    decode = sampling._jitted_decode(m.decode_model, sp, 0)  # pylint: disable=protected-access
+    key = _replicated(mesh, (), jax.random.key(0).dtype)
+    stop = _replicated(mesh, (1,), jnp.int32)
+    return decode.lower(m.decode_params, logits, k, v, mask, next_pos, key, stop).compile()
+
+  return [Program(f"{name}.prefill", compile_prefill, "rl", role, (f"{role}.params",), rows,
+                  prompt),
+          Program(f"{name}.decode", compile_decode, "rl", role, takes, rows,
+                  prompt + sp.max_new_tokens, kind="decode", new=sp.max_new_tokens)]
+
+
+def _prompt_bucket(config, role: str, cfg: DecoderConfig, new_tokens: int) -> int:
+  """The longest prompt bucket a role's generation sees: its max_prompt_tokens (or what the
+  model's positions leave), rounded up to the sampler's bucket."""
+  room = min(cfg.max_position_embeddings - new_tokens, max(DEFAULT_BUCKETS))
+  limit = config[role].max_prompt_tokens or room
+  return bucket_length(min(limit, room), DEFAULT_BUCKETS)
+
+
+def programs(config: ml_collections.ConfigDict, cfg: DecoderConfig, mesh: Mesh, rules,
+             models: dict[str, Model]) -> list[Program]:
+  """Every program the training run executes, at its largest shapes."""
+  from arm_jax.training import setup as train_setup  # pylint: disable=import-outside-toplevel
+  out: list[Program] = []
+  tc = train_setup.trainer_config(config)
+  e = config.eval
+  new = {"generator": config.generator.max_new_tokens, "judge": config.judge.max_new_tokens}
+  eval_new = {"generator": e.rubric_max_new_tokens, "judge": e.judge_max_new_tokens}
+  bucket = {r: _prompt_bucket(config, r, cfg, max(new[r], eval_new[r])) for r in ROLES}
+  w = config.warmstart
+  for role in ROLES:
+    m = models[role]
+    if train_setup.sft_steps(w, role) > 0:
+      sft_opt = optim.make_optimizer(optim.OptimizerConfig(learning_rate=w.learning_rate,
+                                                           max_grad_norm=w.max_grad_norm))
+      o_sh = optim.opt_state_shardings(sft_opt, m.params, m.param_shardings,
+                                       NamedSharding(mesh, P()))
+      opt_state = _abstract(jax.eval_shape(sft_opt.init, m.params), o_sh)
+      update = make_sft_update(m.model, SFTConfig(prompt_loss_weight=w.prompt_loss_weight),
+                               sft_opt, shardings=(m.param_shardings, o_sh))
+      batch = _seq(mesh, rules, w.batch_size, 0, w.max_length)
+      batch = SequenceBatch(batch.tokens, batch.attention, batch.loss_mask, score_from=1)
+      out.append(Program(f"{role}.sft", lambda u=update, p=m.params, o=opt_state, b=batch:
+                         u.lower(p, o, b).compile(), "sft", role, (f"{role}.params",), w.batch_size,
+                         w.max_length, kind="train"))
+    phase = getattr(tc, role)
+    g = phase.grpo
+    rows = phase.prompts_per_step * g.group_size
+    out += _sampling_programs(f"{role}.rollout", role, m, mesh, rules, rows, bucket[role],
+                              phase.sampling, (f"{role}.decode_copy",))
+    optimizer = optim.make_optimizer(getattr(tc, f"{role}_optimizer"))
+    o_sh = optim.opt_state_shardings(optimizer, m.params, m.param_shardings,
+                                     NamedSharding(mesh, P()))
+    opt_state = _abstract(jax.eval_shape(optimizer.init, m.params), o_sh)
+    seq = _seq(mesh, rules, rows, bucket[role], new[role])
+    t = bucket[role] + new[role]
+    f32 = lambda: _data(mesh, rules, (rows, t), jnp.float32)  # noqa: E731
+    batch = grpo.RolloutBatch(seq, f32(), f32() if g.beta else None,
+                              _data(mesh, rules, (rows,), jnp.float32))
+    if g.beta:
+      logprobs = grpo.sequence_logprobs(m.model, g.logprob_chunk)
+      out.append(Program(f"{role}.reference_logprobs",
+                         lambda f=logprobs, p=m.params, s=seq: f.lower(p, s).compile(), "rl", role,
+                         (f"{role}.ref",), rows, t))
+    update = grpo.make_update(m.model, g, optimizer, shardings=(m.param_shardings, o_sh))
+    out.append(Program(f"{role}.update", lambda u=update, p=m.params, o=opt_state, b=batch:
+                       u.lower(p, o, b).compile(), "rl", role, (f"{role}.params", f"{role}.opt"),
+                       rows, t, kind="train", passes=g.mu))
+  gen, judge = models["generator"], models["judge"]
+  out += _sampling_programs("generator.rubrics_for_judge", "generator", gen, mesh, rules,
+                            tc.rubric_batch, bucket["generator"], tc.rubric_sampling,
+                            ("generator.decode_copy",))
+  greedy = SamplingParams(max_new_tokens=tc.judge_greedy_max_new_tokens, greedy=True)
+  out += _sampling_programs("judge.greedy_for_generator", "judge", judge, mesh, rules,
+                            tc.generator.prompts_per_step * tc.generator.grpo.group_size,
+                            bucket["judge"], greedy, ("judge.decode_copy",))
+  if e.enabled:
+    out += _sampling_programs("eval.rubric", "generator", gen, mesh, rules, e.batch_size,
+                              bucket["generator"],
+                              SamplingParams(max_new_tokens=e.rubric_max_new_tokens, greedy=True),
+                              ("generator.decode_copy",))
+    judge_sp = (SamplingParams(max_new_tokens=e.judge_max_new_tokens, temperature=e.judge_temperature)
+                if e.judge_temperature > 0 else
+                SamplingParams(max_new_tokens=e.judge_max_new_tokens, greedy=True))
+    out += _sampling_programs("eval.judge", "judge", judge, mesh, rules, e.batch_size,
+                              bucket["judge"], judge_sp, ("judge.decode_copy",))
+  return out
+
+
+def model_flops(program: Program, cfg: DecoderConfig) -> float:
+  """The program's FLOPs over all chips from the model's size (XLA's cost_analysis counts a loop
+  body once, and the layers, micro-batches, mu steps and decode steps are loops): 2 per
+  parameter per token forward, 6 forward and backward, plus causal attention's scores and
+  values (4 x layers x heads x head_dim per token per attended position)."""
+  matmul = cfg.num_params - cfg.vocab_size * cfg.hidden_size * (not cfg.tie_word_embeddings)
+  attention = 4 * cfg.num_layers * cfg.num_heads * cfg.head_dim
+  if program.kind == "decode":
+    prompt = program.length - program.new
+    context = prompt + program.new / 2
+    return program.rows * program.new * (2 * matmul + attention * context)
+  tokens = program.rows * program.length
+  per_token = 2 * matmul + attention * program.length / 2
+  return tokens * per_token * (3 * program.passes if program.kind == "train" else 1)
+
+
+def resident(config: ml_collections.ConfigDict, models: dict[str, Model], mesh: Mesh,
+             tc) -> dict[str, int]:
+  """Per-chip bytes of what the run keeps on the chip between programs."""
+  items = {}
+  for role in ROLES:
+    m = models[role]
+    items[f"{role}.params"] = per_chip_bytes(m.params)
+    items[f"{role}.decode_copy"] = per_chip_bytes(m.decode_params)
+    phase = getattr(tc, role)
+    if phase.grpo.beta:
+      items[f"{role}.ref"] = items[f"{role}.params"]
+    optimizer = optim.make_optimizer(getattr(tc, f"{role}_optimizer"))
+    o_sh = optim.opt_state_shardings(optimizer, m.params, m.param_shardings,
+                                     NamedSharding(mesh, P()))
+    items[f"{role}.opt"] = per_chip_bytes(_abstract(jax.eval_shape(optimizer.init, m.params),
+                                                    o_sh))
+  return items
+
+
+def alive_outside(program: Program, items: dict[str, int], offload_idle: bool) -> dict[str, int]:
+  """The resident items on the chip while `program` runs, less those it takes as arguments. In
+  the warm start: the other policy's weights. In RL: both policies, their references and decode
+  copies, the running policy's optimizer state, and the other's unless it waits in host memory
+  (evaluation and the helper generations count the larger optimizer state as running)."""
+  other = "judge" if program.role == "generator" else "generator"
+  if program.stage == "sft":
+    alive = {f"{other}.params": items[f"{other}.params"]}
+  else:
+    alive = {k: v for k, v in items.items() if not k.endswith(".opt")}
+    opts = {k: v for k, v in items.items() if k.endswith(".opt")}
+    if offload_idle:
+      running = (f"{program.role}.opt" if program.name.startswith(program.role)
+                 else max(opts, key=opts.get))
+      alive[running] = opts[running]
+    else:
+      alive.update(opts)
+  for name in program.takes:
+    alive.pop(name, None)
+  return alive
+
+
+def _memory(compiled) -> dict[str, int]:
+  m = compiled.memory_analysis()
+  figures = dict(arguments=m.argument_size_in_bytes, outputs=m.output_size_in_bytes,
+                 aliased=m.alias_size_in_bytes, temporaries=m.temp_size_in_bytes,
+                 code=m.generated_code_size_in_bytes)
+  figures["program"] = (figures["arguments"] + figures["outputs"] - figures["aliased"]
+                        + figures["temporaries"] + figures["code"])
+  return figures
+
+
+def _cost(compiled) -> dict[str, float]:
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else (cost or {})
+  return dict(flops=float(cost.get("flops", 0.0)),
+              bytes_accessed=float(cost.get("bytes accessed", 0.0)))
+
+
+def plan(config: ml_collections.ConfigDict, slice_: Slice, module: Any = None,
+         log: Callable[[str], None] = print) -> dict:
+  """Compiles every program of the run for `slice_`; returns the plan (see the module
+  docstring). Programs that fail to compile are reported with their error."""
+  if config.job != "train":
+    raise ValueError(f"job={config.job!r}: the planner plans training runs (job='train')")
+  cfg = decoder_config(config, module)
+  mesh = topology_mesh(slice_, config)
+  rules = (sharding.rules_from_config(config.rules) if config.rules
+           else sharding.DEFAULT_RULES)
+  from arm_jax.training import setup as train_setup  # pylint: disable=import-outside-toplevel
+  tc = train_setup.trainer_config(config)
+  model = abstract_model(cfg, mesh, rules)  # both policies: one architecture, own arrays
+  models = {role: model for role in ROLES}
+  items = resident(config, models, mesh, tc)
+  rows = []
+  start = time.perf_counter()
+  with xla_options.target_platform("tpu"):
+    for program in programs(config, cfg, mesh, rules, models):
+      t0 = time.perf_counter()
+      row: dict[str, Any] = dict(program=program.name, rows=program.rows, length=program.length)
+      try:
+        compiled = program.compile()
+      except Exception as e:  # noqa: BLE001  one program's failure is reported, the rest planned
+        row.update(error=f"{type(e).__name__}: {str(e).splitlines()[0][:300]}", fits=False)
+        rows.append(row)
+        log(f"{program.name}: does not compile: {row['error']}")
+        continue
+      memory, cost = _memory(compiled), _cost(compiled)
+      outside = alive_outside(program, items, config.offload_idle_optimizer)
+      peak = memory["program"] + sum(outside.values())
+      flops = model_flops(program, cfg) / slice_.chips
+      # Decode reads every weight and the cache once per token: bytes = its arguments and
+      # temporaries per step; the other programs' traffic is what XLA counts.
+      traffic = (program.new * (memory["arguments"] + memory["temporaries"])
+                 if program.kind == "decode" else cost["bytes_accessed"])
+      roofline = max(flops / slice_.peak_flops, traffic / slice_.hbm_bandwidth)
+      row.update(memory=memory, resident_outside=outside, peak_bytes=peak,
+                 margin_bytes=slice_.hbm_bytes - peak, fits=peak <= slice_.hbm_bytes,
+                 model_flops_per_chip=flops, xla_flops_loop_bodies_once=cost["flops"],
+                 xla_bytes_accessed=cost["bytes_accessed"], roofline_seconds=roofline,
+                 compile_seconds=time.perf_counter() - t0)
+      rows.append(row)
+      log(_row_line(row, slice_))
+  worst = max((r for r in rows if "peak_bytes" in r), key=lambda r: r["peak_bytes"], default=None)
+  return dict(
+      config=dict(mesh_shape=list(mesh.shape.values()), mesh_axes=list(mesh.axis_names),
+                  rules=[list(r) for r in rules], model=dataclasses.asdict(cfg)),
+      slice=dataclasses.asdict(slice_), resident=items, programs=rows,
+      peak_bytes=worst["peak_bytes"] if worst else None,
+      peak_program=worst["program"] if worst else None,
+      fits=all(r["fits"] for r in rows),
+      compile_seconds=time.perf_counter() - start)
+
+
+def _row_line(row: dict, slice_: Slice) -> str:
+  m = row["memory"]
+  return (f"{row['program']:<34} {row['rows']:>5} x {row['length']:<6} "
+          f"args {m['arguments'] / GB:6.2f}  temp {m['temporaries'] / GB:6.2f}  "
+          f"beside {sum(row['resident_outside'].values()) / GB:6.2f}  "
+          f"peak {row['peak_bytes'] / GB:6.2f} / {slice_.hbm_bytes / GB:.0f} GB  "
+          f"{'fits' if row['fits'] else 'DOES NOT FIT'}  "
+          f"{row['model_flops_per_chip'] / 1e12:9.2f} TFLOP  "
+          f"roofline {row['roofline_seconds']:8.3f} s  "
+          f"(compiled in {row['compile_seconds']:.1f}s)")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+  p = argparse.ArgumentParser(prog="python -m arm_jax.plan", description=__doc__.split("\n\n")[0])
+  p.add_argument("--config", required=True, help="a training config file (configs/<name>.py)")
+  p.add_argument("--topology", default="", help=f"a slice: {', '.join(SLICES)}; default: the "
+                 "config's device.kind and device.chips")
+  p.add_argument("--out", default="plan.json", help="where the plan is written")
+  args = p.parse_args(argv)
+  # Compiling for a TPU needs no TPU: JAX runs on this host's CPU, libtpu only compiles (and
+  # stays quiet about the TPU it does not find once it is told which one it compiles for).
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  config, module = load_config_file(args.config)
+  name = args.topology or _slice_of(config)
+  if name not in SLICES:
+    raise SystemExit(f"--topology={name!r}; known slices: {', '.join(SLICES)}")
+  slice_ = SLICES[name]
+  os.environ.setdefault("TPU_ACCELERATOR_TYPE", slice_.name)
+  print(f"planning {args.config} on {slice_.name} ({slice_.chips} chips, "
+        f"{slice_.hbm_bytes / GB:.0f} GB HBM each), mesh {tuple(config.mesh_shape)}")
+  result = plan(config, slice_, module)
+  with open(args.out, "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=2)
+  bad = [r["program"] for r in result["programs"] if not r["fits"]]
+  print(f"peak {result['peak_bytes'] / GB:.2f} GB per chip ({result['peak_program']}) of "
+        f"{slice_.hbm_bytes / GB:.0f} GB; {len(result['programs'])} programs compiled in "
+        f"{result['compile_seconds']:.0f}s; plan written to {args.out}")
+  if bad:
+    print(f"does not fit on {slice_.name}: {', '.join(bad)}")
+    return 1
+  return 0
+
+
+def _slice_of(config: ml_collections.ConfigDict) -> str:
+  kind = config.device.kind.replace("TPU ", "").lower()
+  for s in SLICES.values():
+    if s.topology.startswith(kind + ":") and s.chips == config.device.chips:
+      return s.name
+  raise SystemExit(f"device.kind={config.device.kind!r} with device.chips={config.device.chips} "
+                   f"names no known slice; pass --topology ({', '.join(SLICES)})")
+
+
+if __name__ == "__main__":
+  sys.exit(main())
