@@ -62,6 +62,13 @@ _POLICY = {
     "max_grad_norm": F(1.0, "global gradient clipping norm"),
 }
 
+# A reward-model policy may start from its own checkpoint (the paper starts RL from the two
+# released Rubric-RM SFT models, docs/method.md §3).
+_REWARD_POLICY = {
+    "path": F("", "this policy's own starting weights (HF directory or .gguf); '' = model.path"),
+    **_POLICY,
+}
+
 _MODELS = {
     "toy": {  # a tiny decoder trained from scratch on the toy world (arm_jax.toy)
         "kind": F("toy", "model family"),
@@ -114,6 +121,12 @@ _TRAIN_SECTIONS = {
         "steps": F(0, "warm-start steps per policy; 0 = none"),
         "generator_steps": F(-1, "the generator's steps; -1 = steps"),
         "judge_steps": F(-1, "the judge's steps; -1 = steps"),
+        "generator_learning_rate": F(-1.0, "the generator's peak rate; -1 = learning_rate"),
+        "judge_learning_rate": F(-1.0, "the judge's peak rate; -1 = learning_rate"),
+        "generator_batch_size": F(0, "the generator's rows per step; 0 = batch_size"),
+        "judge_batch_size": F(0, "the judge's rows per step; 0 = batch_size"),
+        "generator_max_length": F(0, "the generator's tokens per row; 0 = max_length"),
+        "judge_max_length": F(0, "the judge's tokens per row; 0 = max_length"),
         "path": F("", "SFT JSONL (role, prompt, target); '' = none (the toy makes its own)"),
         "batch_size": F(8, "rows per step"),
         "max_length": F(2048, "tokens per row; longer examples are truncated or skipped"),
@@ -136,8 +149,8 @@ _TRAIN_SECTIONS = {
         "steps_per_phase": F(0, "optimizer steps per phase; 0 = epochs_per_phase"),
         "epochs_per_phase": F(1.0, "passes over the round's part per phase"),
     },
-    "judge": _POLICY,
-    "generator": _POLICY,
+    "judge": _REWARD_POLICY,
+    "generator": _REWARD_POLICY,
     "rewards": {  # docs/method.md §4
         "format_reward": F("binary", "the judge's R_fmt", ("binary", "graded", "none")),
         "format_weight": F(1.0, "weight of R_fmt"),

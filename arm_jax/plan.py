@@ -9,7 +9,7 @@ a local directory, else the config file's ARCHITECTURE dict, the public config.j
 array an abstract value laid out as the run lays it out (the config's mesh, rules and dtypes).
 Programs, per policy (docs/method.md §4; shapes from the config):
 
-  <role>.sft                     a warm-start step: warmstart.batch_size x warmstart.max_length
+  <role>.sft                     a warm-start step: the role's warm-start rows x max_length
   <role>.rollout.prefill/decode  a phase's rollouts: prompts_per_step x group_size rows, the
                                  longest prompt bucket, max_new_tokens (the KV cache is decode's)
   <role>.reference_logprobs      the KL reference's log-probs of a rollout batch (beta > 0)
@@ -105,9 +105,11 @@ def load_config_file(path: str) -> tuple[ml_collections.ConfigDict, Any]:
   return config_sections.validate(module.get_config()), module
 
 
-def decoder_config(config: ml_collections.ConfigDict, module: Any = None) -> DecoderConfig:
-  """The run's architecture without its weights: the toy decoder, the config.json of a local
-  model.path, or the config file's ARCHITECTURE (a model's public config.json)."""
+def decoder_config(config: ml_collections.ConfigDict, module: Any = None,
+                   role: str = "") -> DecoderConfig:
+  """A policy's architecture without its weights: the toy decoder, the config.json of a local
+  <role>.path or model.path, or the config file's ARCHITECTURE (a model's public config.json;
+  ARCHITECTURES[role] when the two policies differ)."""
   m = config.model
   if m.kind == "toy":
     from arm_jax.toy import model as toy_model  # pylint: disable=import-outside-toplevel
@@ -118,11 +120,12 @@ def decoder_config(config: ml_collections.ConfigDict, module: Any = None) -> Dec
                                     intermediate_size=m.intermediate_size)
   overrides = dict(param_dtype=m.dtype, dtype=m.compute_dtype or m.dtype,
                    remat_policy=m.remat_policy)
-  local = os.path.join(m.path, "config.json") if m.path else ""
+  path = (config[role].path if role else "") or m.path
+  local = os.path.join(path, "config.json") if path else ""
   if local and os.path.isfile(local):
     with open(local, encoding="utf-8") as f:
       return DecoderConfig.from_hf(json.load(f), **overrides)
-  hf = getattr(module, "ARCHITECTURE", None)
+  hf = getattr(module, "ARCHITECTURES", {}).get(role) or getattr(module, "ARCHITECTURE", None)
   if hf is None:
     raise ValueError(f"model.path={m.path!r} has no config.json here and the config file "
                      "defines no ARCHITECTURE (the model's public config.json as a dict): the "
@@ -250,8 +253,8 @@ def _prompt_bucket(config, role: str, cfg: DecoderConfig, new_tokens: int) -> in
   return bucket_length(min(limit, room), DEFAULT_BUCKETS)
 
 
-def programs(config: ml_collections.ConfigDict, cfg: DecoderConfig, mesh: Mesh, rules,
-             models: dict[str, Model]) -> list[Program]:
+def programs(config: ml_collections.ConfigDict, cfgs: dict[str, DecoderConfig], mesh: Mesh,
+             rules, models: dict[str, Model]) -> list[Program]:
   """Every program the training run executes, at its largest shapes."""
   from arm_jax.training import setup as train_setup  # pylint: disable=import-outside-toplevel
   out: list[Program] = []
@@ -259,23 +262,23 @@ def programs(config: ml_collections.ConfigDict, cfg: DecoderConfig, mesh: Mesh, 
   e = config.eval
   new = {"generator": config.generator.max_new_tokens, "judge": config.judge.max_new_tokens}
   eval_new = {"generator": e.rubric_max_new_tokens, "judge": e.judge_max_new_tokens}
-  bucket = {r: _prompt_bucket(config, r, cfg, max(new[r], eval_new[r])) for r in ROLES}
+  bucket = {r: _prompt_bucket(config, r, cfgs[r], max(new[r], eval_new[r])) for r in ROLES}
   w = config.warmstart
   for role in ROLES:
     m = models[role]
     if train_setup.sft_steps(w, role) > 0:
-      sft_opt = optim.make_optimizer(optim.OptimizerConfig(learning_rate=w.learning_rate,
-                                                           max_grad_norm=w.max_grad_norm))
+      sft_opt = optim.make_optimizer(train_setup.sft_optimizer_config(w, role))
+      ss = train_setup.sft_settings(w, role)
       o_sh = optim.opt_state_shardings(sft_opt, m.params, m.param_shardings,
                                        NamedSharding(mesh, P()))
       opt_state = _abstract(jax.eval_shape(sft_opt.init, m.params), o_sh)
       update = make_sft_update(m.model, SFTConfig(prompt_loss_weight=w.prompt_loss_weight),
                                sft_opt, shardings=(m.param_shardings, o_sh))
-      batch = _seq(mesh, rules, w.batch_size, 0, w.max_length)
+      batch = _seq(mesh, rules, ss.batch_size, 0, ss.max_length)
       batch = SequenceBatch(batch.tokens, batch.attention, batch.loss_mask, score_from=1)
       out.append(Program(f"{role}.sft", lambda u=update, p=m.params, o=opt_state, b=batch:
-                         u.lower(p, o, b).compile(), "sft", role, (f"{role}.params",), w.batch_size,
-                         w.max_length, kind="train"))
+                         u.lower(p, o, b).compile(), "sft", role, (f"{role}.params",),
+                         ss.batch_size, ss.max_length, kind="train"))
     phase = getattr(tc, role)
     g = phase.grpo
     rows = phase.prompts_per_step * g.group_size
@@ -400,19 +403,22 @@ def plan(config: ml_collections.ConfigDict, slice_: Slice, module: Any = None,
   docstring). Programs that fail to compile are reported with their error."""
   if config.job != "train":
     raise ValueError(f"job={config.job!r}: the planner plans training runs (job='train')")
-  cfg = decoder_config(config, module)
+  cfgs = {role: decoder_config(config, module, role) for role in ROLES}
   mesh = topology_mesh(slice_, config)
   rules = (sharding.rules_from_config(config.rules) if config.rules
            else sharding.DEFAULT_RULES)
   from arm_jax.training import setup as train_setup  # pylint: disable=import-outside-toplevel
   tc = train_setup.trainer_config(config)
-  model = abstract_model(cfg, mesh, rules)  # both policies: one architecture, own arrays
-  models = {role: model for role in ROLES}
+  shared = cfgs["generator"] == cfgs["judge"]  # one architecture: one model, own arrays
+  models = {role: abstract_model(cfgs[role], mesh, rules) for role in (ROLES[:1] if shared
+                                                                        else ROLES)}
+  if shared:
+    models["judge"] = models["generator"]
   items = resident(config, models, mesh, tc)
   rows = []
   start = time.perf_counter()
   with xla_options.target_platform("tpu"):
-    for program in programs(config, cfg, mesh, rules, models):
+    for program in programs(config, cfgs, mesh, rules, models):
       t0 = time.perf_counter()
       row: dict[str, Any] = dict(program=program.name, rows=program.rows, length=program.length)
       try:
@@ -425,7 +431,7 @@ def plan(config: ml_collections.ConfigDict, slice_: Slice, module: Any = None,
       memory, cost = _memory(compiled), _cost(compiled)
       outside = alive_outside(program, items, config.offload_idle_optimizer)
       peak = memory["program"] + sum(outside.values())
-      flops = model_flops(program, cfg) / slice_.chips
+      flops = model_flops(program, cfgs[program.role]) / slice_.chips
       # Decode reads every weight and the cache once per token: bytes = its arguments and
       # temporaries per step; the other programs' traffic is what XLA counts.
       traffic = (program.new * (memory["arguments"] + memory["temporaries"])
@@ -441,7 +447,8 @@ def plan(config: ml_collections.ConfigDict, slice_: Slice, module: Any = None,
   worst = max((r for r in rows if "peak_bytes" in r), key=lambda r: r["peak_bytes"], default=None)
   return dict(
       config=dict(mesh_shape=list(mesh.shape.values()), mesh_axes=list(mesh.axis_names),
-                  rules=[list(r) for r in rules], model=dataclasses.asdict(cfg)),
+                  rules=[list(r) for r in rules],
+                  models={role: dataclasses.asdict(c) for role, c in cfgs.items()}),
       slice=dataclasses.asdict(slice_), resident=items, programs=rows,
       peak_bytes=worst["peak_bytes"] if worst else None,
       peak_program=worst["program"] if worst else None,

@@ -14,9 +14,10 @@ On the TPU VM (every host of the slice):
   python -m arm_jax.data.build --input ... --format openrubrics --out data/openrubrics
   python main.py --config configs/qwen3_8b.py --workdir runs/qwen3_8b
 
-Stage I: the paper starts RL from SFT'd models (the released Rubric-RM-8B checkpoints are that
-stage). Point model.path at such a checkpoint, or set warmstart.path to an SFT JSONL and
-warmstart.steps > 0 (settings below are Rubric-RM's judge SFT: lr 5e-6, batch 64, cutoff 6144).
+Stage I: the paper starts RL from SFT'd models (the released Rubric-RM-8B rubric generator and
+judge are that stage). Point generator.path and judge.path at those two checkpoints, or set
+warmstart.path to an SFT JSONL and warmstart.steps > 0 (the settings below are Rubric-RM's SFT:
+generator lr 8e-6, batch 128, cutoff 3072; judge lr 5e-6, batch 64, cutoff 6144).
 
 Device: TPU v5p, 95 GB HBM per chip. The paper does not name its hardware; its
 vLLM rollouts and full bf16 fine-tune of two 8B models are the 80 GB-GPU recipe, and v5p is the
@@ -65,7 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
       "dataset", path="data/openrubrics", held_out_fraction=0.02,
       build_hint="build it with `python -m arm_jax.data.build --format openrubrics "
                  "--input FILE --out data/openrubrics`")
-  c.warmstart.update(steps=0, batch_size=64, max_length=6144, learning_rate=5e-6)
+  c.warmstart.update(steps=0, batch_size=64, max_length=6144, learning_rate=5e-6,
+                     generator_learning_rate=8e-6, generator_batch_size=128,
+                     generator_max_length=3072)
   c.schedule.update(rounds=3, order="judge_first", epochs_per_phase=1.0)
   # Prompt limits: the judge's holds the instruction, a rubric and two responses; longer pairs
   # are skipped at load.

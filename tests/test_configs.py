@@ -12,6 +12,7 @@ import types
 
 import flax.linen as nn
 import jax
+import numpy as np
 import pytest
 from jax.sharding import AbstractMesh, NamedSharding, PartitionSpec as P
 
@@ -131,7 +132,9 @@ def test_qwen3_8b_batches_split_over_the_data_parallel_devices():
     assert phase.prompts_per_step * phase.grpo.group_size == rows
     assert rows % phase.grpo.micro_batches == 0
     assert (rows // phase.grpo.micro_batches) % dp == 0
-  assert config.eval.batch_size % dp == 0 and config.warmstart.batch_size % dp == 0
+  assert config.eval.batch_size % dp == 0
+  assert all(train_setup.sft_settings(config.warmstart, role).batch_size % dp == 0
+             for role in ROLES)
 
 
 def test_qwen3_8b_has_the_paper_hyperparameters():
@@ -148,6 +151,9 @@ def test_qwen3_8b_has_the_paper_hyperparameters():
     assert (opt.learning_rate, opt.schedule) == (1e-6, "constant")
   assert config.model.kind == "pretrained"
   assert (config.model.dtype, config.model.compute_dtype) == ("float32", "bfloat16")
+  # Rubric-RM's SFT (the paper's Stage I): generator 8e-6 / 128 / 3072, judge 5e-6 / 64 / 6144
+  assert [train_setup.sft_settings(config.warmstart, r) for r in ROLES] == [
+      train_setup.SFTSettings(8e-6, 128, 3072), train_setup.SFTSettings(5e-6, 64, 6144)]
 
 
 # --- policy_qwen2_5_7b: the downstream job at paper scale ----------------------------------------
@@ -377,6 +383,50 @@ def test_pretrained_build_starts_both_policies_from_one_checkpoint(tmp_path):
   assert len(setup.train) + 2 <= 12 and len(setup.held_out) == 2
   assert setup.sft_examples == {"generator": [], "judge": []}
   assert setup.total_steps == 2  # no warm start; one judge step, one generator step
+
+
+def _tiny_hf_dir(path, seed, tokenizer):
+  """A random 1-layer Llama with SmolLM2's vocabulary, saved as an HF directory."""
+  from arm_jax.models import init_params, save_pretrained  # noqa: PLC0415
+  cfg = DecoderConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                      num_layers=1, num_heads=2, num_kv_heads=2, head_dim=32,
+                      eos_token_ids=(tokenizer.eos_token_id,))
+  model = Decoder(cfg)
+  save_pretrained(model, init_params(model, jax.random.key(seed)), str(path), tokenizer)
+  return str(path)
+
+
+def test_two_checkpoints_start_the_two_policies_with_their_own_warm_start(tmp_path):
+  """generator.path and judge.path: each policy gets its own directory's weights; warm-start
+  settings per role fall back to the shared ones."""
+  try:
+    gguf = assets.smollm2_gguf()
+  except FileNotFoundError as err:
+    pytest.skip(str(err))
+  from arm_jax.models import load_pretrained  # noqa: PLC0415
+  from arm_jax.tokenizer import load_tokenizer  # noqa: PLC0415
+  tokenizer = load_tokenizer(gguf)
+  paths = {role: _tiny_hf_dir(tmp_path / role, seed, tokenizer)
+           for role, seed in (("generator", 1), ("judge", 2))}
+  config = _module("smollm2").get_config()
+  config.data.path = _fixture(tmp_path)
+  config.data.held_out_fraction = 0.4
+  config.generator.path, config.judge.path = paths["generator"], paths["judge"]
+  config.warmstart.update(learning_rate=5e-6, batch_size=64, max_length=6144,
+                          generator_learning_rate=8e-6, generator_batch_size=128,
+                          generator_max_length=3072)
+  setup = train_setup.build(config)
+  for role in ROLES:
+    _, expected = load_pretrained(paths[role], dtype="float32")
+    got = getattr(setup, role).params
+    assert all(np.array_equal(np.asarray(a), np.asarray(b))
+               for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)))
+  assert not np.array_equal(np.asarray(setup.generator.params["embedding"]),
+                            np.asarray(setup.judge.params["embedding"]))
+  w = config_sections.validate(config).warmstart
+  assert train_setup.sft_settings(w, "generator") == train_setup.SFTSettings(8e-6, 128, 3072)
+  assert train_setup.sft_settings(w, "judge") == train_setup.SFTSettings(5e-6, 64, 6144)
+  assert train_setup.sft_optimizer_config(w, "generator").learning_rate == 8e-6
 
 
 # --- evaluation configs -------------------------------------------------------------------------

@@ -358,6 +358,7 @@ class _Run(RunBase):
     """Warm start of one policy; False when preempted."""
     policy, s = self.policies[role], self.config.warmstart
     steps = train_setup.sft_steps(s, role)
+    settings = train_setup.sft_settings(s, role)
     start = self.meta["step"]
     if steps <= 0:  # no warm start
       self.meta.update(stage=STAGES[STAGES.index(self.meta["stage"]) + 1], step=0)
@@ -372,8 +373,9 @@ class _Run(RunBase):
     params = jax.tree.map(jnp.copy, policy.params)  # run_sft donates its params
     policy.params, _, _ = run_sft(
         policy.model, params, policy.tokenizer, self.setup.sft_examples[role],
-        optimizer_config=self.setup.sft_optimizer_config, sft_config=self.setup.sft_config,
-        batch_size=s.batch_size, max_length=s.max_length, pad_multiple=s.pad_multiple,
+        optimizer_config=train_setup.sft_optimizer_config(s, role),
+        sft_config=self.setup.sft_config, batch_size=settings.batch_size,
+        max_length=settings.max_length, pad_multiple=s.pad_multiple,
         steps=steps, seed=int(self.config.seed),
         mesh=policy.model.mesh, rules=policy.model.rules, log_fn=logging.info,
         opt_state=self.sft_opt_state, start_step=start, on_step=on_step)

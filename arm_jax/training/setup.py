@@ -81,8 +81,8 @@ class TrainSetup:
   train: list[PreferencePair]
   held_out: list[PreferencePair]
   sft_examples: dict[str, list[SFTExample]]
-  sft_optimizer_config: optim.OptimizerConfig
-  sft_optimizer: Any
+  sft_optimizer_config: optim.OptimizerConfig  # the generator's (sft_optimizer_config(w, role))
+  sft_optimizer: Any  # the warm-start optimizer state's structure, the same for both roles
   trainer_config: TrainerConfig
   total_steps: int
   direct_template: Template
@@ -144,6 +144,30 @@ def _warmstart_examples(w: ml_collections.ConfigDict) -> dict[str, list[SFTExamp
   return sft
 
 
+@dataclasses.dataclass(frozen=True)
+class SFTSettings:
+  """One policy's warm-start settings: warmstart.<role>_* where set, else warmstart.*."""
+  learning_rate: float
+  batch_size: int
+  max_length: int
+
+
+def sft_settings(warmstart: ml_collections.ConfigDict, role: str) -> SFTSettings:
+  w = warmstart
+  lr = w[f"{role}_learning_rate"]
+  return SFTSettings(learning_rate=w.learning_rate if lr < 0 else lr,
+                     batch_size=w[f"{role}_batch_size"] or w.batch_size,
+                     max_length=w[f"{role}_max_length"] or w.max_length)
+
+
+def sft_optimizer_config(warmstart: ml_collections.ConfigDict, role: str) -> optim.OptimizerConfig:
+  """The role's warm-start AdamW (run_sft spans a cosine schedule over the role's own steps)."""
+  w = warmstart
+  return optim.OptimizerConfig(learning_rate=sft_settings(w, role).learning_rate,
+                               max_grad_norm=w.max_grad_norm, warmup_steps=w.warmup_steps,
+                               schedule=w.schedule)
+
+
 def sft_steps(warmstart: ml_collections.ConfigDict, role: str) -> int:
   """Warm-start steps of one policy: warmstart.<role>_steps, or warmstart.steps when that is -1
   (0 or less: no warm start for that policy)."""
@@ -162,18 +186,22 @@ def _pretrained(config: ml_collections.ConfigDict, mesh, rules) -> Built:
   logging.info("%s: %d train pairs, %d held-out pairs, %d best-of-n rows skipped", d.path,
                len(split.train), len(split.held_out), split.best_of_n_skipped)
   sft = _warmstart_examples(config.warmstart)
-  path = m.path or assets.smollm2_gguf()
-  start = time.perf_counter()
-  model, params = load_pretrained(path, dtype=m.dtype, mesh=mesh, rules=rules,
-                                  compute_dtype=m.compute_dtype or m.dtype,
-                                  remat_policy=m.remat_policy)
-  tokenizer = load_tokenizer(path)
-  logging.info("loaded %s (%.1fM params, %s) on mesh %s in %.1fs", path,
-               model.config.num_params / 1e6, m.dtype, dict(mesh.shape),
-               time.perf_counter() - start)
+  # generator.path / judge.path: a policy's own checkpoint; a path both use is loaded once.
+  paths = {role: config[role].path or m.path or assets.smollm2_gguf() for role in ROLES}
+  loaded = {}
+  for path in dict.fromkeys(paths.values()):
+    start = time.perf_counter()
+    model, params = load_pretrained(path, dtype=m.dtype, mesh=mesh, rules=rules,
+                                    compute_dtype=m.compute_dtype or m.dtype,
+                                    remat_policy=m.remat_policy)
+    loaded[path] = (model, load_tokenizer(path), params)
+    logging.info("loaded %s (%.1fM params, %s) on mesh %s in %.1fs", path,
+                 model.config.num_params / 1e6, m.dtype, dict(mesh.shape),
+                 time.perf_counter() - start)
   templates = {"generator": load_template("rubric_generator", "rubric"),
                "judge": load_template("judge", "judge")}
-  policies = {role: Policy(role, model, tokenizer, templates[role], params) for role in ROLES}
+  policies = {role: Policy(role, *loaded[paths[role]][:2], templates[role],
+                           loaded[paths[role]][2]) for role in ROLES}
   return Built(policies, split.train, split.held_out, sft,
                direct_template=load_template("judge_direct", "direct"))
 
@@ -235,9 +263,10 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
   mesh, rules = sharding.mesh_and_rules(config)
   built = make(config, mesh, rules)
   policies, train, held_out = built.policies, built.train, built.held_out
-  # Both policies start from the same arrays, and the RL update donates its params: without a
-  # warm start (which trains a copy) the judge's first update would delete the generator's.
-  policies["judge"].params = jax.tree.map(jnp.copy, policies["judge"].params)
+  # Both policies may start from the same arrays, and the RL update donates its params: without
+  # a warm start (which trains a copy) the judge's first update would delete the generator's.
+  if policies["judge"].params is policies["generator"].params:
+    policies["judge"].params = jax.tree.map(jnp.copy, policies["judge"].params)
   if config.templates.rubric:
     policies["generator"].template = load_template(config.templates.rubric, "rubric")
   if config.templates.judge:
@@ -255,8 +284,7 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
   rl_steps = sum(p.steps for p in planned)
   w = config.warmstart
   warm_steps = sum(max(sft_steps(w, r), 0) for r in ROLES)
-  sft_cfg = optim.OptimizerConfig(learning_rate=w.learning_rate, max_grad_norm=w.max_grad_norm,
-                                  warmup_steps=w.warmup_steps, schedule=w.schedule)
+  sft_cfg = sft_optimizer_config(w, ROLES[0])
   # The SFT optimizer here gives the state's structure (checkpoint templates); run_sft spans a
   # cosine schedule over each policy's own warm-start steps (total_steps=0).
   like_cfg = (dataclasses.replace(sft_cfg, total_steps=sft_cfg.warmup_steps + 1)
