@@ -12,6 +12,7 @@ import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from arm_jax.data.build import BuildError, TokenBudget, build
+from arm_jax.data.converters import ConvertOptions
 from arm_jax.data.storage import read_records
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -174,3 +175,26 @@ def test_cli_strict_fails_then_builds_with_tokenizer_dir(tmp_path):
     report = json.load(f)
   assert report["skipped_by_reason"] == MIXED_COUNTS and report["rows_written"] == 2
   assert report["token_budget"]["max_tokens"] == 5
+
+
+def test_openrubrics_keeps_its_general_domain_sources_and_counts_each(tmp_path):
+  """The default selection drops MegaScience and Medical-o1; --subsets all keeps them; a row
+  without a source is kept; the report counts written and excluded records per source."""
+  sources = ["UltraFeedback", "magpie_pro", "Skywork-Preference", "HelpSteer2", "OffsetBias",
+             "Synthetic-IF", "MegaScience", "Medical-o1", "UltraFeedback", ""]
+  rows = [_row(f"r{i}", **({"source": s} if s else {})) for i, s in enumerate(sources)]
+  path = tmp_path / "openrubrics.jsonl"
+  path.write_bytes(b"\n".join(rows) + b"\n")
+  report = build([str(path)], "openrubrics", str(tmp_path / "general"))
+  assert report["written_by_subset"] == {"": 1, "HelpSteer2": 1, "OffsetBias": 1,
+                                         "Skywork-Preference": 1, "Synthetic-IF": 1,
+                                         "UltraFeedback": 2, "magpie_pro": 1}
+  assert report["excluded_by_subset"] == {"MegaScience": 1, "Medical-o1": 1}
+  assert report["skipped_by_reason"] == {"excluded_subset": 2} and report["rows_written"] == 8
+  everything = build([str(path)], "openrubrics", str(tmp_path / "all"),
+                     options=ConvertOptions(source="openrubrics", subsets=()), strict=True)
+  assert everything["rows_written"] == 10 and everything["subsets_selected"] == "all"
+  only = build([str(path)], "openrubrics", str(tmp_path / "medical"), strict=True,
+               options=ConvertOptions(source="openrubrics", subsets=("medical",)))
+  assert only["written_by_subset"] == {"": 1, "Medical-o1": 1}
+  assert sorted(r.subset for r in read_records(str(tmp_path / "medical"))) == ["", "Medical-o1"]

@@ -2,7 +2,8 @@
 
   python -m arm_jax.data.build --input FILE [--input FILE ...] --format NAME --out DIR
       [--strict] [--max_tokens N --tokenizer PATH [--truncate]] [--split NAME] [--source NAME]
-      [--column_map target=source,...] [--winner_values A=x,B=y[,tie=z]] [--overwrite]
+      [--column_map target=source,...] [--winner_values A=x,B=y[,tie=z]] [--subsets a,b|all]
+      [--overwrite]
 
 Every input row ends up written or skipped under one reason code (schema.py); rows are checked in
 this order: readable line, converter, schema validation, token budget, duplicate id (the first
@@ -10,6 +11,12 @@ written occurrence of an id wins; later ones are DUPLICATE_ID). DIR/build_report
 counts and the first examples of each reason. `rows_read` counts input rows; `rows_written` and
 the skips count records, so a converter that expands rows (rmbench: 9 per row) writes more than
 it reads.
+
+Subsets: a record's subset names its part of a mixed source (OpenRubrics: the dataset it came
+from). --subsets keeps the named ones (prefix match, case and punctuation ignored; 'all' keeps
+every one); the default is the format's (converters.DEFAULT_SUBSETS: OpenRubrics' general-domain
+sources, the paper's training data). Others are skipped as excluded_subset (never an error under
+--strict); the report counts written and excluded records per subset.
 
 Token budget (only with --max_tokens and a tokenizer): a response (each of response_a, response_b
 or each candidate; never the prompt) longer than max_tokens tokens, counted without special
@@ -38,10 +45,11 @@ import sys
 import tempfile
 from typing import Any, Iterator, Sequence
 
-from arm_jax.data.converters import (CONVERTERS, ConvertOptions, convert_row, parse_pairs,
-                                     winner_values)
+from arm_jax.data.converters import (CONVERTERS, DEFAULT_SUBSETS, ConvertOptions, convert_row,
+                                     parse_pairs, subset_selected, winner_values)
 from arm_jax.data.readers import SourceRow, read_rows
-from arm_jax.data.schema import DUPLICATE_ID, OVER_BUDGET, Record, Skip, validate
+from arm_jax.data.schema import (DUPLICATE_ID, EXCLUDED_SUBSET, OVER_BUDGET, Record, Skip,
+                                 validate)
 from arm_jax.data.storage import DATASET_NAME, VERSION, write_dataset
 
 REPORT_NAME = "build_report.json"
@@ -98,10 +106,12 @@ class _Tally:
     self.rows_written = 0
     self.rows_truncated = 0
     self.skipped: collections.Counter[str] = collections.Counter()
+    self.written_by_subset: collections.Counter[str] = collections.Counter()
+    self.excluded_by_subset: collections.Counter[str] = collections.Counter()
     self.examples: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
 
   def skip(self, src: SourceRow, skip: Skip) -> None:
-    if self.strict:
+    if self.strict and skip.reason != EXCLUDED_SUBSET:  # a selection is not bad input
       field = f", field {skip.field!r}" if skip.field else ""
       detail = f" ({skip.detail})" if skip.detail else ""
       raise BuildError(f"{src.file}:{src.line}{field}: {skip.reason}{detail}")
@@ -112,14 +122,21 @@ class _Tally:
           "detail": skip.detail, "excerpt": src.excerpt})
 
 
-def _admit(item: Record | Skip, budget: TokenBudget | None,
-           seen: set[str]) -> tuple[Record, bool] | Skip:
+def selected_subsets(fmt: str, opts: ConvertOptions) -> tuple[str, ...]:
+  """The subsets a build keeps: --subsets, else the format's default; () = every one."""
+  return tuple(opts.subsets) if opts.subsets is not None else DEFAULT_SUBSETS.get(fmt, ())
+
+
+def _admit(item: Record | Skip, budget: TokenBudget | None, seen: set[str],
+           subsets: tuple[str, ...] = ()) -> tuple[Record, bool] | Skip:
   """(record, truncated) when a converted item is to be written, else why not."""
   if isinstance(item, Skip):
     return item
   problem = validate(item)
   if problem is not None:
     return problem
+  if not subset_selected(item.subset, subsets):
+    return Skip(EXCLUDED_SUBSET, "subset", item.subset)
   fitted = (item, False) if budget is None else budget.apply(item)
   if isinstance(fitted, Skip):
     return fitted
@@ -132,6 +149,7 @@ def _records(inputs: Sequence[str], fmt: str, opts: ConvertOptions, budget: Toke
              tally: _Tally) -> Iterator[Record]:
   """Every record to write, in input order, tallying everything that is not written."""
   seen: set[str] = set()
+  subsets = selected_subsets(fmt, opts)
   for path in inputs:
     for src in read_rows(path):
       tally.rows_read += 1
@@ -139,13 +157,16 @@ def _records(inputs: Sequence[str], fmt: str, opts: ConvertOptions, budget: Toke
         tally.skip(src, src.skip)
         continue
       for item in convert_row(fmt, src.row, opts):
-        admitted = _admit(item, budget, seen)
+        admitted = _admit(item, budget, seen, subsets)
         if isinstance(admitted, Skip):
+          if admitted.reason == EXCLUDED_SUBSET:
+            tally.excluded_by_subset[admitted.detail] += 1
           tally.skip(src, admitted)
           continue
         record, truncated = admitted
         seen.add(record.id)
         tally.rows_written += 1
+        tally.written_by_subset[record.subset] += 1
         tally.rows_truncated += truncated
         yield record
 
@@ -197,6 +218,9 @@ def _report(inputs: Sequence[str], fmt: str, opts: ConvertOptions, budget: Token
       "rows_skipped": sum(tally.skipped.values()),
       "skipped_by_reason": dict(sorted(tally.skipped.items())),
       "rows_truncated": tally.rows_truncated,
+      "subsets_selected": list(selected_subsets(fmt, opts)) or "all",
+      "written_by_subset": dict(sorted(tally.written_by_subset.items())),
+      "excluded_by_subset": dict(sorted(tally.excluded_by_subset.items())),
       "token_budget": None if budget is None else {
           "max_tokens": budget.max_tokens, "policy": budget.policy(),
           "applies_to": "each response or candidate, not the prompt; special tokens not counted",
@@ -220,6 +244,9 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--source", help="record source name (default: the format name)")
   p.add_argument("--column_map", default="", help="target=source_column,...")
   p.add_argument("--winner_values", default="", help="A=value,B=value[,tie=value]")
+  p.add_argument("--subsets", default=None,
+                 help="comma-separated subsets (source datasets) to keep; 'all' = every one; "
+                      "default: the format's (openrubrics: its general-domain sources)")
   p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
   return p
 
@@ -238,14 +265,18 @@ def main(argv: Sequence[str] | None = None) -> int:
       budget = TokenBudget(load_tokenizer(args.tokenizer), args.max_tokens, args.truncate)
     opts = ConvertOptions(source=args.source or args.format,
                           column_map=parse_pairs(args.column_map),
-                          winner_values=winner_values(args.winner_values))
+                          winner_values=winner_values(args.winner_values),
+                          subsets=None if args.subsets is None else
+                          () if args.subsets == "all" else
+                          tuple(x.strip() for x in args.subsets.split(",") if x.strip()))
     report = build(args.input, args.format, args.out, strict=args.strict, options=opts,
                    budget=budget, split=args.split, overwrite=args.overwrite)
   except (BuildError, ValueError, FileExistsError, FileNotFoundError) as err:
     print(f"error: {err}", file=sys.stderr)
     return 1
   print(json.dumps({k: report[k] for k in ("rows_read", "rows_written", "rows_skipped",
-                                           "skipped_by_reason", "rows_truncated")}))
+                                           "skipped_by_reason", "rows_truncated",
+                                           "written_by_subset")}))
   return 0
 
 

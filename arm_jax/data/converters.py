@@ -31,13 +31,36 @@ from arm_jax.data.schema import (BAD_LAYOUT, BAD_MESSAGE, BAD_TRANSCRIPT, BAD_TY
 Item = Union[Record, Skip]
 
 
+# OpenRubrics' general-domain sources, the paper's training data (docs/method.md §3): its
+# science (MegaScience) and medical (Medical-o1) sources are left out unless asked for.
+OPENRUBRICS_GENERAL = ("UltraFeedback", "Magpie", "Skywork", "HelpSteer2", "OffsetBias",
+                       "Synthetic-IF", "Tulu")
+# The subsets a format's build keeps when --subsets is not given (others: every subset).
+DEFAULT_SUBSETS = {"openrubrics": OPENRUBRICS_GENERAL}
+
+
 @dataclasses.dataclass(frozen=True)
 class ConvertOptions:
   """Per-build settings: the record `source` (defaults to the format name), `--column_map`
-  (target column -> source column) and `--winner_values` (source value -> "A", "B" or "tie")."""
+  (target column -> source column), `--winner_values` (source value -> "A", "B" or "tie") and
+  `--subsets` (the subsets kept; None = the format's DEFAULT_SUBSETS, () = every subset)."""
   source: str
   column_map: Mapping[str, str] = dataclasses.field(default_factory=dict)
   winner_values: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  subsets: tuple[str, ...] | None = None
+
+
+def _key(name: str) -> str:
+  return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def subset_selected(subset: str, selection: tuple[str, ...]) -> bool:
+  """Whether a record's subset is selected: an empty selection keeps all; a name matches a
+  subset that starts with it, ignoring case and punctuation ("Skywork" keeps
+  "skywork_preference_v0.2"); a record without a subset is kept (nothing to select it by)."""
+  if not selection or not subset:
+    return True
+  return any(_key(subset).startswith(_key(name)) for name in selection)
 
 
 Converter = Callable[[Mapping[str, Any], ConvertOptions], list[Item]]
@@ -217,12 +240,13 @@ def _shown_pair(row: Mapping[str, Any], opts: ConvertOptions, prompt: Prompt, a:
 @_register("openrubrics")
 @_guarded
 def openrubrics(row: Mapping[str, Any], opts: ConvertOptions) -> list[Item]:
-  """OpenRubrics: instruction, response_a, response_b, winner (A/B spellings), rubric, [subset]."""
+  """OpenRubrics: instruction, response_a, response_b, winner (A/B spellings), rubric, and the
+  source dataset in `subset` or `source` (the record's subset, which --subsets selects by)."""
   prompt = _prompt(row, "instruction")
   a, b = _text(row, "response_a"), _text(row, "response_b")
   winner = _winner(row, "winner", opts.winner_values)
-  return [_shown_pair(row, opts, prompt, a, b, winner, _optional_text(row, "subset"),
-                      _optional_text(row, "rubric"))]
+  origin = _optional_text(row, "subset") or _optional_text(row, "source")  # its source dataset
+  return [_shown_pair(row, opts, prompt, a, b, winner, origin, _optional_text(row, "rubric"))]
 
 
 @_register("columns")

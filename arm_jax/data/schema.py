@@ -40,7 +40,8 @@ INVALID_UTF8 = "invalid_utf8"
 MALFORMED_JSON = "malformed_json"
 NOT_AN_OBJECT = "not_an_object"
 NUMBER_TOO_LONG = "number_too_long"  # an integer over Python's int-from-text digit limit
-NESTING_TOO_DEEP = "nesting_too_deep"  # deeper than the JSON parser's recursion limit
+NESTING_TOO_DEEP = "nesting_too_deep"
+EXCLUDED_SUBSET = "excluded_subset"  # a subset (origin dataset) the build does not select  # deeper than the JSON parser's recursion limit
 DUPLICATE_ID = "duplicate_id"
 OVER_BUDGET = "response_over_budget"
 
