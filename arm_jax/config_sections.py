@@ -352,9 +352,10 @@ def _build(schema: dict, **fields) -> ml_collections.ConfigDict:
 
 
 def policy(**fields) -> ml_collections.ConfigDict:
-  """One policy's GRPO, sampling and optimizer settings: the paper's, updated by `fields`."""
+  """A reward-model policy's section (training's generator / judge): its starting weights and
+  GRPO, sampling and optimizer settings, the paper's updated by `fields`."""
   try:
-    return _build(_POLICY, **fields)
+    return _build(_REWARD_POLICY, **fields)
   except ValueError as e:
     raise ValueError(f"policy: {e}") from None
 

@@ -107,17 +107,17 @@ def load_config_file(path: str) -> tuple[ml_collections.ConfigDict, Any]:
 
 def decoder_config(config: ml_collections.ConfigDict, module: Any = None,
                    role: str = "") -> DecoderConfig:
-  """A policy's architecture without its weights: the toy decoder, the config.json of a local
-  <role>.path or model.path, or the config file's ARCHITECTURE (a model's public config.json;
-  ARCHITECTURES[role] when the two policies differ)."""
+  """A policy's architecture without its weights: a plug-in's (the toy's), the config.json of
+  a local <role>.path or model.path, or the config file's ARCHITECTURE (a model's public
+  config.json; ARCHITECTURES[role] when the two policies differ)."""
   m = config.model
-  if m.kind == "toy":
-    from arm_jax.toy import model as toy_model  # pylint: disable=import-outside-toplevel
-    from arm_jax.toy.tokenizer import build_tokenizer  # pylint: disable=import-outside-toplevel
-    return toy_model.decoder_config(build_tokenizer(), num_layers=m.num_layers,
-                                    hidden_size=m.hidden_size, num_heads=m.num_heads,
-                                    num_kv_heads=m.num_kv_heads,
-                                    intermediate_size=m.intermediate_size)
+  if m.kind != "pretrained":  # a plug-in's model (the toy's): its registered architecture
+    from arm_jax.training import setup as train_setup  # pylint: disable=import-outside-toplevel
+    cfg = train_setup.architecture(config)
+    if cfg is None:
+      raise ValueError(f"model.kind={m.kind!r}: its plug-in registers no architecture "
+                       "(arm_jax.training.setup.register_architecture)")
+    return cfg
   overrides = dict(param_dtype=m.dtype, dtype=m.compute_dtype or m.dtype,
                    remat_policy=m.remat_policy)
   path = (config[role].path if role else "") or m.path

@@ -19,11 +19,14 @@ judge are that stage). Point generator.path and judge.path at those two checkpoi
 warmstart.path to an SFT JSONL and warmstart.steps > 0 (the settings below are Rubric-RM's SFT:
 generator lr 8e-6, batch 128, cutoff 3072; judge lr 5e-6, batch 64, cutoff 6144).
 
+Planned on a CPU with `python -m arm_jax.plan --config configs/qwen3_8b.py --topology v5p-128`:
+all 16 programs of the run compile for the slice, and the peak is the judge's update
+(docs/results.md has every program's figures and the margin).
+
 Device: TPU v5p, 95 GB HBM per chip. The paper does not name its hardware; its
 vLLM rollouts and full bf16 fine-tune of two 8B models are the 80 GB-GPU recipe, and v5p is the
-TPU training chip in that memory class. v4 (32 GB) also holds the sharded train state (16.4
-GB per chip here) but leaves half of the room for what dominates: the KV cache of 224
-judge rollouts of up to ~5k tokens and the activations of 4-6k-token training sequences.
+TPU training chip in that memory class. A v5e-64 (16 GB per chip) holds none of the programs
+beside the resident state (the planner exits 1 there).
 
 Mesh data=4 x fsdp=4 x tensor=4 (64 chips): tensor=4 stays within a v5p host's 4 chips and
 divides Qwen3-8B's 8 kv heads, 32 heads, 12288 mlp and 151936 vocab; parameters and optimizer

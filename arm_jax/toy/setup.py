@@ -17,7 +17,7 @@ from arm_jax.rl.policy import Policy
 from arm_jax.toy import diagnostics, policy_eval, warmstart, world
 from arm_jax.toy import model as toy_model
 from arm_jax.toy.tokenizer import build_tokenizer
-from arm_jax.training.setup import Built, register_builder
+from arm_jax.training.setup import Built, register_architecture, register_builder
 
 
 def _pair(instance: world.ToyInstance) -> PreferencePair:
@@ -25,16 +25,23 @@ def _pair(instance: world.ToyInstance) -> PreferencePair:
                         instance.label)
 
 
+@register_architecture("toy")
+def toy_architecture(config: ml_collections.ConfigDict):
+  m = config.model
+  return toy_model.decoder_config(build_tokenizer(), num_layers=m.num_layers,
+                                  hidden_size=m.hidden_size, num_heads=m.num_heads,
+                                  num_kv_heads=m.num_kv_heads,
+                                  intermediate_size=m.intermediate_size)
+
+
 @register_builder("toy", "toy")
 def build_toy(config: ml_collections.ConfigDict, mesh, rules) -> Built:
-  d, m = config.data, config.model
+  d = config.data
   tokenizer = build_tokenizer()
   instances = world.make_instances(d.num_instances, seed=d.seed,
                                    kinds=tuple(d.kinds) or world.KINDS)  # () = every kind
   train, held_out = world.split(instances, d.held_out_fraction, seed=d.seed)
-  cfg = toy_model.decoder_config(tokenizer, num_layers=m.num_layers, hidden_size=m.hidden_size,
-                                 num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,
-                                 intermediate_size=m.intermediate_size)
+  cfg = toy_architecture(config)
   model, params = toy_model.init_model(cfg, seed=config.seed, mesh=mesh, rules=rules)
   rubric_t, judge_t = warmstart.templates()
   ws = warmstart.WarmStart(imperfect_rate=config.warmstart.imperfect_rate,

@@ -237,16 +237,43 @@ def round_end_steps(warm_steps: int, planned: list[schedule.Phase]) -> tuple[int
   return tuple(ends)
 
 
-def builder(config: ml_collections.ConfigDict) -> Builder:
-  """The registered builder of the config's (model.kind, data.kind), after importing the
-  config's plug-ins (or, for a config that names none, such as a run's config.json written
-  before `plugins` existed, the project's own plug-in of its model kind: DEFAULT_PLUGINS)."""
+def _import_plugins(config: ml_collections.ConfigDict) -> None:
+  """The config's plug-ins (or, for a config that names none, such as a run's config.json
+  written before `plugins` existed, the project's own plug-in of its model kind)."""
   plugins = tuple(config.plugins) if "plugins" in config else ()
   for name in plugins or DEFAULT_PLUGINS.get(config.model.kind, ()):
     try:
       importlib.import_module(name)
     except ImportError as e:
       raise ValueError(f"plugins: cannot import {name!r} ({e})") from e
+
+
+# model.kind -> config -> DecoderConfig: a plug-in model's architecture without building it
+# (arm_jax.plan compiles for it without weights or data).
+_ARCHITECTURES: dict[str, Callable[[ml_collections.ConfigDict], Any]] = {}
+
+
+def register_architecture(model_kind: str):
+  """Registers how a plug-in's model.kind turns a config into its DecoderConfig."""
+
+  def register(fn):
+    _ARCHITECTURES[model_kind] = fn
+    return fn
+
+  return register
+
+
+def architecture(config: ml_collections.ConfigDict):
+  """The DecoderConfig a plug-in registered for the config's model.kind, or None."""
+  _import_plugins(config)
+  fn = _ARCHITECTURES.get(config.model.kind)
+  return None if fn is None else fn(config)
+
+
+def builder(config: ml_collections.ConfigDict) -> Builder:
+  """The registered builder of the config's (model.kind, data.kind), after importing the
+  config's plug-ins (_import_plugins)."""
+  _import_plugins(config)
   kinds = (config.model.kind, config.data.kind)
   if kinds not in _BUILDERS:
     raise ValueError(f"model.kind={kinds[0]!r} with data.kind={kinds[1]!r}; registered: "
