@@ -8,13 +8,15 @@ schema does not declare (a misspelling), a value of the wrong type or one outsid
 values is a ValueError naming the key and what is allowed. It returns the config completed with
 the defaults of fields the file left out, so the library reads every field directly.
 
-Imports nothing but ml_collections: a config file stays cheap to load. Allowed values that the
-library also defines (advantages, format rewards, ...) are pinned to it by tests/test_configs.py.
+Imports nothing but ml_collections and the standard library: a config file stays cheap to
+load. Allowed values that the library also defines (advantages, format rewards, ...) are pinned
+to it by tests/test_configs.py.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any, NamedTuple, Optional
 
 import ml_collections
@@ -475,9 +477,7 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     for k in sorted(value.keys()):
       out.update(_flat(value[k], f"{prefix}{k}."))
     return out
-  if isinstance(value, (tuple, list)):
-    value = [_flat(v)[""] if isinstance(v, (tuple, list)) else v for v in value]
-  return {prefix.rstrip(".") if prefix else "": value}
+  return {prefix.rstrip("."): json.loads(json.dumps(value))}  # tuples as JSON keeps them: lists
 
 
 def fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -50,16 +50,14 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from arm_jax import config_sections, sharding, xla_options
+from arm_jax import config_sections, sampling, sharding, xla_options
 from arm_jax.core import ROLES
 from arm_jax.models import Decoder, DecoderConfig
 from arm_jax.models.checkpoint import abstract_params
-from arm_jax.models.config import dtype_from_name
 from arm_jax.rl import grpo, optim
 from arm_jax.rl.logprobs import SequenceBatch
 from arm_jax.rl.sft import SFTConfig, make_sft_update
 from arm_jax.sampling import DEFAULT_BUCKETS, SamplingParams, bucket_length
-from arm_jax import sampling
 
 GB = 10**9
 
@@ -185,6 +183,13 @@ def abstract_model(cfg: DecoderConfig, mesh: Mesh, rules) -> Model:
                _abstract(decode_params, decode_shardings))
 
 
+def abstract_opt_state(optimizer, m: Model, mesh: Mesh) -> tuple[Any, Any]:
+  """(abstract optimizer state laid out as the run lays it out, its shardings)."""
+  shardings = optim.opt_state_shardings(optimizer, m.params, m.param_shardings,
+                                        NamedSharding(mesh, P()))
+  return _abstract(jax.eval_shape(optimizer.init, m.params), shardings), shardings
+
+
 # --- programs ------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -269,9 +274,7 @@ def programs(config: ml_collections.ConfigDict, cfgs: dict[str, DecoderConfig], 
     if train_setup.sft_steps(w, role) > 0:
       sft_opt = optim.make_optimizer(train_setup.sft_optimizer_config(w, role))
       ss = train_setup.sft_settings(w, role)
-      o_sh = optim.opt_state_shardings(sft_opt, m.params, m.param_shardings,
-                                       NamedSharding(mesh, P()))
-      opt_state = _abstract(jax.eval_shape(sft_opt.init, m.params), o_sh)
+      opt_state, o_sh = abstract_opt_state(sft_opt, m, mesh)
       update = make_sft_update(m.model, SFTConfig(prompt_loss_weight=w.prompt_loss_weight),
                                sft_opt, shardings=(m.param_shardings, o_sh))
       batch = _seq(mesh, rules, ss.batch_size, 0, ss.max_length)
@@ -285,9 +288,7 @@ def programs(config: ml_collections.ConfigDict, cfgs: dict[str, DecoderConfig], 
     out += _sampling_programs(f"{role}.rollout", role, m, mesh, rules, rows, bucket[role],
                               phase.sampling, (f"{role}.decode_copy",))
     optimizer = optim.make_optimizer(getattr(tc, f"{role}_optimizer"))
-    o_sh = optim.opt_state_shardings(optimizer, m.params, m.param_shardings,
-                                     NamedSharding(mesh, P()))
-    opt_state = _abstract(jax.eval_shape(optimizer.init, m.params), o_sh)
+    opt_state, o_sh = abstract_opt_state(optimizer, m, mesh)
     seq = _seq(mesh, rules, rows, bucket[role], new[role])
     t = bucket[role] + new[role]
     f32 = lambda: _data(mesh, rules, (rows, t), jnp.float32)  # noqa: E731
@@ -351,10 +352,7 @@ def resident(config: ml_collections.ConfigDict, models: dict[str, Model], mesh: 
     if phase.grpo.beta:
       items[f"{role}.ref"] = items[f"{role}.params"]
     optimizer = optim.make_optimizer(getattr(tc, f"{role}_optimizer"))
-    o_sh = optim.opt_state_shardings(optimizer, m.params, m.param_shardings,
-                                     NamedSharding(mesh, P()))
-    items[f"{role}.opt"] = per_chip_bytes(_abstract(jax.eval_shape(optimizer.init, m.params),
-                                                    o_sh))
+    items[f"{role}.opt"] = per_chip_bytes(abstract_opt_state(optimizer, m, mesh)[0])
   return items
 
 

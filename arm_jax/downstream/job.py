@@ -223,8 +223,9 @@ def build(config: ml_collections.ConfigDict) -> PolicySetup:
 def fit_prompts(policy: Policy, reward_model: RewardModel, prompts: list[str],
                 new_tokens: int, max_prompt_tokens: int = 0) -> tuple[list[str], int]:
   """(the prompts that fit, how many did not): the policy's prompt must be at most
-  `max_prompt_tokens` (0 = no limit of its own) and leave room for a response of `new_tokens`; the reward model's rubric prompt for its longest rubric, and its judge
-  prompt, holding that rubric and two such responses, for its longest judgment (Policy.room).
+  `max_prompt_tokens` (0 = no limit of its own) and leave room for a response of `new_tokens`;
+  the reward model's rubric prompt for its longest rubric, and its judge prompt, holding that
+  rubric and two such responses, for its longest judgment (Policy.room).
   Checked at load: a prompt that cannot fit would fail at the same step after every resume."""
   rm = reward_model
   rubric_new, judge_new = rm.rubric_max_new_tokens, rm.judge_sampling.max_new_tokens

@@ -81,8 +81,9 @@ class TrainSetup:
   train: list[PreferencePair]
   held_out: list[PreferencePair]
   sft_examples: dict[str, list[SFTExample]]
-  sft_optimizer_config: optim.OptimizerConfig  # the generator's (sft_optimizer_config(w, role))
-  sft_optimizer: Any  # the warm-start optimizer state's structure, the same for both roles
+  # The warm-start optimizer state's structure (checkpoint templates), the same for both roles;
+  # each role's own settings are sft_optimizer_config(config.warmstart, role).
+  sft_optimizer: Any
   trainer_config: TrainerConfig
   total_steps: int
   direct_template: Template
@@ -317,7 +318,7 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
   like_cfg = (dataclasses.replace(sft_cfg, total_steps=sft_cfg.warmup_steps + 1)
               if sft_cfg.schedule == "cosine" else sft_cfg)
   return TrainSetup(policies["generator"], policies["judge"], train, held_out,
-                    built.sft_examples, sft_cfg, optim.make_optimizer(like_cfg), tc,
+                    built.sft_examples, optim.make_optimizer(like_cfg), tc,
                     total_steps=warm_steps + rl_steps, direct_template=built.direct_template,
                     round_end_steps=round_end_steps(warm_steps, planned),
                     sft_config=SFTConfig(prompt_loss_weight=w.prompt_loss_weight),
