@@ -29,11 +29,12 @@ EXTRAS_REQUIRE = {
     # accelerate lets transformers load the GGUF reference model.
     # libtpu: tests/test_plan.py compiles TPU programs on the CPU (arm_jax.plan).
     "test": ["pytest>=8", "torch==2.13.0", "accelerate==1.15.0", "nltk==3.10.4",
-             "langdetect==1.0.9", "libtpu==0.0.42.1"],
+             "langdetect==1.0.9", "emoji==2.16.0", "syllapy==0.8.0", "libtpu==0.0.42.1"],
     # The TPU compiler (jax[tpu]'s libtpu): TPU runs, and `python -m arm_jax.plan` on any host.
     "tpu": ["libtpu==0.0.42.1"],
-    # The offline IFEval checker (arm_jax.data.ifeval, experiments/build_offline_data.py).
-    "data": ["nltk==3.10.4", "langdetect==1.0.9"],
+    # The offline IFEval and IFBench checkers (arm_jax.data.ifeval, arm_jax.data.ifbench,
+    # arm_jax.data.verified, experiments/build_offline_data.py).
+    "data": ["nltk==3.10.4", "langdetect==1.0.9", "emoji==2.16.0", "syllapy==0.8.0"],
 }
 
 setuptools.setup(

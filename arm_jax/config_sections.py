@@ -403,15 +403,20 @@ def system(**fields) -> ml_collections.ConfigDict:
 def paper_benchmarks() -> ml_collections.ConfigDict:
   """docs/method.md §7's ten benchmarks as `benchmark_specs` entries, named as the table's
   columns (arm_jax.evaluation.benchmarks.PAPER_COLUMNS), each read from where `python -m
-  arm_jax.data.build` is expected to have written it. FollowBench and InfoBench are made
-  pairwise by sampling two responses and the benchmark's verifier (the `columns` format)."""
+  arm_jax.data.build` (or arm_jax.data.verified) is expected to have written it. FollowBench,
+  InfoBench and IFBench are made pairwise by sampling two responses and the benchmark's verifier:
+  IFBench's runs offline (arm_jax.data.verified); FollowBench's and InfoBench's are LLM judges, so
+  their pairs come in as the `columns` format."""
   return ml_collections.ConfigDict(dict(
       chat=_benchmark("data/benchmarks/rewardbench", "rewardbench", "Chat"),
       chat_hard=_benchmark("data/benchmarks/rewardbench", "rewardbench", "Chat-Hard"),
       follow=_benchmark("data/benchmarks/followbench", "columns"),
       ppe_if=_benchmark("data/benchmarks/ppe_ifeval", "ppe_ifeval"),
       info=_benchmark("data/benchmarks/infobench", "columns"),
-      ifbench=_benchmark("data/benchmarks/ifbench", "columns"),
+      ifbench=benchmark(path="data/benchmarks/ifbench", build_hint=(
+          "build it with `python -m arm_jax.data.verified --benchmark ifbench --model <HF dir> "
+          "--samples 2 --workdir data/ifbench_sampled --out data/benchmarks/ifbench` (two "
+          "sampled responses per prompt, labelled by IFBench's checker)")),
       rmb=_benchmark("data/benchmarks/rmbench", "rmbench", "chat"),
       rb2_pif=_benchmark("data/benchmarks/rewardbench2", "rewardbench2", "Precise IF"),
       rb2_focus=_benchmark("data/benchmarks/rewardbench2", "rewardbench2", "Focus"),

@@ -15,25 +15,9 @@ from absl import app, flags
 
 from arm_jax import assets, xla_options
 from arm_jax.models import load_pretrained
-from arm_jax.sampling import Sampler, SamplingParams, completions_text
+from arm_jax.sampling import (  # noqa: F401  encode_prompts, stop_ids_for: re-exported
+    Sampler, SamplingParams, completions_text, encode_prompts, stop_ids_for)
 from arm_jax.tokenizer import load_tokenizer
-
-
-def encode_prompts(tokenizer, prompts: Sequence[str], chat: bool) -> list[list[int]]:
-  """Token ids; with chat, each prompt is one user turn rendered by the chat template."""
-  if chat:
-    return [list(tokenizer.apply_chat_template([{"role": "user", "content": p}],
-                                               add_generation_prompt=True)["input_ids"])
-            for p in prompts]
-  return [tokenizer.encode(p) for p in prompts]
-
-
-def stop_ids_for(tokenizer, model) -> list[int]:
-  """The model config's eos ids plus the tokenizer's eos (chat models end turns with it)."""
-  ids = list(model.config.eos_token_ids)
-  if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-    ids.append(tokenizer.eos_token_id)
-  return ids
 
 
 def generate_texts(model, params, tokenizer, prompts: Sequence[str], sampling: SamplingParams,

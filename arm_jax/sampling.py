@@ -293,6 +293,23 @@ class Sampler:
     return SampleOutput(*(x[:n] for x in out))
 
 
+def encode_prompts(tokenizer, prompts: Sequence[str], chat: bool) -> list[list[int]]:
+  """Token ids; with chat, each prompt is one user turn rendered by the chat template."""
+  if chat:
+    return [list(tokenizer.apply_chat_template([{"role": "user", "content": p}],
+                                               add_generation_prompt=True)["input_ids"])
+            for p in prompts]
+  return [tokenizer.encode(p) for p in prompts]
+
+
+def stop_ids_for(tokenizer, model) -> list[int]:
+  """The model config's eos ids plus the tokenizer's eos (chat models end turns with it)."""
+  ids = list(model.config.eos_token_ids)
+  if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+    ids.append(tokenizer.eos_token_id)
+  return ids
+
+
 def completions_text(tokenizer, out: SampleOutput) -> list[str]:
   """Decoded completions without the stop token."""
   texts = []

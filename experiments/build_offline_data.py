@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import time
 from typing import Any, Sequence
 
 from arm_jax import assets
-from arm_jax.data import ifeval
-from arm_jax.data.schema import Record, content_id, record_to_json
+from arm_jax.data import ifeval, verified
+from arm_jax.data.schema import Record, record_to_json
 
 SOURCE = "ifeval_verified"
 ARENA_SOURCE = "arena_hard_v2"
@@ -50,41 +49,19 @@ def _parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
   return p.parse_args(argv)
 
 
-# ---- pairing (pure, tested without a model) ----
+# ---- pairing: arm_jax.data.verified's, with this script's source name ----
 
-def pick_pair(passes: Sequence[bool], texts: Sequence[str]) -> tuple[int, int] | None:
-  """(first passing index, first non-blank failing index), or None without both outcomes."""
-  win = next((i for i, ok in enumerate(passes) if ok), None)
-  lose = next((i for i, ok in enumerate(passes) if not ok and texts[i].strip()), None)
-  return None if win is None or lose is None else (win, lose)
-
-
-def winner_side(record_id: str) -> str:
-  """"A" or "B" from a hash of the id: stable across runs, about half each."""
-  return "AB"[hashlib.sha256(record_id.encode("utf-8")).digest()[0] % 2]
+pick_pair = verified.pick_pair
+skip_reason = verified.skip_reason
+winner_side = verified.winner_side
 
 
 def subset_of(instruction_ids: Sequence[str]) -> str:
-  """The group of the prompt's first instruction ("punctuation:no_comma" -> "punctuation")."""
-  return instruction_ids[0].split(":", 1)[0] if instruction_ids else "ifeval"
+  return verified.subset_of(instruction_ids, "ifeval")
 
 
 def pair_record(prompt: str, instruction_ids: Sequence[str], chosen: str, rejected: str) -> Record:
-  """A canonical pairwise record with the chosen response on the hashed side."""
-  rid = content_id(SOURCE, prompt, chosen, rejected)
-  side = winner_side(rid)
-  a, b = (chosen, rejected) if side == "A" else (rejected, chosen)
-  return Record(id=rid, prompt=prompt, response_a=a, response_b=b, winner=side, source=SOURCE,
-                subset=subset_of(instruction_ids))
-
-
-def skip_reason(passes: Sequence[bool], texts: Sequence[str]) -> str:
-  """Why a prompt gave no pair (only called when pick_pair returned None)."""
-  if not any(passes):
-    return "no_passing_response"
-  if all(passes):
-    return "no_failing_response"
-  return "failing_responses_blank"
+  return verified.pair_record(SOURCE, prompt, instruction_ids, chosen, rejected)
 
 
 # ---- Arena-Hard (pure file reading) ----
@@ -144,53 +121,29 @@ class IfevalStats:
 
 
 def generate(prompts: Sequence[str], args: argparse.Namespace) -> tuple[list[list[str]], int]:
-  """K responses per prompt from the shipped SmolLM2, and how many hit max_new_tokens."""
-  import jax
-
-  from arm_jax.generate import encode_prompts, stop_ids_for
-  from arm_jax.models import load_pretrained
-  from arm_jax.sampling import STOP, Sampler, SamplingParams, completions_text
-  from arm_jax.tokenizer import load_tokenizer
-  from arm_jax.xla_options import configure_process
-
-  configure_process()  # as the package's entry points do
-
-  path = assets.smollm2_gguf()
-  model, params = load_pretrained(path)
-  tokenizer = load_tokenizer(path)
-  sampler = Sampler(model, stop_ids=stop_ids_for(tokenizer, model),
-                    pad_id=tokenizer.pad_token_id or 0)
-  sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                            top_p=args.top_p)
-  k, out, truncated = args.samples, [], 0
-  for chunk, start in enumerate(range(0, len(prompts), args.batch_prompts)):
-    batch = prompts[start:start + args.batch_prompts]
-    key = jax.random.fold_in(jax.random.key(args.seed), chunk)
-    res = sampler(params, encode_prompts(tokenizer, batch, chat=True), sampling, key,
-                  num_samples=k)
-    texts = completions_text(tokenizer, res)
-    truncated += int((res.stop_reason != STOP).sum())
-    out.extend(texts[i * k:(i + 1) * k] for i in range(len(batch)))
-    print(f"generated {start + len(batch)}/{len(prompts)} prompts", flush=True)
+  """K responses per prompt from the shipped SmolLM2, and how many hit max_new_tokens (batch i
+  draws with the seed folded with i)."""
+  out, truncated = [], 0
+  for _, texts, cut in verified.sample_batches(
+      prompts, "", args.samples, args.max_new_tokens, args.temperature, args.top_p, args.seed,
+      args.batch_prompts, chat=True, log=lambda m: print(m.replace("sampled", "generated"),
+                                                          flush=True)):
+    out.extend(texts)
+    truncated += cut
   return out, truncated
 
 
 def ifeval_records(examples: Sequence[Any], responses: Sequence[Sequence[str]],
                    stats: IfevalStats) -> list[Record]:
-  """Checks every response and pairs them per prompt; fills `stats`."""
-  records = []
-  for inp, texts in zip(examples, responses):
-    passes = [ifeval.follows_all(inp, t) for t in texts]
-    stats.responses += len(texts)
-    stats.responses_passing += sum(passes)
-    stats.prompts_both_outcomes += any(passes) and not all(passes)
-    pair = pick_pair(passes, texts)
-    if pair is None:
-      reason = skip_reason(passes, texts)
-      stats.skipped[reason] = stats.skipped.get(reason, 0) + 1
-      continue
-    records.append(pair_record(inp.prompt, inp.instruction_id_list, texts[pair[0]],
-                               texts[pair[1]]))
+  """Checks every response and pairs them per prompt (arm_jax.data.verified.label); fills
+  `stats`."""
+  records, st = verified.label(examples, responses, verified.verifier("ifeval"), "all", SOURCE)
+  stats.responses += st.responses
+  stats.responses_passing += st.responses_following_all
+  # Both outcomes: a pair, or passing responses beside only blank failing ones.
+  stats.prompts_both_outcomes += st.pairs + st.skipped.get("failing_responses_blank", 0)
+  for reason, n in st.skipped.items():
+    stats.skipped[reason] = stats.skipped.get(reason, 0) + n
   stats.pairs = len(records)
   return records
 

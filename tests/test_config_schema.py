@@ -111,7 +111,8 @@ def test_missing_fields_are_completed_with_their_defaults():
 
 def test_the_shipped_configs_are_complete():
   import importlib.util  # noqa: PLC0415
-  for name in ("toy", "smollm2", "qwen3_8b", "evaluate_toy", "evaluate_smollm2", "generate"):
+  for name in ("toy", "smollm2", "qwen3_8b", "evaluate_toy", "evaluate_smollm2",
+               "evaluate_qwen3_8b", "generate"):
     spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs",
                                                                      f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
