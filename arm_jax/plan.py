@@ -3,6 +3,8 @@ the run executes at its real shapes for the slice's topology, and check that eac
 
   pip install -e ".[tpu]"   # libtpu: compiles for TPU on a CPU-only machine
   python -m arm_jax.plan --config configs/qwen3_8b.py --topology v5p-128 [--out plan.json]
+  python -m arm_jax.plan --config configs/qwen3_8b.py:v6e-64 --programs '*.update'  # a preset,
+                                                             # the two updates only
 
 No weights are read: the model is its architecture (the model's config.json when model.path is
 a local directory, else the config file's ARCHITECTURE dict, the public config.json) and every
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fnmatch
 import importlib.util
 import json
 import math
@@ -94,13 +97,20 @@ SLICES = {s.name: s for s in (
 # --- the run's architecture and arrays, abstractly ------------------------------------------------
 
 def load_config_file(path: str) -> tuple[ml_collections.ConfigDict, Any]:
-  """(validated config, the config file's module) of a configs/<name>.py file."""
-  spec = importlib.util.spec_from_file_location("arm_jax_plan_config", path)
+  """(validated config, the config file's module) of `configs/<name>.py` or, as main.py takes
+  it, `configs/<name>.py:<argument>` (get_config(argument): a preset)."""
+  file, argument = path, None
+  if ":" in path and not os.path.isfile(path):
+    file, argument = path.rsplit(":", 1)
+  if not os.path.isfile(file):
+    raise FileNotFoundError(f"--config={path!r}: no such file {file!r}")
+  spec = importlib.util.spec_from_file_location("arm_jax_plan_config", file)
   if spec is None or spec.loader is None:
     raise FileNotFoundError(f"--config={path!r}: not a Python file")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return config_sections.validate(module.get_config()), module
+  config = module.get_config() if argument is None else module.get_config(argument)
+  return config_sections.validate(config), module
 
 
 def decoder_config(config: ml_collections.ConfigDict, module: Any = None,
@@ -134,6 +144,9 @@ def decoder_config(config: ml_collections.ConfigDict, module: Any = None,
 def topology_mesh(slice_: Slice, config: ml_collections.ConfigDict) -> Mesh:
   """The config's mesh over the slice's abstract TPU devices (libtpu, no TPU needed)."""
   from jax.experimental import topologies  # pylint: disable=import-outside-toplevel
+  # Compiling touches no TPU, so several planners (or a test beside a plan) may load libtpu at
+  # once; without this the second one stops at libtpu's single-process lock file.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   try:
     devices = topologies.get_topology_desc(topology_name=slice_.topology, platform="tpu").devices
   except Exception as e:  # noqa: BLE001  libtpu missing or too old: say how to get it
@@ -395,10 +408,25 @@ def _cost(compiled) -> dict[str, float]:
               bytes_accessed=float(cost.get("bytes accessed", 0.0)))
 
 
+def select(names: list[str], patterns: str) -> list[str]:
+  """The program names that match any of the comma-separated shell patterns (fnmatch; a name
+  without a wildcard matches itself and the programs under it: 'judge' is judge.*)."""
+  wanted = [p.strip() for p in patterns.split(",") if p.strip()]
+  chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) or n.startswith(p + ".")
+                                    for p in wanted)]
+  unknown = [p for p in wanted if not any(fnmatch.fnmatchcase(n, p) or n.startswith(p + ".")
+                                          for n in names)]
+  if unknown:
+    raise ValueError(f"--programs: {', '.join(unknown)} match no program; the run's programs: "
+                     f"{', '.join(names)}")
+  return chosen
+
+
 def plan(config: ml_collections.ConfigDict, slice_: Slice, module: Any = None,
-         log: Callable[[str], None] = print) -> dict:
-  """Compiles every program of the run for `slice_`; returns the plan (see the module
-  docstring). Programs that fail to compile are reported with their error."""
+         log: Callable[[str], None] = print, only: str = "") -> dict:
+  """Compiles every program of the run for `slice_` (or those `only` selects, see select);
+  returns the plan (see the module docstring). Programs that fail to compile are reported with
+  their error."""
   if config.job != "train":
     raise ValueError(f"job={config.job!r}: the planner plans training runs (job='train')")
   cfgs = {role: decoder_config(config, module, role) for role in ROLES}
@@ -416,7 +444,11 @@ def plan(config: ml_collections.ConfigDict, slice_: Slice, module: Any = None,
   rows = []
   start = time.perf_counter()
   with xla_options.target_platform("tpu"):
-    for program in programs(config, cfgs, mesh, rules, models):
+    todo = programs(config, cfgs, mesh, rules, models)
+    if only:
+      chosen = set(select([p.name for p in todo], only))
+      todo = [p for p in todo if p.name in chosen]
+    for program in todo:
       t0 = time.perf_counter()
       row: dict[str, Any] = dict(program=program.name, rows=program.rows, length=program.length)
       try:
@@ -448,6 +480,7 @@ def plan(config: ml_collections.ConfigDict, slice_: Slice, module: Any = None,
                   rules=[list(r) for r in rules],
                   models={role: dataclasses.asdict(c) for role, c in cfgs.items()}),
       slice=dataclasses.asdict(slice_), resident=items, programs=rows,
+      selected=only or "every program",
       peak_bytes=worst["peak_bytes"] if worst else None,
       peak_program=worst["program"] if worst else None,
       fits=all(r["fits"] for r in rows),
@@ -472,6 +505,9 @@ def main(argv: Optional[list[str]] = None) -> int:
   p.add_argument("--topology", default="", help=f"a slice: {', '.join(SLICES)}; default: the "
                  "config's device.kind and device.chips")
   p.add_argument("--out", default="plan.json", help="where the plan is written")
+  p.add_argument("--programs", default="", help="compile only these programs: comma-separated "
+                 "names, prefixes or shell patterns (e.g. 'judge.update,generator.update' or "
+                 "'*.update'); the peak and the exit status are then theirs")
   args = p.parse_args(argv)
   # Compiling for a TPU needs no TPU: JAX runs on this host's CPU, libtpu only compiles (and
   # stays quiet about the TPU it does not find once it is told which one it compiles for).
@@ -484,7 +520,7 @@ def main(argv: Optional[list[str]] = None) -> int:
   os.environ.setdefault("TPU_ACCELERATOR_TYPE", slice_.name)
   print(f"planning {args.config} on {slice_.name} ({slice_.chips} chips, "
         f"{slice_.hbm_bytes / GB:.0f} GB HBM each), mesh {tuple(config.mesh_shape)}")
-  result = plan(config, slice_, module)
+  result = plan(config, slice_, module, only=args.programs)
   with open(args.out, "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2)
   bad = [r["program"] for r in result["programs"] if not r["fits"]]

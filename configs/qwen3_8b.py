@@ -21,27 +21,29 @@ generator lr 8e-6, batch 128, cutoff 3072; judge lr 5e-6, batch 64, cutoff 6144)
 
 Planned on a CPU with `python -m arm_jax.plan --config configs/qwen3_8b.py --topology v5p-128`:
 all 16 programs of the run compile for the slice, and the peak is the judge's update
-(docs/results.md has every program's figures and the margin).
+(docs/results.md has every program's figures and the margin). Other slices are presets below,
+`--config configs/qwen3_8b.py:<slice>` for main.py and the planner alike, each planned.
 
 Device: TPU v5p, 95 GB HBM per chip. The paper does not name its hardware; its
 vLLM rollouts and full bf16 fine-tune of two 8B models are the 80 GB-GPU recipe, and v5p is the
-TPU training chip in that memory class. A v5e-64 (16 GB per chip) holds none of the programs
-beside the resident state (the planner exits 1 there).
+TPU training chip in that memory class. With this layout a v5e-64 (16 GB per chip) holds none
+of the programs beside the resident state (the planner exits 1 there); the v5e-256 preset
+splits the state 256 ways instead.
 
-Mesh data=4 x fsdp=4 x tensor=4 (64 chips): tensor=4 stays within a v5p host's 4 chips and
+v5p-128 mesh: data=4 x fsdp=4 x tensor=4 (64 chips): tensor=4 stays within a v5p host's 4 chips and
 divides Qwen3-8B's 8 kv heads, 32 heads, 12288 mlp and 151936 vocab; parameters and optimizer
 states are split 16 ways (fsdp x tensor) and replicated over data; the batch is split over
 data x fsdp = 16, which divides every rollout (224, 288), micro-batch (32 rows) and eval batch
-(64). tests/test_configs.py checks all of this against the architecture below without the
-download.
+(64). tests/test_configs.py checks this for every preset against the architecture below
+without the download.
 """
 
 import ml_collections
 
 from arm_jax import config_sections
 
-# The public config.json of Qwen/Qwen3-8B (the fields arm_jax reads): sizes the mesh and the
-# memory check in tests/test_configs.py without downloading 16 GB.
+# The public config.json of Qwen/Qwen3-8B (the fields arm_jax reads): sizes the mesh checks in
+# tests/test_configs.py and the planner's arrays without downloading 16 GB.
 QWEN3_8B_CONFIG_JSON = {
     "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 151936,
     "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
@@ -53,10 +55,40 @@ QWEN3_8B_CONFIG_JSON = {
 ARCHITECTURE = QWEN3_8B_CONFIG_JSON  # what `python -m arm_jax.plan` compiles without the download
 
 
-def get_config() -> ml_collections.ConfigDict:
+# Slices users rent, each planned (`python -m arm_jax.plan --config configs/qwen3_8b.py:<slice>`;
+# docs/results.md has each plan's per-program figures and margin). Only the layout changes:
+# every preset keeps the paper's hyperparameters and f32 parameters.
+#   mesh: (data, fsdp, tensor); the batch splits over data x fsdp, parameters over fsdp x tensor.
+#   micro: (judge, generator) micro-batches of the GRPO update, one row per data-parallel chip
+#     where HBM is short.
+#   remat: what the update's backward pass recomputes.
+PRESETS = {
+    # 95 GB chips: parameters 16 ways, 2 rows per chip per judge micro-batch.
+    "v5p-128": dict(kind="TPU v5p", chips=64, hbm=95, mesh=(4, 4, 4),
+                    micro=(7, 9), remat="dots_with_no_batch_dims"),
+    # 32 GB chips (v6e; v4): parameters 64 ways, one row per chip per micro-batch.
+    "v6e-64": dict(kind="TPU v6e", chips=64, hbm=32, mesh=(1, 16, 4),
+                   micro=(14, 18), remat="dots_with_no_batch_dims"),
+    "v4-128": dict(kind="TPU v4", chips=64, hbm=32, mesh=(1, 16, 4),
+                   micro=(14, 18), remat="dots_with_no_batch_dims"),
+    # 16 GB chips: parameters 256 ways; tensor=8 divides the 8 kv heads and lets the batch split
+    # 32 ways, which divides 224 and 288; activations recomputed.
+    "v5e-256": dict(kind="TPU v5e", chips=256, hbm=16, mesh=(1, 32, 8),
+                    micro=(7, 9), remat="full"),
+}
+
+
+def get_config(slice_name: str = "") -> ml_collections.ConfigDict:
+  """`configs/qwen3_8b.py` is the v5p-128 preset; `configs/qwen3_8b.py:<slice>` another one."""
+  name = slice_name or "v5p-128"
+  if name not in PRESETS:
+    raise ValueError(f"configs/qwen3_8b.py:{name}: no preset for that slice; presets: "
+                     f"{', '.join(PRESETS)}")
+  preset = PRESETS[name]
   c = config_sections.train_base()
-  c.device.update(kind="TPU v5p", chips=64, hbm_bytes_per_chip=95 * 10**9)
-  c.mesh_shape = (4, 4, 4)
+  c.device.update(kind=preset["kind"], chips=preset["chips"],
+                  hbm_bytes_per_chip=preset["hbm"] * 10**9)
+  c.mesh_shape = preset["mesh"]
   c.mesh_axes = ("data", "fsdp", "tensor")
   c.rules = (
       ("batch", ("data", "fsdp")), ("length", None), ("act_embed", None), ("embed", "fsdp"),
@@ -64,7 +96,7 @@ def get_config() -> ml_collections.ConfigDict:
       ("head_dim", None), ("layers", None), ("cache_slots", None))
   c.model = config_sections.model(
       "pretrained", path="Qwen/Qwen3-8B",  # a local HF directory (see the download above)
-      dtype="float32", compute_dtype="bfloat16")
+      dtype="float32", compute_dtype="bfloat16", remat_policy=preset["remat"])
   c.data = config_sections.data(
       "dataset", path="data/openrubrics", held_out_fraction=0.02,
       build_hint="build it with `python -m arm_jax.data.build --format openrubrics "
@@ -76,9 +108,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Prompt limits: the judge's holds the instruction, a rubric and two responses; longer pairs
   # are skipped at load.
   c.judge = config_sections.policy(group_size=7, prompts_per_step=32, max_new_tokens=1024,
-                                   micro_batches=7, max_prompt_tokens=4096)
+                                   micro_batches=preset["micro"][0], max_prompt_tokens=4096)
   c.generator = config_sections.policy(group_size=6, prompts_per_step=48, max_new_tokens=512,
-                                       micro_batches=9, max_prompt_tokens=1024)
+                                       micro_batches=preset["micro"][1], max_prompt_tokens=1024)
   # As at inference (docs/method.md §5): greedy rubrics, sampled judgments (a greedy figure is logged too).
   c.eval.update(max_pairs=512, rubric_max_new_tokens=1024, judge_max_new_tokens=4096,
                 batch_size=64, judge_temperature=1.0)

@@ -28,8 +28,11 @@ import importlib.util, os
 spec = importlib.util.spec_from_file_location("toy", os.path.join({repo!r}, "configs", "toy.py"))
 toy = importlib.util.module_from_spec(spec); spec.loader.exec_module(toy)
 
-def get_config():
+def get_config(preset=""):
   c = toy.get_config()
+  if preset == "fsdp4":  # a preset, as configs/qwen3_8b.py:<slice> names one
+    c.mesh_shape = (1, 4, 1)
+    return c
   # Dimensions of 128 and rows of 8 per chip: TPU layouts pad none of the update's arguments.
   c.model.update(num_layers=2, hidden_size=256, num_heads=2, num_kv_heads=2, intermediate_size=256)
   c.mesh_shape = (2, 2, 1)  # data x fsdp x tensor over the slice's 4 chips
@@ -106,3 +109,29 @@ def test_a_slice_too_small_is_named_and_the_command_fails(tiny, tmp_path, monkey
     written = json.load(f)
   assert written["fits"] is False and written["peak_program"] == result["peak_program"]
   assert [r["program"] for r in written["programs"] if not r["fits"]] == [result["peak_program"]]
+
+
+def test_select_matches_names_prefixes_and_patterns_and_names_what_matches_nothing():
+  names = ["judge.rollout.prefill", "judge.rollout.decode", "judge.update", "generator.update",
+           "eval.judge.decode"]
+  assert plan.select(names, "*.update") == ["judge.update", "generator.update"]
+  assert plan.select(names, "judge.rollout, eval.judge.decode") == [
+      "judge.rollout.prefill", "judge.rollout.decode", "eval.judge.decode"]
+  assert plan.select(names, "judge") == names[:3]  # a prefix up to a dot, not "judge*"
+  with pytest.raises(ValueError, match=r"--programs: gen\.update match no program; the run's "
+                                       r"programs: judge\.rollout\.prefill"):
+    plan.select(names, "*.update,gen.update")
+
+
+def test_a_preset_argument_and_a_program_selection(tiny, tmp_path):
+  path, _, _ = tiny
+  out_path = tmp_path / "plan.json"
+  assert plan.main(["--config", f"{path}:fsdp4", "--topology", "v5p-8", "--programs",
+                    "*.update", "--out", str(out_path)]) == 0
+  with open(out_path) as f:
+    written = json.load(f)
+  assert written["config"]["mesh_shape"] == [1, 4, 1]  # get_config("fsdp4")
+  assert [r["program"] for r in written["programs"]] == ["generator.update", "judge.update"]
+  assert written["selected"] == "*.update" and written["fits"]
+  with pytest.raises(FileNotFoundError, match=r"no such file"):
+    plan.load_config_file(str(tmp_path / "missing.py:fsdp4"))
