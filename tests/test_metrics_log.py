@@ -3,6 +3,7 @@ independent TFRecord / Event parser), plots and progress bar."""
 
 import glob
 import json
+import math
 import os
 import struct
 
@@ -199,6 +200,30 @@ def test_plot_curves_writes_png(tmp_path):
                     "eval judge_accuracy", "eval reading"]
   assert metrics_log._panels(records)[-1][2] == {  # pylint: disable=protected-access
       "rubric_exact": ([2], [0.9]), "judge_marks": ([2], [0.7])}
+
+
+def test_each_policys_line_breaks_across_the_other_policys_phase(tmp_path):
+  """Rounds alternate judge and generator phases: the judge's line stops at the end of its
+  phase and starts again at its next one (a NaN between), never drawn across the generator's."""
+  records = [{"phase": "data", "train_pairs": 10}]
+  step = 0
+  for round_ in range(2):
+    for phase in ("judge", "generator"):
+      for _ in range(3):
+        records.append({"phase": phase, "round": round_, "global_step": step,
+                        "reward_mean": 0.1 * step})
+        step += 1
+    records.append({"phase": "eval", "round": round_, "judge_accuracy": 0.5})
+  lines = dict(metrics_log._panels(records)[0][2])  # pylint: disable=protected-access
+  xs, ys = lines["judge"]
+  assert xs == [0, 1, 2, 6, 6, 7, 8]
+  assert ys[:3] == pytest.approx([0.0, 0.1, 0.2]) and math.isnan(ys[3])
+  assert ys[4:] == pytest.approx([0.6, 0.7, 0.8])
+  gx, gy = lines["generator"]
+  assert gx == [3, 4, 5, 9, 9, 10, 11] and math.isnan(gy[3])
+  metrics = tmp_path / "metrics.jsonl"
+  metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
+  metrics_log.plot_curves(str(metrics), str(tmp_path / "curves.png"))  # NaN gaps draw
 
 
 def test_plot_curves_rejects_a_log_without_metrics(tmp_path):

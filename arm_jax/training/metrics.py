@@ -179,14 +179,33 @@ def _series(records: list[dict[str, Any]], key: str, x_key: str) -> tuple[list, 
   return [x for x, _ in points], [y for _, y in points]
 
 
+def _phase_series(train: list[dict[str, Any]], phase: str, key: str) -> tuple[list, list]:
+  """A phase's (global_step, key) points; where another phase's records come between two of
+  its stretches (the judge's rounds around the generator's), a NaN breaks its line so that it
+  is not drawn across the other phase."""
+  xs, ys, gap = [], [], False
+  for r in train:
+    if r.get("phase", "train") != phase:
+      gap = gap or bool(xs)
+      continue
+    if not (_is_number(r.get("global_step")) and _is_number(r.get(key))):
+      continue
+    if gap:
+      xs.append(r["global_step"])
+      ys.append(math.nan)
+      gap = False
+    xs.append(r["global_step"])
+    ys.append(r[key])
+  return xs, ys
+
+
 def _panels(records: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, tuple]]]:
   """(title, x label, {phase: (xs, ys)}) per subplot; eval is plotted per round, apart."""
   train = [r for r in records if r.get("phase") != "eval"]
   phases = list(dict.fromkeys(r.get("phase", "train") for r in train))
   panels = []
   for key in _PLOTTED:
-    lines = {phase: _series([r for r in train if r.get("phase", "train") == phase], key,
-                            "global_step") for phase in phases}
+    lines = {phase: _phase_series(train, phase, key) for phase in phases}
     lines = {phase: xy for phase, xy in lines.items() if xy[0]}
     if lines:
       panels.append((key, "global_step", lines))
