@@ -75,6 +75,9 @@ class Slice:
   hbm_bytes: int
   peak_flops: float
   hbm_bandwidth: float
+  # libtpu's chip configuration: "megacore" makes a v4 chip's two TensorCores one device, as
+  # v4 slices run; "" = libtpu's default (v5p is megacore by default, v5e and v6e have one core).
+  chip_config: str = ""
 
 
 # Google Cloud's published per-chip figures (HBM, bf16 peak, HBM bandwidth). v4 and v5p names
@@ -83,8 +86,8 @@ SLICES = {s.name: s for s in (
     Slice("v5p-8", "v5p:2x2x1", 4, 95 * GB, 459e12, 2765e9),
     Slice("v5p-128", "v5p:4x4x4", 64, 95 * GB, 459e12, 2765e9),
     Slice("v5p-256", "v5p:4x4x8", 128, 95 * GB, 459e12, 2765e9),
-    Slice("v4-8", "v4:2x2x1", 4, 32 * GB, 275e12, 1228e9),
-    Slice("v4-128", "v4:4x4x4", 64, 32 * GB, 275e12, 1228e9),
+    Slice("v4-8", "v4:2x2x1", 4, 32 * GB, 275e12, 1228e9, "megacore"),
+    Slice("v4-128", "v4:4x4x4", 64, 32 * GB, 275e12, 1228e9, "megacore"),
     Slice("v5e-4", "v5e:2x2", 4, 16 * GB, 197e12, 819e9),
     Slice("v5e-64", "v5e:8x8", 64, 16 * GB, 197e12, 819e9),
     Slice("v5e-256", "v5e:16x16", 256, 16 * GB, 197e12, 819e9),
@@ -148,7 +151,9 @@ def topology_mesh(slice_: Slice, config: ml_collections.ConfigDict) -> Mesh:
   # once; without this the second one stops at libtpu's single-process lock file.
   os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   try:
-    devices = topologies.get_topology_desc(topology_name=slice_.topology, platform="tpu").devices
+    extra = {"chip_config_name": slice_.chip_config} if slice_.chip_config else {}
+    devices = topologies.get_topology_desc(topology_name=slice_.topology, platform="tpu",
+                                           **extra).devices
   except Exception as e:  # noqa: BLE001  libtpu missing or too old: say how to get it
     raise RuntimeError(f"cannot describe TPU topology {slice_.topology!r} ({e}); install the "
                        "TPU compiler: pip install -e \".[tpu]\"") from e

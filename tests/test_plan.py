@@ -135,3 +135,15 @@ def test_a_preset_argument_and_a_program_selection(tiny, tmp_path):
   assert written["selected"] == "*.update" and written["fits"]
   with pytest.raises(FileNotFoundError, match=r"no such file"):
     plan.load_config_file(str(tmp_path / "missing.py:fsdp4"))
+
+
+def test_every_known_slice_describes_its_chips():
+  """Each entry of SLICES gives the TPU compiler a topology with that many devices, one per
+  chip (a v4 chip's two TensorCores are one device, as v4 slices run)."""
+  config = plan.config_sections.train_base()
+  for name, s in plan.SLICES.items():
+    config.mesh_shape, config.mesh_axes = (s.chips,), ("data",)
+    mesh = plan.topology_mesh(s, config)
+    assert mesh.size == s.chips, name
+    kind = mesh.devices.flat[0].device_kind.lower()  # "tpu v4", "tpu v5", "tpu v5 lite", ...
+    assert s.name[:2] in kind, (name, kind)
