@@ -3,10 +3,11 @@ compatible and checkable, draws are reproducible per prompt, and the prompts fee
 pairs command."""
 
 import json
+import random
 
 import pytest
 
-from arm_jax.data import ifeval, synthetic_if, verified
+from arm_jax.data import ifeval, synthetic_if, verified, verifier_sft
 
 pytest.importorskip("langdetect")
 
@@ -61,6 +62,21 @@ def test_constraints_are_compatible_counted_and_checkable(built):
   inp = ifeval.example(row["prompt"], row["instruction_id_list"], row["kwargs"])
   assert ifeval.follow_list(inp, "No commas here at all.") == [True]
   assert ifeval.follow_list(inp, "Yes, a comma.") == [False]
+
+
+def test_arguments_reproduce_the_stated_constraint_whatever_the_random_state(built):
+  # The checker rebuilds each instruction from its arguments; IFEval's builder can draw
+  # nth_paragraph = num_paragraphs + 1 and then re-randomizes the paragraph the check reads.
+  rows, report = built
+  for probe in (0, 1, 2):
+    random.seed(probe)
+    for row in rows:
+      for iid, kwargs in zip(row["instruction_id_list"], row["kwargs"]):
+        assert synthetic_if.normalize(verifier_sft.describe(iid, kwargs)) in synthetic_if.normalize(
+            row["prompt"]), (row["key"], iid, kwargs)
+        if iid == "length_constraints:nth_paragraph_first_word":
+          assert 1 <= kwargs["nth_paragraph"] <= kwargs["num_paragraphs"], (row["key"], kwargs)
+  assert set(report["redrawn_arguments"]) <= {"length_constraints:nth_paragraph_first_word"}
 
 
 def test_draws_depend_only_on_seed_and_base_instruction(built):

@@ -98,23 +98,48 @@ def draw_constraints(rng: random.Random, ids: Sequence[str], clash: dict[str, se
   return chosen
 
 
-def constrain(base: str, ids: Sequence[str], seed: int) -> tuple[str, list[dict[str, Any]]]:
+def _describe(instruction: Any, iid: str, base: str, kwargs: Optional[dict[str, Any]]) -> str:
+  if iid == _REPEAT:
+    return instruction.build_description(**(kwargs or {"prompt_to_repeat": base}))
+  return instruction.build_description(**(kwargs or {}))
+
+
+def constrain(base: str, ids: Sequence[str], seed: int, redrawn: Optional[dict[str, int]] = None,
+              attempts: int = 20) -> tuple[str, list[dict[str, Any]]]:
   """The prompt (base, a blank line, each constraint's description) and each constraint's
   arguments; IFEval's builders draw their arguments from the global `random`, which is seeded
-  for the call and then restored."""
+  for the call and then restored.
+
+  Arguments are kept only when they reproduce the description whatever the random state, as
+  the checker rebuilds them: IFEval's builder can draw `nth_paragraph = num_paragraphs + 1`,
+  which its own check then replaces by a random paragraph. Such draws are redrawn (counted in
+  `redrawn`)."""
   registry = sys.modules[f"{ifeval._PACKAGE}.instructions_registry"]  # pylint: disable=protected-access
   state = random.getstate()
   try:
     random.seed(seed)
     texts, kwargs = [], []
     for iid in ids:
-      instruction = registry.INSTRUCTION_DICT[iid](iid)
-      if iid == _REPEAT:
-        texts.append(instruction.build_description(prompt_to_repeat=base))
+      for _ in range(attempts):
+        instruction = registry.INSTRUCTION_DICT[iid](iid)
+        text = _describe(instruction, iid, base, None)
+        args = {k: v for k, v in (instruction.get_instruction_args() or {}).items()
+                if v is not None}
+        inner = random.getstate()
+        again = set()
+        for probe in (1, 2):
+          random.seed(probe)
+          again.add(_describe(registry.INSTRUCTION_DICT[iid](iid), iid, base, args))
+        random.setstate(inner)
+        if again == {text}:
+          break
+        if redrawn is not None:
+          redrawn[iid] = redrawn.get(iid, 0) + 1
       else:
-        texts.append(instruction.build_description())
-      kwargs.append({k: v for k, v in (instruction.get_instruction_args() or {}).items()
-                     if v is not None})
+        raise ValueError(f"{iid}: {attempts} draws of IFEval's builder gave no arguments that "
+                         f"reproduce their description (last: {args})")
+      texts.append(text)
+      kwargs.append(args)
   finally:
     random.setstate(state)
   return base.rstrip() + "\n\n" + " ".join(t.strip() for t in texts), kwargs
@@ -138,7 +163,7 @@ def build_prompts(sources: Sequence[str] = SOURCES, max_constraints: int = 3, se
   rows: list[dict[str, Any]] = []
   seen: set[str] = set()
   report: dict[str, Any] = {"read": {}, "written": {}, "dropped": {}, "constraints": {},
-                            "constraints_per_prompt": {}}
+                            "constraints_per_prompt": {}, "redrawn_arguments": {}}
 
   def drop(reason: str) -> None:
     report["dropped"][reason] = report["dropped"].get(reason, 0) + 1
@@ -159,7 +184,7 @@ def build_prompts(sources: Sequence[str] = SOURCES, max_constraints: int = 3, se
     s = _seed(seed, source, base_id)
     rng = random.Random(s)
     chosen = draw_constraints(rng, ids, clash, rng.randint(1, max_constraints))
-    prompt, kwargs = constrain(text, chosen, s)
+    prompt, kwargs = constrain(text, chosen, s, report["redrawn_arguments"])
     flat = normalize(prompt)
     if any(h in flat for h in held_out):
       drop("contains_an_ifeval_prompt")
