@@ -5,6 +5,8 @@ the run executes at its real shapes for the slice's topology, and check that eac
   python -m arm_jax.plan --config configs/qwen3_8b.py --topology v5p-128 [--out plan.json]
   python -m arm_jax.plan --config configs/qwen3_8b.py:v6e-64 --programs '*.update'  # a preset,
                                                              # the two updates only
+  python -m arm_jax.plan --config configs/policy_qwen2_5_7b.py \
+      --reward_model_config configs/qwen3_8b.py              # a policy job
 
 No weights are read: the model is its architecture (the model's config.json when model.path is
 a local directory, else the config file's ARCHITECTURE dict, the public config.json) and every
@@ -19,6 +21,21 @@ Programs, per policy (docs/method.md §4; shapes from the config):
   generator.rubrics_for_judge    the judge phase's rubrics (eval.batch_size rows)
   judge.greedy_for_generator     the generator reward's greedy judgments (generator rows)
   eval.rubric / eval.judge       held-out evaluation (eval.batch_size rows, the eval lengths)
+
+A policy job (job='policy', docs/method.md §6; the reward model's training config from
+reward_model.workdir's config.json, reward_model.config or --reward_model_config):
+
+  policy.warmstart               the policy's SFT warm start (actor.warmstart_steps > 0)
+  policy.sample.prefill/decode   dpo / iterdpo: two samples per prompt, generate_batch prompts
+  policy.greedy / policy.rollout grpo: the greedy response each rollout is judged against, and
+                                 prompts_per_step x group_size rollouts
+  reward_model.rubric / .judge   the reward model's rubrics and judgments (its batch_size rows)
+  policy.reference_logprobs      the DPO reference's (a pair side) or GRPO's KL reference's
+  policy.dpo_update / .update    DPO on batch_size pairs of max_length, or the GRPO update
+  eval.policy.prefill/decode     the greedy evaluation responses (eval.batch_size rows)
+
+Its prompt buckets are the largest the job's load checks admit (a prompt leaving room for the
+response: Policy.room); IFEval's evaluation prompts are read, their bucket from the longest.
 
 Each program's per-chip bytes come from the compiled program's memory_analysis (arguments,
 outputs, temporaries, code; outputs that reuse a donated argument counted once); what the run
@@ -144,6 +161,55 @@ def decoder_config(config: ml_collections.ConfigDict, module: Any = None,
   return DecoderConfig.from_hf(hf, **overrides)
 
 
+def reward_model_config(config: ml_collections.ConfigDict,
+                        path: str = "") -> tuple[ml_collections.ConfigDict, Any]:
+  """(a policy job's reward-model training config on the job's mesh, its config file's module
+  or None): `path` (configs/<name>.py[:<argument>], the file the reward model's run was started
+  with), else reward_model.config, else the config.json of the run in reward_model.workdir."""
+  from arm_jax.downstream import job as policy_job  # pylint: disable=import-outside-toplevel
+  r = config.reward_model
+  if path:
+    rm_config, rm_module = load_config_file(path)
+  elif r.config:
+    rm_config, rm_module = policy_job._reward_model_config(config), load_config_file(r.config)[1]  # pylint: disable=protected-access
+  else:
+    if not os.path.isfile(os.path.join(r.workdir, "config.json")):
+      raise FileNotFoundError(
+          f"reward_model.workdir={r.workdir!r} holds no config.json here (its run has not run on "
+          "this machine): pass --reward_model_config configs/<the run's config>.py")
+    rm_config, rm_module = policy_job._reward_model_config(config), None  # pylint: disable=protected-access
+  if rm_config.job != "train":
+    raise ValueError(f"the reward model's config has job={rm_config.job!r}; expected a training "
+                     "config (job='train')")
+  for key in ("mesh_shape", "mesh_axes", "rules"):  # the job's mesh, as the job puts it
+    rm_config[key] = config[key]
+  return rm_config, rm_module
+
+
+def actor_config(config: ml_collections.ConfigDict, module: Any,
+                 base: DecoderConfig) -> DecoderConfig:
+  """The policy's architecture as the policy job loads it (load_pretrained with actor.dtype and
+  actor.compute_dtype): actor.path's config.json or GGUF header, else the config file's
+  ARCHITECTURE (its public config.json); actor.path '' is the reward model's base model."""
+  a = config.actor
+  if not a.path:
+    return base
+  overrides = dict(param_dtype=a.dtype, dtype=a.compute_dtype or a.dtype)
+  local = os.path.join(a.path, "config.json")
+  if os.path.isfile(local):
+    with open(local, encoding="utf-8") as f:
+      return DecoderConfig.from_hf(json.load(f), **overrides)
+  if a.path.endswith(".gguf") and os.path.isfile(a.path):
+    from arm_jax.models.tensor_sources import GGUFSource  # pylint: disable=import-outside-toplevel
+    return DecoderConfig.from_hf(GGUFSource(a.path).hf_config, **overrides)
+  hf = getattr(module, "ARCHITECTURE", None)
+  if hf is None:
+    raise ValueError(f"actor.path={a.path!r} is not here and the config file defines no "
+                     "ARCHITECTURE (the model's public config.json as a dict): the planner needs "
+                     "one of them")
+  return DecoderConfig.from_hf(hf, **overrides)
+
+
 def topology_mesh(slice_: Slice, config: ml_collections.ConfigDict) -> Mesh:
   """The config's mesh over the slice's abstract TPU devices (libtpu, no TPU needed)."""
   from jax.experimental import topologies  # pylint: disable=import-outside-toplevel
@@ -214,7 +280,7 @@ def abstract_opt_state(optimizer, m: Model, mesh: Mesh) -> tuple[Any, Any]:
 class Program:
   name: str
   compile: Callable[[], Any]  # -> jax.stages.Compiled
-  stage: str  # "sft" or "rl": which resident state lives beside it
+  stage: str  # "sft", "rl", "policy_warmstart" or "policy": which resident state lives beside it
   role: str  # the policy it runs
   takes: tuple[str, ...]  # resident items among its arguments (not counted twice)
   rows: int = 0
@@ -239,7 +305,7 @@ def _seq(mesh, rules, rows, prompt, new) -> SequenceBatch:
                        _data(mesh, rules, (rows, t), bool), score_from=prompt)
 
 
-def _sampling_programs(name, role, m: Model, mesh, rules, rows, prompt, sp, takes):
+def _sampling_programs(name, role, m: Model, mesh, rules, rows, prompt, sp, takes, stage="rl"):
   """Prefill and decode of one generation call: rows x prompt bucket, sp.max_new_tokens."""
   prefill = sampling._jitted_prefill(m.model)  # pylint: disable=protected-access
   ids, mask = _data(mesh, rules, (rows, prompt), jnp.int32), _data(mesh, rules, (rows, prompt), bool)
@@ -262,9 +328,9 @@ def _sampling_programs(name, role, m: Model, mesh, rules, rows, prompt, sp, take
     stop = _replicated(mesh, (1,), jnp.int32)
     return decode.lower(m.decode_params, logits, k, v, mask, next_pos, key, stop).compile()
 
-  return [Program(f"{name}.prefill", compile_prefill, "rl", role, (f"{role}.params",), rows,
+  return [Program(f"{name}.prefill", compile_prefill, stage, role, (f"{role}.params",), rows,
                   prompt),
-          Program(f"{name}.decode", compile_decode, "rl", role, takes, rows,
+          Program(f"{name}.decode", compile_decode, stage, role, takes, rows,
                   prompt + sp.max_new_tokens, kind="decode", new=sp.max_new_tokens)]
 
 
@@ -342,6 +408,136 @@ def programs(config: ml_collections.ConfigDict, cfgs: dict[str, DecoderConfig], 
   return out
 
 
+def _room_bucket(cfg: DecoderConfig, new_tokens: int, max_prompt_tokens: int = 0) -> int:
+  """The longest prompt bucket a policy job's load checks admit (Policy.room, rounded up to the
+  sampler's bucket)."""
+  room = min(cfg.max_position_embeddings - new_tokens, max(DEFAULT_BUCKETS))
+  room = min(room, max_prompt_tokens) if max_prompt_tokens > 0 else room
+  return bucket_length(room, DEFAULT_BUCKETS)
+
+
+def _even_rows(n: int, batch_size: int) -> int:
+  """The rows of generate_in_batches' largest call for n prompts (near-equal batches)."""
+  return math.ceil(n / math.ceil(n / batch_size))
+
+
+def policy_programs(config: ml_collections.ConfigDict, rm_config: ml_collections.ConfigDict,
+                    cfgs: dict[str, DecoderConfig], mesh: Mesh, rules,
+                    models: dict[str, Model]) -> list[Program]:
+  """Every program a policy job (config.job = "policy", docs/method.md §6) executes, at its
+  largest shapes: prompt buckets are the largest the job's load checks admit (fit_prompts)."""
+  from arm_jax.downstream import dpo as dpo_lib  # pylint: disable=import-outside-toplevel
+  from arm_jax.downstream import job as policy_job  # pylint: disable=import-outside-toplevel
+  from arm_jax.rl.dpo import make_dpo_update  # pylint: disable=import-outside-toplevel
+  from arm_jax.training import setup as train_setup  # pylint: disable=import-outside-toplevel
+  out: list[Program] = []
+  pol = models["policy"]
+  a, r, e = config.actor, config.reward_model, config.eval
+  if a.warmstart_steps > 0:
+    warm_opt = optim.make_optimizer(optim.OptimizerConfig(
+        learning_rate=a.warmstart_learning_rate, warmup_steps=policy_job._WARMUP_STEPS))  # pylint: disable=protected-access
+    opt_state, o_sh = abstract_opt_state(warm_opt, pol, mesh)
+    update = make_sft_update(pol.model, SFTConfig(), warm_opt,  # as run_sft builds it
+                             shardings=(pol.param_shardings, o_sh))
+    batch = _seq(mesh, rules, a.warmstart_batch_size, 0, a.warmstart_max_length)
+    batch = SequenceBatch(batch.tokens, batch.attention, batch.loss_mask, score_from=1)
+    out.append(Program("policy.warmstart", lambda u=update, p=pol.params, o=opt_state, b=batch:
+                       u.lower(p, o, b).compile(), "policy_warmstart", "policy",
+                       ("policy.params",), a.warmstart_batch_size, a.warmstart_max_length,
+                       kind="train"))
+  grpo_method = config.method == "grpo"
+  if grpo_method:
+    g = config.grpo
+    phase = train_setup.phase_config(g)
+    new = g.max_new_tokens
+    bucket = _room_bucket(cfgs["policy"], new, g.max_prompt_tokens)
+    greedy = SamplingParams(max_new_tokens=new, greedy=True)
+    out += _sampling_programs("policy.greedy", "policy", pol, mesh, rules,
+                              _even_rows(g.prompts_per_step, config.generate_batch), bucket,
+                              greedy, ("policy.decode_copy",), stage="policy")
+    rows = g.prompts_per_step * g.group_size
+    out += _sampling_programs("policy.rollout", "policy", pol, mesh, rules, rows, bucket,
+                              phase.sampling, ("policy.decode_copy",), stage="policy")
+  else:
+    cfg = policy_job.iteration_config(config)
+    new = cfg.sampling.max_new_tokens
+    bucket = _room_bucket(cfgs["policy"], new)
+    out += _sampling_programs("policy.sample", "policy", pol, mesh, rules,
+                              2 * config.generate_batch, bucket, cfg.sampling,
+                              ("policy.decode_copy",), stage="policy")
+  # The reward model: greedy rubrics, then judgments of both orders (RewardModel.compare).
+  rm_e = rm_config.eval
+  rubric_new = r.rubric_max_new_tokens or rm_e.rubric_max_new_tokens
+  judge_new = r.judge_max_new_tokens or rm_e.judge_max_new_tokens
+  rm_rows = r.batch_size or rm_e.batch_size
+  out += _sampling_programs("reward_model.rubric", "generator", models["generator"], mesh, rules,
+                            rm_rows, _room_bucket(cfgs["generator"], rubric_new),
+                            SamplingParams(max_new_tokens=rubric_new, greedy=True),
+                            ("generator.decode_copy",), stage="policy")
+  out += _sampling_programs("reward_model.judge", "judge", models["judge"], mesh, rules, rm_rows,
+                            _room_bucket(cfgs["judge"], judge_new),
+                            SamplingParams(max_new_tokens=judge_new,
+                                           temperature=r.judge_temperature or 1.0,
+                                           greedy=r.judge_temperature == 0),
+                            ("judge.decode_copy",), stage="policy")
+  optimizer = policy_job.optimizer(config)
+  opt_state, _ = abstract_opt_state(optimizer, pol, mesh)
+  if grpo_method:
+    t = bucket + new
+    seq = _seq(mesh, rules, rows, bucket, new)
+    f32 = lambda: _data(mesh, rules, (rows, t), jnp.float32)  # noqa: E731
+    if phase.grpo.beta:
+      logprobs = grpo.sequence_logprobs(pol.model, phase.grpo.logprob_chunk)  # as train_on_rollout
+      out.append(Program("policy.reference_logprobs",
+                         lambda f=logprobs, p=pol.params, q=seq: f.lower(p, q).compile(),
+                         "policy", "policy", ("policy.ref",), rows, t))
+    batch = grpo.RolloutBatch(seq, f32(), f32() if phase.grpo.beta else None,
+                              _data(mesh, rules, (rows,), jnp.float32))
+    update = grpo.make_update(pol.model, phase.grpo, optimizer)  # as the job builds it
+    out.append(Program("policy.update", lambda u=update, p=pol.params, o=opt_state, b=batch:
+                       u.lower(p, o, b).compile(), "policy", "policy",
+                       ("policy.params", "policy.opt"), rows, t, kind="train",
+                       passes=phase.grpo.mu))
+  else:
+    n, t = cfg.batch_size, cfg.max_length
+    update, ref_logps = dpo_lib._compiled(pol.model, cfg)  # pylint: disable=protected-access
+    side = _seq(mesh, rules, n, 0, t)
+    side = SequenceBatch(side.tokens, side.attention, side.loss_mask, score_from=1)
+    ref = _data(mesh, rules, (n,), jnp.float32)
+    out.append(Program("policy.reference_logprobs",
+                       lambda f=ref_logps, p=pol.params, q=side: f.lower(p, q).compile(),
+                       "policy", "policy", ("policy.ref",), n, t))
+    out.append(Program("policy.dpo_update",
+                       lambda u=update, p=pol.params, o=opt_state, b=(side, side, ref, ref):
+                       u.lower(p, o, b).compile(), "policy", "policy",
+                       ("policy.params", "policy.opt"), 2 * n, t, kind="train"))
+  if e.kind != "none":
+    prompts = _eval_prompt_bucket(config, cfgs["policy"], e.max_new_tokens)
+    out += _sampling_programs("eval.policy", "policy", pol, mesh, rules, e.batch_size, prompts,
+                              SamplingParams(max_new_tokens=e.max_new_tokens, greedy=True),
+                              ("policy.decode_copy",), stage="policy")
+  return out
+
+
+def _eval_prompt_bucket(config: ml_collections.ConfigDict, cfg: DecoderConfig,
+                        new_tokens: int) -> int:
+  """IFEval's prompts are read here: the bucket of the longest one's UTF-8 bytes (a token holds
+  at least one) plus a chat template's; other evaluations: the policy's room."""
+  room = _room_bucket(cfg, new_tokens)
+  if config.eval.kind != "ifeval":
+    return room
+  from arm_jax.data import ifeval  # pylint: disable=import-outside-toplevel
+  inputs = ifeval.read_prompts()
+  inputs = inputs[:config.eval.max_prompts] if config.eval.max_prompts else inputs
+  longest = max(len(i.prompt.encode()) for i in inputs) + _CHAT_BYTES
+  return min(room, bucket_length(min(longest, max(DEFAULT_BUCKETS)), DEFAULT_BUCKETS))
+
+
+# An upper bound on a chat template's tokens around one user turn (Qwen2.5's adds a default system
+# turn of about 30 tokens).
+_CHAT_BYTES = 256
+
+
 def model_flops(program: Program, cfg: DecoderConfig) -> float:
   """The program's FLOPs over all chips from the model's size (XLA's cost_analysis counts a loop
   body once, and the layers, micro-batches, mu steps and decode steps are loops): 2 per
@@ -374,13 +570,34 @@ def resident(config: ml_collections.ConfigDict, models: dict[str, Model], mesh: 
   return items
 
 
+def policy_resident(config: ml_collections.ConfigDict, models: dict[str, Model],
+                    mesh: Mesh) -> dict[str, int]:
+  """Per-chip bytes a policy job keeps between programs: the reward model's two policies and
+  their decode copies, the policy, its decode copy, its reference (DPO's, or GRPO's KL
+  reference when beta > 0) and its AdamW state."""
+  from arm_jax.downstream import job as policy_job  # pylint: disable=import-outside-toplevel
+  items = {}
+  for role in ("generator", "judge", "policy"):
+    items[f"{role}.params"] = per_chip_bytes(models[role].params)
+    items[f"{role}.decode_copy"] = per_chip_bytes(models[role].decode_params)
+  if config.method != "grpo" or config.grpo.beta:
+    items["policy.ref"] = items["policy.params"]
+  items["policy.opt"] = per_chip_bytes(
+      abstract_opt_state(policy_job.optimizer(config), models["policy"], mesh)[0])
+  return items
+
+
 def alive_outside(program: Program, items: dict[str, int], offload_idle: bool) -> dict[str, int]:
   """The resident items on the chip while `program` runs, less those it takes as arguments. In
   the warm start: the other policy's weights. In RL: both policies, their references and decode
   copies, the running policy's optimizer state, and the other's unless it waits in host memory
   (evaluation and the helper generations count the larger optimizer state as running)."""
   other = "judge" if program.role == "generator" else "generator"
-  if program.stage == "sft":
+  if program.stage == "policy_warmstart":  # the reward model is loaded; nothing sampled yet
+    alive = {k: items[k] for k in ("generator.params", "judge.params")}
+  elif program.stage == "policy":  # everything, as no program of the job frees any of it
+    alive = dict(items)
+  elif program.stage == "sft":
     alive = {f"{other}.params": items[f"{other}.params"]}
   else:
     alive = {k: v for k, v in items.items() if not k.endswith(".opt")}
@@ -428,28 +645,42 @@ def select(names: list[str], patterns: str) -> list[str]:
 
 
 def plan(config: ml_collections.ConfigDict, slice_: Slice, module: Any = None,
-         log: Callable[[str], None] = print, only: str = "") -> dict:
-  """Compiles every program of the run for `slice_` (or those `only` selects, see select);
-  returns the plan (see the module docstring). Programs that fail to compile are reported with
-  their error."""
-  if config.job != "train":
-    raise ValueError(f"job={config.job!r}: the planner plans training runs (job='train')")
-  cfgs = {role: decoder_config(config, module, role) for role in ROLES}
+         log: Callable[[str], None] = print, only: str = "", reward_model: str = "") -> dict:
+  """Compiles every program of the run (or policy job) for `slice_` (or those `only` selects,
+  see select); returns the plan (see the module docstring). Programs that fail to compile are
+  reported with their error. `reward_model`: a policy job's reward-model training config file
+  (see reward_model_config)."""
+  if config.job not in ("train", "policy"):
+    raise ValueError(f"job={config.job!r}: the planner plans training runs (job='train') and "
+                     "policy jobs (job='policy')")
+  rm_config = None
+  if config.job == "policy":
+    rm_config, rm_module = reward_model_config(config, reward_model)
+    cfgs = {role: decoder_config(rm_config, rm_module, role) for role in ROLES}
+    cfgs["policy"] = actor_config(config, module, cfgs["generator"])
+  else:
+    cfgs = {role: decoder_config(config, module, role) for role in ROLES}
   mesh = topology_mesh(slice_, config)
   rules = (sharding.rules_from_config(config.rules) if config.rules
            else sharding.DEFAULT_RULES)
-  from arm_jax.training import setup as train_setup  # pylint: disable=import-outside-toplevel
-  tc = train_setup.trainer_config(config)
-  shared = cfgs["generator"] == cfgs["judge"]  # one architecture: one model, own arrays
-  models = {role: abstract_model(cfgs[role], mesh, rules) for role in (ROLES[:1] if shared
-                                                                        else ROLES)}
-  if shared:
-    models["judge"] = models["generator"]
-  items = resident(config, models, mesh, tc)
+  # One model per architecture (each role still has its own arrays).
+  built: list[tuple[DecoderConfig, Model]] = []
+  models = {}
+  for role, cfg in cfgs.items():
+    same = [m for c, m in built if c == cfg]
+    models[role] = same[0] if same else abstract_model(cfg, mesh, rules)
+    if not same:
+      built.append((cfg, models[role]))
+  if rm_config is not None:
+    items = policy_resident(config, models, mesh)
+  else:
+    from arm_jax.training import setup as train_setup  # pylint: disable=import-outside-toplevel
+    items = resident(config, models, mesh, train_setup.trainer_config(config))
   rows = []
   start = time.perf_counter()
   with xla_options.target_platform("tpu"):
-    todo = programs(config, cfgs, mesh, rules, models)
+    todo = (policy_programs(config, rm_config, cfgs, mesh, rules, models) if rm_config is not None
+            else programs(config, cfgs, mesh, rules, models))
     if only:
       chosen = set(select([p.name for p in todo], only))
       todo = [p for p in todo if p.name in chosen]
@@ -464,7 +695,7 @@ def plan(config: ml_collections.ConfigDict, slice_: Slice, module: Any = None,
         log(f"{program.name}: does not compile: {row['error']}")
         continue
       memory, cost = _memory(compiled), _cost(compiled)
-      outside = alive_outside(program, items, config.offload_idle_optimizer)
+      outside = alive_outside(program, items, config.get("offload_idle_optimizer", False))
       peak = memory["program"] + sum(outside.values())
       flops = model_flops(program, cfgs[program.role]) / slice_.chips
       # Decode reads every weight and the cache once per token: bytes = its arguments and
@@ -510,6 +741,9 @@ def main(argv: Optional[list[str]] = None) -> int:
   p.add_argument("--topology", default="", help=f"a slice: {', '.join(SLICES)}; default: the "
                  "config's device.kind and device.chips")
   p.add_argument("--out", default="plan.json", help="where the plan is written")
+  p.add_argument("--reward_model_config", default="", help="a policy job's (job='policy'): the "
+                 "reward model's training config file (configs/<name>.py[:<argument>]) when "
+                 "reward_model.workdir's run is not on this machine")
   p.add_argument("--programs", default="", help="compile only these programs: comma-separated "
                  "names, prefixes or shell patterns (e.g. 'judge.update,generator.update' or "
                  "'*.update'); the peak and the exit status are then theirs")
@@ -525,7 +759,8 @@ def main(argv: Optional[list[str]] = None) -> int:
   os.environ.setdefault("TPU_ACCELERATOR_TYPE", slice_.name)
   print(f"planning {args.config} on {slice_.name} ({slice_.chips} chips, "
         f"{slice_.hbm_bytes / GB:.0f} GB HBM each), mesh {tuple(config.mesh_shape)}")
-  result = plan(config, slice_, module, only=args.programs)
+  result = plan(config, slice_, module, only=args.programs,
+                reward_model=args.reward_model_config)
   with open(args.out, "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2)
   bad = [r["program"] for r in result["programs"] if not r["fits"]]

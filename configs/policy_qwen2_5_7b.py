@@ -8,6 +8,12 @@ On the TPU VM (every host of the slice), after the reward model's run:
   python main.py --config configs/qwen3_8b.py --workdir runs/qwen3_8b
   python main.py --config configs/policy_qwen2_5_7b.py --workdir runs/policy_qwen2_5_7b
 
+`configs/policy_qwen2_5_7b.py:grpo` is the online-GRPO run. Planned on a CPU without the slice
+(docs/results.md has the figures):
+
+  python -m arm_jax.plan --config configs/policy_qwen2_5_7b.py \
+      --reward_model_config configs/qwen3_8b.py
+
 The policy, its AdamW moments and its DPO / KL reference (f32, matmuls in bf16, as in
 configs/qwen3_8b.py) and the reward model's two 8B policies share one mesh, data=4 x fsdp=4 x
 tensor=4: every weight is split 16 ways. tests/test_configs.py checks the shapes, the even
@@ -30,9 +36,10 @@ QWEN2_5_7B_INSTRUCT_CONFIG_JSON = {
     "tie_word_embeddings": False, "max_position_embeddings": 32768, "use_sliding_window": False,
     "sliding_window": 131072, "bos_token_id": 151643, "eos_token_id": 151645,
 }
+ARCHITECTURE = QWEN2_5_7B_INSTRUCT_CONFIG_JSON  # what `python -m arm_jax.plan` compiles
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(method: str = "iterdpo") -> ml_collections.ConfigDict:
   c = config_sections.policy_base()  # Table 10's DPO and GRPO settings
   c.device.update(kind="TPU v5p", chips=64, hbm_bytes_per_chip=95 * 10**9)
   c.mesh_shape = (4, 4, 4)  # as configs/qwen3_8b.py: tensor=4 within a host's 4 chips
@@ -41,7 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
       ("batch", ("data", "fsdp")), ("length", None), ("act_embed", None), ("embed", "fsdp"),
       ("heads", "tensor"), ("kv_heads", "tensor"), ("mlp", "tensor"), ("vocab", "tensor"),
       ("head_dim", None), ("layers", None), ("cache_slots", None))
-  c.method = "iterdpo"
+  c.method = method or "iterdpo"
   c.reward_model.update(workdir="runs/qwen3_8b", checkpoint="latest")
   c.actor.update(path="Qwen/Qwen2.5-7B-Instruct", dtype="float32", compute_dtype="bfloat16")
   c.generate_batch = 64  # 4 rows per data-parallel group

@@ -375,10 +375,13 @@ def test_warm_start_steps_need_examples_for_both_policies(tmp_path):
 
 def test_pretrained_build_starts_both_policies_from_one_checkpoint(tmp_path):
   try:
-    assets.smollm2_gguf()
+    gguf = assets.smollm2_gguf()
   except FileNotFoundError as err:
     pytest.skip(str(err))
+  from arm_jax.tokenizer import load_tokenizer  # noqa: PLC0415
   config = _module("smollm2").get_config()
+  # A tiny random model with SmolLM2's vocabulary: the build is the same for any one path.
+  config.model.path = _tiny_hf_dir(tmp_path / "model", 0, load_tokenizer(gguf))
   config.data.path = _fixture(tmp_path)
   config.data.held_out_fraction = 0.4
   config.eval.max_pairs = 2

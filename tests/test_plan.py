@@ -46,6 +46,27 @@ def get_config(preset=""):
 """
 
 
+POLICY = """
+from arm_jax import config_sections
+
+def get_config(method="iterdpo"):
+  c = config_sections.policy_base()
+  c.method = method
+  # The reward model: the untrained pair of the tiny training config above, on this mesh.
+  c.reward_model.update(workdir="", config={tiny!r}, batch_size=8, rubric_max_new_tokens=16,
+                        judge_max_new_tokens=32)
+  c.mesh_shape = (2, 2, 1)
+  c.actor.update(warmstart_steps=10, warmstart_batch_size=8, warmstart_max_length=128)
+  c.generate_batch = 4
+  # Rows of 8 per chip and 128 tokens, as above: TPU layouts pad none of the updates' arguments.
+  c.dpo.update(max_new_tokens=16, batch_size=32, micro_batches=2, max_length=128)
+  c.grpo.update(max_new_tokens=64, prompts_per_step=8, group_size=4, micro_batches=2,
+                max_prompt_tokens=64)
+  c.eval.update(kind="oracle", batch_size=8, max_new_tokens=16)
+  return c
+"""
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
   path = tmp_path_factory.mktemp("plan") / "tiny.py"
@@ -103,7 +124,9 @@ def test_a_slice_too_small_is_named_and_the_command_fails(tiny, tmp_path, monkey
   small = dataclasses.replace(plan.SLICES["v5p-8"], hbm_bytes=result["peak_bytes"] - 1)
   monkeypatch.setitem(plan.SLICES, "v5p-8", small)
   out_path = tmp_path / "plan.json"
-  assert plan.main(["--config", path, "--topology", "v5p-8", "--out", str(out_path)]) == 1
+  # The peak program alone: the others' figures are the fixture's.
+  assert plan.main(["--config", path, "--topology", "v5p-8", "--out", str(out_path),
+                    "--programs", result["peak_program"]]) == 1
   assert f"does not fit on v5p-8: {result['peak_program']}" in capsys.readouterr().out
   with open(out_path) as f:
     written = json.load(f)
@@ -147,3 +170,70 @@ def test_every_known_slice_describes_its_chips():
     assert mesh.size == s.chips, name
     kind = mesh.devices.flat[0].device_kind.lower()  # "tpu v4", "tpu v5", "tpu v5 lite", ...
     assert s.name[:2] in kind, (name, kind)
+
+
+@pytest.fixture(scope="module")
+def policy_plans(tiny, tmp_path_factory):
+  path = tmp_path_factory.mktemp("plan") / "policy.py"
+  path.write_text(POLICY.format(tiny=tiny[0]))
+  out = {}
+  # Every program of iterdpo; of grpo, those only it runs (its sampling and reward-model
+  # programs are built by the same code at other shapes).
+  for method, only in (("iterdpo", ""), ("grpo", "policy.rollout,policy.warmstart,policy.update,"
+                                                 "policy.reference_logprobs")):
+    config, module = plan.load_config_file(f"{path}:{method}")
+    out[method] = config, plan.plan(config, plan.SLICES["v5p-8"], module, log=lambda _: None,
+                                    only=only)
+  return str(path), out
+
+
+def test_a_policy_job_plans_each_methods_programs_beside_the_reward_model(policy_plans, tiny):
+  _, plans = policy_plans
+  common = {"policy.warmstart", "reward_model.rubric.prefill", "reward_model.rubric.decode",
+            "reward_model.judge.prefill", "reward_model.judge.decode",
+            "policy.reference_logprobs", "eval.policy.prefill", "eval.policy.decode"}
+  expected = {"iterdpo": common | {"policy.sample.prefill", "policy.sample.decode",
+                                   "policy.dpo_update"},
+              "grpo": {"policy.warmstart", "policy.rollout.prefill", "policy.rollout.decode",
+                       "policy.reference_logprobs", "policy.update"}}
+  _, train_config, _ = tiny
+  mesh = dict(zip(train_config.mesh_axes, train_config.mesh_shape))
+  model = plan.abstract_model(plan.decoder_config(train_config),
+                              plan.topology_mesh(plan.SLICES["v5p-8"], train_config),
+                              plan.sharding.DEFAULT_RULES)
+  params = sum(_spec_bytes(x.shape, x.dtype, x.sharding.spec, mesh)
+               for x in plan.jax.tree.leaves(model.params))
+  dp = mesh["data"] * mesh["fsdp"]
+  for method, (config, result) in plans.items():
+    rows = {r["program"]: r for r in result["programs"]}
+    assert set(rows) == expected[method], method
+    assert result["fits"] and all("error" not in r for r in rows.values()), method
+    # actor.path "": the policy is the reward model's base model, beside its two policies.
+    items = result["resident"]
+    assert items["policy.params"] == items["generator.params"] == items["judge.params"] == params
+    assert items["policy.opt"] >= 2 * params and items["policy.ref"] == params
+    warm = rows["policy.warmstart"]["resident_outside"]
+    assert warm == {"generator.params": params, "judge.params": params}
+    update = rows["policy.dpo_update" if method == "iterdpo" else "policy.update"]
+    beside = update["resident_outside"]
+    assert "policy.params" not in beside and "policy.opt" not in beside
+    assert beside["policy.ref"] == params and beside["judge.decode_copy"] > 0
+    if method == "iterdpo":  # chosen and rejected: tokens int32, two bool masks; two f32 refs
+      n, t = 32, 128
+      batch = 2 * (n * t * (4 + 1 + 1) + n * 4) // dp
+      assert rows["policy.sample.decode"]["rows"] == 2 * config.generate_batch
+    else:  # 8 prompts x 4 rollouts; tokens, masks, old and reference log-probs; rewards
+      n, t = 32, update["length"]
+      batch = (n * t * (4 + 1 + 1 + 4 + 4) + n * 4) // dp
+      assert rows["policy.rollout.decode"]["rows"] == n and t == 64 + 64  # max_prompt_tokens
+    counters = update["memory"]["arguments"] - (params + 2 * params + batch)
+    assert 0 <= counters <= 4096, (method, counters)
+
+
+def test_a_policy_job_without_its_reward_models_config_is_refused_by_name(policy_plans, tmp_path):
+  path, _ = policy_plans
+  config, module = plan.load_config_file(path)
+  config.reward_model.update(config="", workdir=str(tmp_path / "runs" / "rm"))
+  with pytest.raises(FileNotFoundError, match=r"reward_model.workdir=.*holds no config.json "
+                                              r"here .* --reward_model_config"):
+    plan.plan(config, plan.SLICES["v5p-8"], module, log=lambda _: None)
