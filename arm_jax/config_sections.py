@@ -206,6 +206,9 @@ _POLICY_JOB_SECTIONS = {
         "dtype": F("float32", "parameter dtype", ("float32", "bfloat16", "float16")),
         "compute_dtype": F("", "matmul dtype; '' = dtype", ("", "float32", "bfloat16",
                                                             "float16")),
+        "remat_policy": F("dots_with_no_batch_dims", "what the updates' backward pass "
+                          "recomputes (with actor.path; '' path: the reward model's model)",
+                          ("none", "full", "dots", "dots_with_no_batch_dims")),
         "warmstart_steps": F(0, "SFT steps on both responses of every training pair first (a "
                                 "policy from scratch, the toy's); 0 = none"),
         "warmstart_batch_size": F(32, "warm-start rows per step"),
@@ -466,7 +469,8 @@ def generate_base() -> ml_collections.ConfigDict:
 RESUMABLE_KEYS = (
     "log.", "device.", "checkpoint.every_steps", "checkpoint.max_to_keep",
     "checkpoint.keep_rounds", "checkpoint.max_nonfinite_updates",
-    "mesh_shape", "mesh_axes", "rules", "model.remat_policy", "offload_idle_optimizer",
+    "mesh_shape", "mesh_axes", "rules", "model.remat_policy", "actor.remat_policy",
+    "offload_idle_optimizer",
     "judge.micro_batches", "generator.micro_batches", "dpo.micro_batches", "grpo.micro_batches",
     "data.build_hint",
 )

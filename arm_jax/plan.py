@@ -188,13 +188,14 @@ def reward_model_config(config: ml_collections.ConfigDict,
 
 def actor_config(config: ml_collections.ConfigDict, module: Any,
                  base: DecoderConfig) -> DecoderConfig:
-  """The policy's architecture as the policy job loads it (load_pretrained with actor.dtype and
-  actor.compute_dtype): actor.path's config.json or GGUF header, else the config file's
+  """The policy's architecture as the policy job loads it (load_pretrained with actor.dtype,
+  actor.compute_dtype and actor.remat_policy): actor.path's config.json or GGUF header, else the config file's
   ARCHITECTURE (its public config.json); actor.path '' is the reward model's base model."""
   a = config.actor
   if not a.path:
     return base
-  overrides = dict(param_dtype=a.dtype, dtype=a.compute_dtype or a.dtype)
+  overrides = dict(param_dtype=a.dtype, dtype=a.compute_dtype or a.dtype,
+                   remat_policy=a.remat_policy)
   local = os.path.join(a.path, "config.json")
   if os.path.isfile(local):
     with open(local, encoding="utf-8") as f:

@@ -174,9 +174,11 @@ def _abstract_model(cfg, mesh, rules):
   return nn.unbox(boxed), nn.unbox(sharding.tree_shardings(boxed, mesh, rules, strict=True))
 
 
-def test_policy_qwen2_5_7b_and_the_qwen3_8b_reward_model_share_the_mesh_and_fit_the_chip():
+def test_policy_qwen2_5_7b_and_the_qwen3_8b_reward_model_share_the_mesh_and_shard_evenly():
   """The policy (Qwen2.5-7B-Instruct: params, AdamW moments, DPO / KL reference) and the reward
-  model's two Qwen3-8B policies on the same 64-chip mesh: even shards, under the chip's HBM."""
+  model's two Qwen3-8B policies on the same 64-chip mesh: even shards, and the state alone under
+  the chip's HBM. Whether every program fits beside it is the planner's to say
+  (`python -m arm_jax.plan --config configs/policy_qwen2_5_7b.py`, docs/results.md)."""
   module = _module("policy_qwen2_5_7b")
   config = config_sections.validate(module.get_config())
   rm_config, rm_cfg = _qwen3_8b()
@@ -213,9 +215,6 @@ def test_policy_qwen2_5_7b_and_the_qwen3_8b_reward_model_share_the_mesh_and_fit_
     assert total[name] == pytest.approx(2 * total["policy"], rel=1e-6)
   device_bytes = sum(v for k, v in per_device.items() if k != "policy_opt_grpo")
   hbm = config.device.hbm_bytes_per_chip
-  print(f"\npolicy_qwen2_5_7b + qwen3_8b reward model on {config.device.kind} mesh "
-        f"{dict(mesh.shape)}: {device_bytes / 1e9:.2f} GB per chip "
-        f"({100 * device_bytes / hbm:.1f}% of {hbm / 1e9:.0f} GB HBM)")
   assert device_bytes < hbm
 
 

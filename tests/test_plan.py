@@ -237,3 +237,26 @@ def test_a_policy_job_without_its_reward_models_config_is_refused_by_name(policy
   with pytest.raises(FileNotFoundError, match=r"reward_model.workdir=.*holds no config.json "
                                               r"here .* --reward_model_config"):
     plan.plan(config, plan.SLICES["v5p-8"], module, log=lambda _: None)
+
+
+def test_the_policy_is_planned_as_the_job_loads_it(policy_plans, tmp_path):
+  """actor.path's config.json, with actor.dtype, compute_dtype and remat_policy (as
+  load_pretrained gets them); the config file's ARCHITECTURE when the path is not here."""
+  path, _ = policy_plans
+  config, module = plan.load_config_file(path)
+  hf = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 512,
+        "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 1024}
+  (tmp_path / "actor").mkdir()
+  (tmp_path / "actor" / "config.json").write_text(json.dumps(hf))
+  config.actor.update(path=str(tmp_path / "actor"), dtype="float32", compute_dtype="bfloat16",
+                      remat_policy="full")
+  cfg = plan.actor_config(config, module, base=None)
+  assert (cfg.hidden_size, cfg.num_layers, cfg.num_kv_heads) == (64, 2, 1)
+  assert (str(cfg.param_dtype), str(cfg.dtype), cfg.remat_policy) == ("float32", "bfloat16",
+                                                                      "full")
+  config.actor.path = str(tmp_path / "not_here")
+  with pytest.raises(ValueError, match=r"actor.path=.*not_here.* defines no ARCHITECTURE"):
+    plan.actor_config(config, module, base=None)
+  module.ARCHITECTURE = dict(hf, hidden_size=128)
+  assert plan.actor_config(config, module, base=None).hidden_size == 128

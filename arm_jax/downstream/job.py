@@ -189,7 +189,7 @@ def build(config: ml_collections.ConfigDict) -> PolicySetup:
   if a.path:
     actor_model, actor_params = load_pretrained(
         a.path, dtype=a.dtype, mesh=model.mesh, rules=model.rules,
-        compute_dtype=a.compute_dtype or a.dtype)
+        compute_dtype=a.compute_dtype or a.dtype, remat_policy=a.remat_policy)
     actor_tokenizer = load_tokenizer(a.path)
   else:
     actor_model, actor_tokenizer = model, tokenizer
