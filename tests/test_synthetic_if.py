@@ -114,3 +114,20 @@ def test_the_prompts_file_feeds_the_verified_pairs_command(tmp_path):
   assert summary["pairs"] + summary["skipped"].get("equal_counts", 0) == 20
   no_comma = [r for r in rows if "punctuation:no_comma" in r["instruction_id_list"]]
   assert summary["instructions"].get("punctuation:no_comma", [0, 0])[1] == 2 * len(no_comma)
+
+
+def test_variants_add_other_constraint_draws_after_the_first_ones(built):
+  rows, _ = built
+  more, report = synthetic_if.build_prompts(seed=0, variants=2)
+  assert more[:len(rows)] == [dict(r, variant=0) for r in rows]  # variants=1's prompts, first
+  second = more[len(rows):]
+  assert {r["variant"] for r in second} == {1}
+  assert len(second) + report["dropped"].get("repeated_variant", 0) == len(rows)
+  firsts = {(r["source"], r["base_id"]): r for r in rows}
+  for r in second:  # the same base instruction, another draw of constraints
+    first = firsts[(r["source"], r["base_id"])]
+    base = first["prompt"].split("\n\n")[0]
+    assert r["prompt"].startswith(base) and r["prompt"] != first["prompt"]
+  assert len({synthetic_if.normalize(r["prompt"]) for r in more}) == len(more)
+  with pytest.raises(ValueError, match=r"--variants=0"):
+    synthetic_if.build_prompts(variants=0)

@@ -14,8 +14,9 @@ constraints over one that satisfies fewer). IFEval's own 541 prompts are never u
 the policy's benchmark. A prompt that contains an IFEval prompt's text (whitespace and case
 aside) is dropped and counted, as are blank and repeated base instructions.
 
-Each prompt's draw depends only on --seed and its base instruction's source and id, so adding a
-source or changing --limit leaves the other prompts as they were. The report (--out with
+Each prompt's draw depends only on --seed, its base instruction's source and id and its variant,
+so adding a source, changing --limit or adding --variants leaves the other prompts as they were
+(more variants give more pairs from the same bases; a split keeps a base's variants together). The report (--out with
 .report.json) counts prompts per source and per constraint, and what was dropped and why.
 """
 
@@ -151,8 +152,15 @@ def _seed(seed: int, source: str, base_id: str) -> int:
 
 
 def build_prompts(sources: Sequence[str] = SOURCES, max_constraints: int = 3, seed: int = 0,
-                  limit: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-  """(rows in IFEval's input format plus source and base_id, the report)."""
+                  limit: int = 0, variants: int = 1) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+  """(rows in IFEval's input format plus source, base_id and variant, the report).
+
+  `variants` > 1 gives each base instruction that many constraint draws: every base's variant 0
+  first (the prompts of variants=1, unchanged), then every base's variant 1, and so on. A variant
+  that repeats an earlier prompt of its base is dropped and counted. Splits into train and
+  held-out must then keep a base instruction's variants together (source, base_id)."""
+  if variants < 1:
+    raise ValueError(f"--variants={variants}: at least 1")
   if not 1 <= max_constraints <= 3:
     raise ValueError(f"--max_constraints={max_constraints}: 1 to 3 (the issue's and "
                      "OpenRubrics' range)")
@@ -168,11 +176,9 @@ def build_prompts(sources: Sequence[str] = SOURCES, max_constraints: int = 3, se
   def drop(reason: str) -> None:
     report["dropped"][reason] = report["dropped"].get(reason, 0) + 1
 
+  bases = []
   for source, base_id, text in base_instructions(sources):
     report["read"][source] = report["read"].get(source, 0) + 1
-    if limit and len(rows) >= limit:
-      drop("over_limit")
-      continue
     key = normalize(text)
     if not key:
       drop("blank")
@@ -181,16 +187,29 @@ def build_prompts(sources: Sequence[str] = SOURCES, max_constraints: int = 3, se
       drop("duplicate")
       continue
     seen.add(key)
-    s = _seed(seed, source, base_id)
+    if any(h in key for h in held_out):  # every variant would contain it
+      drop("contains_an_ifeval_prompt")
+      continue
+    bases.append((source, base_id, text))
+  written: set[str] = set()
+  for variant, (source, base_id, text) in ((v, b) for v in range(variants) for b in bases):
+    if limit and len(rows) >= limit:
+      drop("over_limit")
+      continue
+    s = _seed(seed, source, base_id if variant == 0 else f"{base_id}#{variant}")
     rng = random.Random(s)
     chosen = draw_constraints(rng, ids, clash, rng.randint(1, max_constraints))
     prompt, kwargs = constrain(text, chosen, s, report["redrawn_arguments"])
     flat = normalize(prompt)
+    if flat in written:
+      drop("repeated_variant")
+      continue
+    written.add(flat)
     if any(h in flat for h in held_out):
       drop("contains_an_ifeval_prompt")
       continue
     rows.append({"key": len(rows), "prompt": prompt, "instruction_id_list": chosen,
-                 "kwargs": kwargs, "source": source, "base_id": base_id})
+                 "kwargs": kwargs, "source": source, "base_id": base_id, "variant": variant})
     report["written"][source] = report["written"].get(source, 0) + 1
     n = str(len(chosen))
     report["constraints_per_prompt"][n] = report["constraints_per_prompt"].get(n, 0) + 1
@@ -209,14 +228,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   p.add_argument("--max_constraints", type=int, default=3)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--limit", type=int, default=0, help="write at most N prompts; 0 = all")
+  p.add_argument("--variants", type=int, default=1, help="constraint draws per base instruction "
+                 "(all bases' first draws come first)")
   args = p.parse_args(argv)
   sources = [s.strip() for s in args.sources.split(",") if s.strip()]
-  rows, report = build_prompts(sources, args.max_constraints, args.seed, args.limit)
+  rows, report = build_prompts(sources, args.max_constraints, args.seed, args.limit,
+                               args.variants)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w", encoding="utf-8") as f:
     f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
   report.update(sources=sources, max_constraints=args.max_constraints, seed=args.seed,
-                limit=args.limit)
+                limit=args.limit, variants=args.variants)
   with open(os.path.splitext(args.out)[0] + ".report.json", "w", encoding="utf-8") as f:
     json.dump(report, f, indent=2)
   print(json.dumps(report, indent=2))
