@@ -9,6 +9,7 @@ import pytest
 
 from arm_jax import config_sections
 from arm_jax.data import ifbench, verified
+from arm_jax.data import pairs as pairs_lib
 from arm_jax.evaluation import benchmarks
 
 pytest.importorskip("emoji")
@@ -146,6 +147,49 @@ def test_command_labels_responses_into_a_dataset_the_evaluator_reads(tmp_path, c
       [keyword_good, " ".join(["word"] * 72)])
   assert {ex.candidates[1 - ex.preferred] for ex in examples} == {
       "No keywords at all.", " ".join(["word"] * 10)}
+
+
+def test_held_out_split_keeps_each_base_instructions_variants_together(tmp_path):
+  """Two prompts (variants) per base instruction, each asking for no commas: the response
+  without one is preferred; with --held_out_fraction every base is on one side only."""
+  pytest.importorskip("langdetect")
+  bases = [f"Describe item number {i} of the catalogue." for i in range(30)]
+  rows, responses = [], []
+  for i, base in enumerate(bases):
+    for variant, tail in enumerate(("Do not use any commas.", "Avoid every comma, please.")):
+      prompt = f"{base}\n\n{tail}"
+      rows.append({"key": len(rows), "prompt": prompt, "source": "alpaca_eval",
+                   "base_id": str(i), "variant": variant,
+                   "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]})
+      responses.append({"prompt": prompt, "responses": ["It is red, and round.",
+                                                        f"It is red and round {i}."]})
+  prompts = tmp_path / "prompts.jsonl"
+  prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  answers = tmp_path / "responses.jsonl"
+  answers.write_text("".join(json.dumps(r) + "\n" for r in responses))
+  out, work = tmp_path / "out", tmp_path / "work"
+  assert verified.main(["--benchmark", "ifeval", "--prompts", str(prompts), "--responses",
+                        str(answers), "--criterion", "count", "--held_out_fraction", "0.3",
+                        "--workdir", str(work), "--out", str(out)]) == 0
+  sides = {name: [json.loads(line) for line in (work / f"pairs_{name}.jsonl").open()]
+           for name in ("train", "held_out")}
+  base_of = {r["prompt"]: r["base_id"] for r in rows}
+  seen = {name: {base_of[p["prompt"]] for p in side} for name, side in sides.items()}
+  assert not seen["train"] & seen["held_out"] and seen["train"] | seen["held_out"] == {
+      str(i) for i in range(30)}
+  assert 3 <= len(seen["held_out"]) <= 16  # 30 bases at 0.3
+  for side in sides.values():
+    assert all(len(p["response_" + p["winner"].lower()]) > 0 and
+               "," not in p["response_" + p["winner"].lower()] for p in side)
+    assert len(side) == 2 * len({base_of[p["prompt"]] for p in side})  # both variants
+  summary = json.loads((out / "verification.json").read_text())
+  assert summary["split"]["held_out"] == {"pairs": len(sides["held_out"]),
+                                          "base_instructions": len(seen["held_out"])}
+  assert summary["split"]["by"] == "source/base_id"
+  assert summary["rows_written"] == 60
+  for name in ("train", "held_out"):  # each side is a dataset the trainer and evaluator read
+    assert len(pairs_lib.read_pairs(str(out / name))[0]) == len(sides[name])
+  assert "split by source/base_id" in (out / "DATASHEET.md").read_text()
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@ instruction_id_list, kwargs), so that
 
   python -m arm_jax.data.synthetic_if --out data/synthetic_if/prompts.jsonl
   python -m arm_jax.data.verified --benchmark ifeval --prompts data/synthetic_if/prompts.jsonl \\
-      --samples 4 --criterion count --workdir data/synthetic_if --out data/synthetic_if/dataset
+      --samples 4 --criterion count --held_out_fraction 0.15 --workdir data/synthetic_if \\
+      --out data/synthetic_if/dataset      # dataset/train and dataset/held_out
 
 samples responses and labels them with IFEval's checker (a response that satisfies more of the
 constraints over one that satisfies fewer). IFEval's own 541 prompts are never used: they stay

@@ -28,7 +28,10 @@ response goes to side A or B by a hash of the record's id. Records are canonical
 --workdir keeps responses.jsonl (appended as sampling goes, so a killed run resumes where it
 stopped; its settings are in responses.meta.json and a rerun with others is refused), pairs.jsonl,
 and verification.json (every count); --out is the built dataset (arm_jax.data.build, canonical
-format), with DATASHEET.md and verification.json beside build_report.json.
+format), with DATASHEET.md and verification.json beside build_report.json. With
+--held_out_fraction the pairs are split by base instruction (a synthetic_if prompt's source and
+base_id, so a base's variants stay together; else the prompt) into pairs_train.jsonl and
+pairs_held_out.jsonl, built as <out>/train and <out>/held_out.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import sys
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from arm_jax.core import is_held_out
 from arm_jax.data.schema import Record, content_id, record_to_json
 
 CRITERIA = ("all", "count")
@@ -300,6 +304,31 @@ def sample_batches(prompts: Sequence[str], model_path: str, samples: int, max_ne
 
 # --- the command -----------------------------------------------------------------------------------
 
+def base_groups(path: str) -> dict[str, str]:
+  """{prompt: its base instruction's group} of a prompts file whose rows carry source and base_id
+  (arm_jax.data.synthetic_if's); prompts without them are their own group (absent here)."""
+  groups = {}
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      if not line.strip():
+        continue
+      row = json.loads(line)
+      if isinstance(row, dict) and "base_id" in row and "prompt" in row:
+        groups[row["prompt"]] = f"{row.get('source', '')}/{row['base_id']}"
+  return groups
+
+
+def split_records(records: Sequence[Record], groups: Mapping[str, str], held_out_fraction: float,
+                  seed: int) -> tuple[list[Record], list[Record]]:
+  """(train, held_out): a record is held out when its base instruction's group (its prompt when
+  it has none) hashes into the held-out fraction (arm_jax.core.is_held_out)."""
+  train, held = [], []
+  for r in records:
+    group = groups.get(r.prompt, r.prompt)
+    (held if is_held_out(group, held_out_fraction, seed) else train).append(r)
+  return train, held
+
+
 def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m arm_jax.data.verified",
                               description=__doc__.split("\n\n")[0])
@@ -321,12 +350,31 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   p.add_argument("--dtype", default="float32", help="parameter dtype when sampling")
   p.add_argument("--batch_prompts", type=int, default=8, help="prompts per generation call")
   p.add_argument("--criterion", default="all", choices=CRITERIA)
+  p.add_argument("--held_out_fraction", type=float, default=0.0, help="> 0: pairs are split into "
+                 "<out>/train and <out>/held_out by a hash of their base instruction (a prompts "
+                 "row's source and base_id, as arm_jax.data.synthetic_if writes them; else the "
+                 "prompt), so no base instruction is on both sides")
+  p.add_argument("--split_seed", type=int, default=0, help="seeds the held-out hash")
   p.add_argument("--workdir", required=True, help="responses, pairs and counts")
   p.add_argument("--out", default="", help="the built dataset; '' = <workdir>/dataset")
   args = p.parse_args(argv)
   if args.samples < 2:
     p.error(f"--samples={args.samples}: a pair needs at least 2 responses per prompt")
+  if not 0.0 <= args.held_out_fraction < 1.0:
+    p.error(f"--held_out_fraction={args.held_out_fraction}: from 0 (no split) to below 1")
   return args
+
+
+def _lengths(records: Sequence[Record]) -> str:
+  """Median and 90th percentile of the chosen and rejected responses' lengths, in characters."""
+  if not records:
+    return "none"
+  def stats(xs):
+    xs = sorted(xs)
+    return f"median {xs[len(xs) // 2]}, p90 {xs[min(len(xs) - 1, int(0.9 * len(xs)))]}"
+  chosen = [len(r.response_a if r.winner == "A" else r.response_b) for r in records]
+  rejected = [len(r.response_b if r.winner == "A" else r.response_a) for r in records]
+  return f"chosen {stats(chosen)}; rejected {stats(rejected)}"
 
 
 def datasheet(args: argparse.Namespace, check: Verifier, stats: Stats, report: dict,
@@ -340,6 +388,13 @@ def datasheet(args: argparse.Namespace, check: Verifier, stats: Stats, report: d
             f"(temperature {args.temperature}, top_p {args.top_p}, "
             f"max_new_tokens {args.max_new_tokens}, seed {args.seed}, chat template "
             f"{'on' if args.chat else 'off'}); {extra.get('truncated', 0)} hit max_new_tokens")
+  sp = extra.get("split")
+  split = "" if not sp else (
+      f"; split by {sp['by']} (held_out_fraction {sp['held_out_fraction']}, seed {sp['seed']}): "
+      f"train/ {sp['train']['pairs']} pairs of {sp['train']['base_instructions']} base "
+      f"instructions, held_out/ {sp['held_out']['pairs']} pairs of "
+      f"{sp['held_out']['base_instructions']}")
+  lengths = extra.get("lengths", "none")
   return f"""# {check.name}: sampled pairs labelled by the benchmark's checker
 
 Built by `python -m arm_jax.data.verified --benchmark {check.name} ...` in
@@ -351,7 +406,8 @@ Built by `python -m arm_jax.data.verified --benchmark {check.name} ...` in
   following every instruction: {stats.responses_following_all}
 - Pairs (criterion `{args.criterion}`): {stats.pairs}; by subset: {stats.pairs_by_subset}
 - Prompts without a pair: {skipped}
-- Dataset: {report['rows_written']} rows written to {os.path.abspath(args.out)}
+- Dataset: {report['rows_written']} rows written to {os.path.abspath(args.out)}{split}
+- Response lengths (characters) of the pairs: {lengths}
 
 Labels: {check.labels}.
 
@@ -381,12 +437,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   records, stats = label(examples, responses, check, args.criterion)
   if not records:
     raise SystemExit(f"no pairs from {stats.prompts} prompts; without a pair: {stats.skipped}")
-  pairs_path = os.path.join(args.workdir, "pairs.jsonl")
-  with open(pairs_path, "w", encoding="utf-8") as f:
-    for r in records:
-      f.write(json.dumps(record_to_json(r), ensure_ascii=False) + "\n")
   from arm_jax.data.build import build  # pylint: disable=import-outside-toplevel
-  report = build([pairs_path], "canonical", args.out, overwrite=True)
+  if args.held_out_fraction > 0:
+    groups = base_groups(args.prompts) if args.prompts else {}
+    sides = dict(zip(("train", "held_out"), split_records(records, groups,
+                                                          args.held_out_fraction,
+                                                          args.split_seed)))
+    extra["split"] = {name: {"pairs": len(side),
+                             "base_instructions": len({groups.get(r.prompt, r.prompt)
+                                                       for r in side})}
+                      for name, side in sides.items()}
+    extra["split"].update(held_out_fraction=args.held_out_fraction, seed=args.split_seed,
+                          by="source/base_id" if groups else "prompt")
+  else:
+    sides = {"": records}
+  report = {"rows_written": 0}
+  for name, side in sides.items():
+    pairs_path = os.path.join(args.workdir, f"pairs{'_' + name if name else ''}.jsonl")
+    with open(pairs_path, "w", encoding="utf-8") as f:
+      for r in side:
+        f.write(json.dumps(record_to_json(r), ensure_ascii=False) + "\n")
+    if side:
+      built = build([pairs_path], "canonical", os.path.join(args.out, name) if name else args.out,
+                    overwrite=True)
+      report["rows_written"] += built["rows_written"]
+  extra["lengths"] = _lengths(records)
   extra["seconds"] = time.perf_counter() - start
   summary = {"benchmark": check.name, "criterion": args.criterion, **dataclasses.asdict(stats),
              **extra, "dataset": os.path.abspath(args.out), "rows_written": report["rows_written"]}
