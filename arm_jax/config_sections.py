@@ -191,6 +191,11 @@ _POLICY_JOB_SECTIONS = {
                            "grpo: online GRPO (docs/method.md §6)", ("dpo", "iterdpo", "grpo")),
     "generate_batch": F(64, "prompts per sampling call of the policy"),
     "reward_model": {
+        "kind": F("trained", "trained: a rubric generator and judge (workdir or config); "
+                             "checker: IFEval's checker on prompts that carry their instructions "
+                             "(prompts.source jsonl in IFEval's format, as "
+                             "arm_jax.data.synthetic_if writes it): the oracle labeller",
+                  ("trained", "checker")),
         "workdir": F("", "the reward-model training run (its config.json and checkpoints)"),
         "checkpoint": F("latest", "latest, warm_start (round 0), round:R or step:N"),
         "config": F("", "with workdir '': a training config file whose untrained pair is used"),

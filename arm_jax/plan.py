@@ -422,18 +422,18 @@ def _even_rows(n: int, batch_size: int) -> int:
   return math.ceil(n / math.ceil(n / batch_size))
 
 
-def policy_programs(config: ml_collections.ConfigDict, rm_config: ml_collections.ConfigDict,
+def policy_programs(config: ml_collections.ConfigDict,
+                    rm_config: Optional[ml_collections.ConfigDict],
                     cfgs: dict[str, DecoderConfig], mesh: Mesh, rules,
                     models: dict[str, Model]) -> list[Program]:
   """Every program a policy job (config.job = "policy", docs/method.md §6) executes, at its
-  largest shapes: prompt buckets are the largest the job's load checks admit (fit_prompts)."""
-  from arm_jax.downstream import dpo as dpo_lib  # pylint: disable=import-outside-toplevel
+  largest shapes: prompt buckets are the largest the job's load checks admit (fit_prompts).
+  rm_config None: the checker labels (reward_model.kind 'checker'), no reward model runs."""
   from arm_jax.downstream import job as policy_job  # pylint: disable=import-outside-toplevel
-  from arm_jax.rl.dpo import make_dpo_update  # pylint: disable=import-outside-toplevel
   from arm_jax.training import setup as train_setup  # pylint: disable=import-outside-toplevel
   out: list[Program] = []
   pol = models["policy"]
-  a, r, e = config.actor, config.reward_model, config.eval
+  a = config.actor
   if a.warmstart_steps > 0:
     warm_opt = optim.make_optimizer(optim.OptimizerConfig(
         learning_rate=a.warmstart_learning_rate, warmup_steps=policy_job._WARMUP_STEPS))  # pylint: disable=protected-access
@@ -466,7 +466,19 @@ def policy_programs(config: ml_collections.ConfigDict, rm_config: ml_collections
     out += _sampling_programs("policy.sample", "policy", pol, mesh, rules,
                               2 * config.generate_batch, bucket, cfg.sampling,
                               ("policy.decode_copy",), stage="policy")
-  # The reward model: greedy rubrics, then judgments of both orders (RewardModel.compare).
+  # The reward model: greedy rubrics, then judgments of both orders (RewardModel.compare); the
+  # checker (reward_model.kind 'checker') runs on the host.
+  out += [] if rm_config is None else _reward_model_programs(config, rm_config, cfgs, mesh, rules,
+                                                              models)
+  out += _policy_training_programs(config, cfgs, mesh, rules, models, pol, grpo_method,
+                                   phase if grpo_method else None, bucket, new,
+                                   rows if grpo_method else 0,
+                                   None if grpo_method else cfg)
+  return out
+
+
+def _reward_model_programs(config, rm_config, cfgs, mesh, rules, models) -> list[Program]:
+  r, out = config.reward_model, []
   rm_e = rm_config.eval
   rubric_new = r.rubric_max_new_tokens or rm_e.rubric_max_new_tokens
   judge_new = r.judge_max_new_tokens or rm_e.judge_max_new_tokens
@@ -481,6 +493,15 @@ def policy_programs(config: ml_collections.ConfigDict, rm_config: ml_collections
                                            temperature=r.judge_temperature or 1.0,
                                            greedy=r.judge_temperature == 0),
                             ("judge.decode_copy",), stage="policy")
+  return out
+
+
+def _policy_training_programs(config, cfgs, mesh, rules, models, pol, grpo_method, phase, bucket,
+                              new, rows, cfg) -> list[Program]:
+  from arm_jax.downstream import dpo as dpo_lib  # pylint: disable=import-outside-toplevel
+  from arm_jax.downstream import job as policy_job  # pylint: disable=import-outside-toplevel
+  out: list[Program] = []
+  g, e = config.grpo, config.eval
   optimizer = policy_job.optimizer(config)
   opt_state, _ = abstract_opt_state(optimizer, pol, mesh)
   if grpo_method:
@@ -578,7 +599,7 @@ def policy_resident(config: ml_collections.ConfigDict, models: dict[str, Model],
   reference when beta > 0) and its AdamW state."""
   from arm_jax.downstream import job as policy_job  # pylint: disable=import-outside-toplevel
   items = {}
-  for role in ("generator", "judge", "policy"):
+  for role in [r for r in ("generator", "judge", "policy") if r in models]:
     items[f"{role}.params"] = per_chip_bytes(models[role].params)
     items[f"{role}.decode_copy"] = per_chip_bytes(models[role].decode_params)
   if config.method != "grpo" or config.grpo.beta:
@@ -595,7 +616,7 @@ def alive_outside(program: Program, items: dict[str, int], offload_idle: bool) -
   (evaluation and the helper generations count the larger optimizer state as running)."""
   other = "judge" if program.role == "generator" else "generator"
   if program.stage == "policy_warmstart":  # the reward model is loaded; nothing sampled yet
-    alive = {k: items[k] for k in ("generator.params", "judge.params")}
+    alive = {k: v for k, v in items.items() if k in ("generator.params", "judge.params")}
   elif program.stage == "policy":  # everything, as no program of the job frees any of it
     alive = dict(items)
   elif program.stage == "sft":
@@ -655,7 +676,13 @@ def plan(config: ml_collections.ConfigDict, slice_: Slice, module: Any = None,
     raise ValueError(f"job={config.job!r}: the planner plans training runs (job='train') and "
                      "policy jobs (job='policy')")
   rm_config = None
-  if config.job == "policy":
+  policy_job = config.job == "policy"
+  if policy_job and config.reward_model.kind == "checker":  # no reward model on the chips
+    if not config.actor.path:
+      raise ValueError("reward_model.kind='checker' needs actor.path (no reward model's base "
+                       "model to start the policy from)")
+    cfgs = {"policy": actor_config(config, module, None)}
+  elif policy_job:
     rm_config, rm_module = reward_model_config(config, reward_model)
     cfgs = {role: decoder_config(rm_config, rm_module, role) for role in ROLES}
     cfgs["policy"] = actor_config(config, module, cfgs["generator"])
@@ -672,7 +699,7 @@ def plan(config: ml_collections.ConfigDict, slice_: Slice, module: Any = None,
     models[role] = same[0] if same else abstract_model(cfg, mesh, rules)
     if not same:
       built.append((cfg, models[role]))
-  if rm_config is not None:
+  if policy_job:
     items = policy_resident(config, models, mesh)
   else:
     from arm_jax.training import setup as train_setup  # pylint: disable=import-outside-toplevel
@@ -680,7 +707,7 @@ def plan(config: ml_collections.ConfigDict, slice_: Slice, module: Any = None,
   rows = []
   start = time.perf_counter()
   with xla_options.target_platform("tpu"):
-    todo = (policy_programs(config, rm_config, cfgs, mesh, rules, models) if rm_config is not None
+    todo = (policy_programs(config, rm_config, cfgs, mesh, rules, models) if policy_job
             else programs(config, cfgs, mesh, rules, models))
     if only:
       chosen = set(select([p.name for p in todo], only))

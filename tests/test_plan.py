@@ -260,3 +260,12 @@ def test_the_policy_is_planned_as_the_job_loads_it(policy_plans, tmp_path):
     plan.actor_config(config, module, base=None)
   module.ARCHITECTURE = dict(hf, hidden_size=128)
   assert plan.actor_config(config, module, base=None).hidden_size == 128
+  # The checker as the labeller: no reward model on the chips, only the policy's state.
+  config.actor.path = str(tmp_path / "actor")
+  config.reward_model.update(kind="checker", config="")
+  config.dpo.update(batch_size=32, max_length=128)
+  result = plan.plan(config, plan.SLICES["v5p-8"], module, log=lambda _: None,
+                     only="policy.dpo_update")
+  assert set(result["resident"]) == {"policy.params", "policy.decode_copy", "policy.ref",
+                                     "policy.opt"}
+  assert result["fits"] and [r["program"] for r in result["programs"]] == ["policy.dpo_update"]

@@ -369,3 +369,59 @@ def test_smollm2_policy_config_runs_grpo_on_ifbench_prompts_scored_by_ifeval(tmp
   with open(os.path.join(workdir, "eval", "00002.json"), encoding="utf-8") as f:
     assert json.load(f)["by_kind"]  # per-instruction-kind accuracies beside the responses
   assert done["phase"] == "done"
+
+
+def test_checker_labels_a_policys_pairs_as_the_oracle(tmp_path):
+  """reward_model.kind='checker': a tiny random policy's sampled pairs on prompts that carry
+  IFEval instructions are labelled by the checker; every kept pair's chosen response follows
+  more instructions than its rejected one (recounted here), ties are dropped, DPO trains."""
+  pytest.importorskip("langdetect")
+  from arm_jax import assets  # noqa: PLC0415
+  from arm_jax.data import ifeval  # noqa: PLC0415
+  from arm_jax.tokenizer import load_tokenizer  # noqa: PLC0415
+  from test_configs import _tiny_hf_dir  # noqa: PLC0415
+  try:
+    gguf = assets.smollm2_gguf()
+  except FileNotFoundError as err:
+    pytest.skip(str(err))
+  actor = _tiny_hf_dir(tmp_path / "actor", 0, load_tokenizer(gguf))
+  # 12 random tokens make 3 to 12 words: some samples have 7 words, some not.
+  rows = [{"key": i, "prompt": f"Write about topic {i} in at least 7 words.",
+           "instruction_id_list": ["length_constraints:number_words"],
+           "kwargs": [{"relation": "at least", "num_words": 7}]} for i in range(64)]
+  prompts = tmp_path / "prompts.jsonl"
+  prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  config = config_sections.policy_base()
+  config.method = "dpo"
+  config.reward_model.kind = "checker"
+  config.actor.path = actor
+  config.prompts.update(source="jsonl", path=str(prompts))
+  config.dpo.update(max_new_tokens=12, temperature=1.0, batch_size=8, max_length=128, epochs=1,
+                    learning_rate=1e-4)
+  config.generate_batch = 16
+  config.eval.kind = "none"
+  config.log.tensorboard = False
+  workdir = str(tmp_path / "run")
+  done = run_policy(config, workdir)
+  assert done["phase"] == "done"
+  with open(os.path.join(workdir, "pairs", "iteration_1.jsonl"), encoding="utf-8") as f:
+    comparisons = [json.loads(line) for line in f]
+  assert len(comparisons) == 64
+  examples = {e.prompt: e for e in ifeval.read_prompts(str(prompts))}
+  counts = {"kept": 0, "tie": 0, "identical": 0}
+  for c in comparisons:
+    fa = sum(ifeval.follow_list(examples[c["prompt"]], c["response_a"]))
+    fb = sum(ifeval.follow_list(examples[c["prompt"]], c["response_b"]))
+    want = ("A", "B") if fa > fb else ("B", "A") if fb > fa else ("A", "A")
+    assert (c["first"], c["second"]) == want
+    kind = ("identical" if c["response_a"] == c["response_b"] else
+            "tie" if fa == fb else "kept")
+    counts[kind] += 1
+  label = next(r for r in records(workdir) if r["phase"] == "label")
+  assert label["kept"] == counts["kept"] and label["inconsistent"] == counts["tie"]
+  assert counts["kept"] >= 8, counts  # a batch of pairs to train on
+  dpo_steps = [r for r in records(workdir) if r["phase"] == "dpo"]
+  assert len(dpo_steps) == counts["kept"] // 8
+  with pytest.raises(ValueError, match=r"reward_model.kind='checker': .*actor.path must name"):
+    config.actor.path = ""
+    policy_job.build(config_sections.validate(config))

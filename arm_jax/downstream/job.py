@@ -4,7 +4,9 @@ IterDPO or online GRPO (docs/method.md §6), resumable at any step.
 What it builds (`build`):
 - the reward model: the rubric generator and judge of a training run (reward_model.workdir, the
   checkpoint reward_model.checkpoint names), or the untrained pair of a training config file
-  (reward_model.config); the run's config rebuilds the models and the data on this job's mesh;
+  (reward_model.config); the run's config rebuilds the models and the data on this job's mesh.
+  With reward_model.kind "checker", IFEval's checker on the instructions the prompts carry
+  (prompts.path in IFEval's format) labels instead: the oracle (arm_jax.downstream.checker);
 - the policy: actor.path's weights, or the reward model's base weights (the toy's fresh
   decoder), warm-started first for actor.warmstart_steps SFT steps on both responses of every
   training pair when set (a policy from scratch must first say something);
@@ -46,12 +48,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from arm_jax import config_sections, multihost
+from arm_jax import config_sections, multihost, sharding
 from arm_jax.core import SFTExample
 from arm_jax.data import ifeval
 from arm_jax.data.readers import read_rows
 from arm_jax.downstream import dpo as dpo_lib
 from arm_jax.downstream import grpo as grpo_lib
+from arm_jax.downstream.checker import CheckerLabeller
 from arm_jax.downstream.reward_model import Comparison, RewardModel
 from arm_jax.evaluation import ifeval_policy
 from arm_jax.evaluation.runner import Generation, generate_in_batches
@@ -151,6 +154,57 @@ def _scorer(config: ml_collections.ConfigDict, setup,
   return [inp.prompt for inp in inputs], score
 
 
+def _build_checker(config: ml_collections.ConfigDict) -> PolicySetup:
+  """reward_model.kind 'checker': the policy of actor.path, labelled by IFEval's checker on the
+  instructions of prompts.path (arm_jax.downstream.checker)."""
+  a, r, p = config.actor, config.reward_model, config.prompts
+  bad = []
+  if r.workdir or r.config:
+    bad.append(f"reward_model.workdir={r.workdir!r} and reward_model.config={r.config!r} must "
+               "be '' (the checker is no model)")
+  if not a.path:
+    bad.append("actor.path must name the policy's weights (there is no reward model's base "
+               "model to start from)")
+  if p.source != "jsonl" or not p.path:
+    bad.append(f"prompts.source={p.source!r}: 'jsonl' with prompts.path in IFEval's format "
+               "(instruction_id_list and kwargs per row), e.g. python -m "
+               "arm_jax.data.synthetic_if --out FILE")
+  if a.warmstart_steps > 0:
+    bad.append(f"actor.warmstart_steps={a.warmstart_steps}: 0 (the checker has no training "
+               "pairs to warm-start on)")
+  if config.eval.kind == "oracle":
+    bad.append("eval.kind='oracle' is a reward-model builder's (the toy world's): use 'ifeval' "
+               "or 'none'")
+  if bad:
+    raise ValueError("reward_model.kind='checker': " + "; ".join(bad))
+  read_prompts(p.path)  # a missing file or a row without a prompt is named before weights load
+  try:
+    examples = ifeval.read_prompts(p.path)
+  except (KeyError, TypeError, ValueError) as e:
+    raise ValueError(f"prompts.path={p.path!r}: every row needs key, prompt, "
+                     f"instruction_id_list and kwargs (IFEval's format) for the checker ({e!r})"
+                     ) from e
+  examples = examples[:p.limit] if p.limit else examples
+  mesh, rules = sharding.mesh_and_rules(config)
+  model, params = load_pretrained(a.path, dtype=a.dtype, mesh=mesh, rules=rules,
+                                  compute_dtype=a.compute_dtype or a.dtype,
+                                  remat_policy=a.remat_policy)
+  check_batches(config, model)
+  policy = Policy("policy", model, load_tokenizer(a.path), POLICY_TEMPLATE, params)
+  grpo = config.method == "grpo"
+  new_tokens = config.grpo.max_new_tokens if grpo else config.dpo.max_new_tokens
+  room = policy.room(new_tokens, config.grpo.max_prompt_tokens if grpo else 0)
+  prompts = [e.prompt for e, ok in zip(examples, policy.fit([e.prompt for e in examples], room))
+             if ok]
+  too_long = len(examples) - len(prompts)
+  if not prompts:
+    raise ValueError(f"no prompt of {p.path} fits the policy's context ({too_long} too long)")
+  eval_prompts, score = _scorer(config, None, "checker")
+  _check_eval_prompts(policy, eval_prompts, config.eval.max_new_tokens)
+  return PolicySetup(policy, CheckerLabeller(examples), prompts, eval_prompts, score, [],
+                     dict(kind="checker", prompts=os.path.abspath(p.path)), too_long)
+
+
 def build(config: ml_collections.ConfigDict) -> PolicySetup:
   """The reward model, the policy, the prompts and the evaluation of a validated policy config;
   data and prompt files are checked before weights load where the builder allows."""
@@ -159,6 +213,8 @@ def build(config: ml_collections.ConfigDict) -> PolicySetup:
       importlib.import_module(name)
     except ImportError as e:
       raise ValueError(f"plugins: cannot import {name!r} ({e})") from e
+  if config.reward_model.kind == "checker":
+    return _build_checker(config)
   r = config.reward_model
   rm_config = _reward_model_config(config)
   kind = config.prompts.source
