@@ -338,9 +338,7 @@ def _sampling_programs(name, role, m: Model, mesh, rules, rows, prompt, sp, take
 def _prompt_bucket(config, role: str, cfg: DecoderConfig, new_tokens: int) -> int:
   """The longest prompt bucket a role's generation sees: its max_prompt_tokens (or what the
   model's positions leave), rounded up to the sampler's bucket."""
-  room = min(cfg.max_position_embeddings - new_tokens, max(DEFAULT_BUCKETS))
-  limit = config[role].max_prompt_tokens or room
-  return bucket_length(min(limit, room), DEFAULT_BUCKETS)
+  return _room_bucket(cfg, new_tokens, config[role].max_prompt_tokens)
 
 
 def programs(config: ml_collections.ConfigDict, cfgs: dict[str, DecoderConfig], mesh: Mesh,
