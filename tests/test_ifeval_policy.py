@@ -51,3 +51,80 @@ def test_table_has_the_papers_columns(scored):
   assert lines[0] == ("| prompt strict | prompt loose | instruction strict | instruction loose "
                       "| average |")
   assert lines[2] == "| 25.0 | 50.0 | 50.0 | 66.7 | 47.9 |"
+
+
+# --- bootstrap intervals over prompts -------------------------------------------------------------
+
+def _naive_figures(per_prompt, picks):
+  """The five figures of the prompts at `picks`, recounted the plain way."""
+  ps = sum(all(per_prompt[i]["strict"]) for i in picks) / len(picks)
+  pl = sum(all(per_prompt[i]["loose"]) for i in picks) / len(picks)
+  n = sum(len(per_prompt[i]["strict"]) for i in picks)
+  is_ = sum(sum(per_prompt[i]["strict"]) for i in picks) / n
+  il = sum(sum(per_prompt[i]["loose"]) for i in picks) / n
+  return [ps, pl, is_, il, (ps + pl + is_ + il) / 4]
+
+
+def _random_per_prompt(rng, n, p_follow):
+  out = []
+  for _ in range(n):
+    k = int(rng.integers(1, 4))
+    strict = [bool(rng.random() < p_follow) for _ in range(k)]
+    out.append(dict(strict=strict, loose=[s or bool(rng.random() < 0.3) for s in strict]))
+  return out
+
+
+def test_bootstrap_matches_a_plain_recount_of_the_same_resamples():
+  import numpy as np  # noqa: PLC0415
+  per_prompt = _random_per_prompt(np.random.default_rng(1), 40, 0.6)
+  ci = ifeval_policy.bootstrap(per_prompt, resamples=200, seed=3, level=0.9)
+  idx = ifeval_policy.resample_indices(40, 200, 3)
+  stats = np.array([_naive_figures(per_prompt, row) for row in idx])
+  for j, figure in enumerate(ifeval_policy.FIGURES):
+    assert ci[figure] == pytest.approx([np.percentile(stats[:, j], 5),
+                                        np.percentile(stats[:, j], 95)])
+  point = _naive_figures(per_prompt, range(40))
+  for j, figure in enumerate(ifeval_policy.FIGURES):
+    assert ci[figure][0] <= point[j] <= ci[figure][1]
+
+
+def test_bootstrap_width_is_the_binomial_one_for_independent_prompts():
+  # One instruction per prompt followed with p=0.5: the 95% interval of a proportion over 400
+  # prompts is about +-1.96 * sqrt(0.25 / 400) = +-0.049.
+  import numpy as np  # noqa: PLC0415
+  rng = np.random.default_rng(0)
+  per_prompt = [dict(strict=[bool(x)], loose=[bool(x)]) for x in rng.random(400) < 0.5]
+  lo, hi = ifeval_policy.bootstrap(per_prompt, resamples=2000)["prompt_strict"]
+  assert (hi - lo) / 2 == pytest.approx(1.96 * (0.25 / 400) ** 0.5, rel=0.15)
+
+
+def test_scores_carry_intervals_and_the_table_prints_them(scored):
+  ci = scored["ci"]
+  assert ci["level"] == 0.95 and ci["unit"] == "prompt"
+  for figure in ifeval_policy.FIGURES:
+    assert ci[figure][0] <= scored[figure] <= ci[figure][1]
+  assert ifeval_policy.table(scored).splitlines()[3].startswith("| [")
+
+
+def test_paired_bootstrap_of_a_policy_against_itself_and_a_better_one():
+  import numpy as np  # noqa: PLC0415
+  rng = np.random.default_rng(2)
+  base = _random_per_prompt(rng, 60, 0.4)
+  same = ifeval_policy.paired_bootstrap(base, base)
+  assert all(same[f] == dict(difference=0.0, low=0.0, high=0.0) for f in ifeval_policy.FIGURES)
+  better = [dict(strict=[True] * len(p["strict"]), loose=[True] * len(p["loose"])) for p in base]
+  diff = ifeval_policy.paired_bootstrap(better, base, resamples=300, seed=1)
+  want = np.subtract(_naive_figures(better, range(60)), _naive_figures(base, range(60)))
+  for j, figure in enumerate(ifeval_policy.FIGURES):
+    assert diff[figure]["difference"] == pytest.approx(want[j])
+    assert 0 < diff[figure]["low"] <= want[j] <= diff[figure]["high"]
+
+
+def test_paired_bootstrap_refuses_results_on_different_prompts():
+  a = [dict(strict=[True], loose=[True]), dict(strict=[True, False], loose=[True, True])]
+  with pytest.raises(ValueError, match="2 prompts against 1"):
+    ifeval_policy.paired_bootstrap(a, a[:1])
+  with pytest.raises(ValueError, match="prompt 0 has 1 instructions in one result and 2"):
+    ifeval_policy.paired_bootstrap(a, a[::-1])
+  with pytest.raises(ValueError, match="differ first at position 1"):
+    ifeval_policy.paired_bootstrap(a, a, keys=([1, 2], [1, 3]))

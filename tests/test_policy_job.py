@@ -312,7 +312,7 @@ def test_ifeval_evaluation_scores_with_the_checker_and_ifbench_prompts_are_not_i
   responses = ["a response, with a comma", "", "hello world", "HELLO", "two\n\nparagraphs"]
   want = ifeval_policy.score(inputs, responses)
   got = score(responses, None)
-  assert got == {k: v for k, v in want.items() if k != "per_prompt"}
+  assert got == want
   # The training prompts of configs/policy_smollm2.py: IFBench's 300, none of them IFEval's.
   ifbench = policy_job.read_prompts(ifeval.ifbench_prompts_path())
   assert len(ifbench) == 300
@@ -367,7 +367,9 @@ def test_smollm2_policy_config_runs_grpo_on_ifbench_prompts_scored_by_ifeval(tmp
     assert e["prompts"] == 8 and all(0 <= e[k] <= 1 for k in (
         "prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose", "average"))
   with open(os.path.join(workdir, "eval", "00002.json"), encoding="utf-8") as f:
-    assert json.load(f)["by_kind"]  # per-instruction-kind accuracies beside the responses
+    side = json.load(f)  # per-kind accuracies, intervals and verdicts beside the responses
+  assert side["by_kind"] and len(side["per_prompt"]) == 8
+  assert side["ci"]["average"][0] <= side["average"] <= side["ci"]["average"][1]
   assert done["phase"] == "done"
 
 

@@ -148,8 +148,7 @@ def _scorer(config: ml_collections.ConfigDict, setup,
   inputs = inputs[:e.max_prompts] if e.max_prompts else inputs
 
   def score(responses, start):  # noqa: ARG001  IFEval scores a policy on its own
-    out = ifeval_policy.score(inputs, responses)
-    return {k: v for k, v in out.items() if k not in ("per_prompt",)}
+    return ifeval_policy.score(inputs, responses)
 
   return [inp.prompt for inp in inputs], score
 
@@ -473,10 +472,11 @@ class _PolicyRun(RunBase):
     elif self._start_responses is None:  # resumed: unit 0 was evaluated by an earlier run
       self._start_responses = [row["response"] for row in _read_jsonl(self._eval_path(0))]
     figures = self.setup.score(responses, self._start_responses)
-    by_kind = figures.pop("by_kind", None)
-    if by_kind is not None and multihost.is_main():  # IFEval's per-kind accuracies, beside
+    # IFEval's per-kind accuracies, intervals and per-prompt verdicts go beside the responses
+    side = {k: figures.pop(k) for k in ("by_kind", "ci", "per_prompt") if k in figures}
+    if side and multihost.is_main():
       with open(self._eval_path(unit)[:-1], "w", encoding="utf-8") as f:
-        json.dump(dict(figures, by_kind=by_kind), f, indent=1)
+        json.dump(dict(figures, **side), f, indent=1)
     self.record(dict(figures, phase="eval", unit=unit,
                      mean_tokens=float(np.mean([g[0].tokens for g in out]))))
     logging.info("eval after %d: %s", unit, {k: v for k, v in figures.items()
