@@ -260,6 +260,9 @@ _POLICY_JOB_SECTIONS = {
         "max_prompts": F(0, "evaluation prompts; 0 = all"),
         "max_new_tokens": F(512, "greedy response length limit"),
         "batch_size": F(64, "prompts per generation call"),
+        "at_start": F(True, "evaluate the starting policy too; False when another run already "
+                            "scored the same starting policy (ifeval only: the oracle's figures "
+                            "are relative to the start)"),
     },
     "checkpoint": {
         "every_steps": F(50, "save every N optimizer steps; 0 = at iteration ends, evaluations "

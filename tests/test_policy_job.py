@@ -317,7 +317,10 @@ def test_ifeval_evaluation_scores_with_the_checker_and_ifbench_prompts_are_not_i
   ifbench = policy_job.read_prompts(ifeval.ifbench_prompts_path())
   assert len(ifbench) == 300
   assert not set(ifbench) & {inp.prompt for inp in ifeval.read_prompts()}
-  config.eval.kind = "oracle"
+  config.eval.update(kind="oracle", at_start=False)
+  with pytest.raises(ValueError, match=r"eval.at_start=False with eval.kind='oracle'"):
+    policy_job._scorer(config, types.SimpleNamespace(policy_oracle=None), "pretrained")
+  config.eval.at_start = True
   with pytest.raises(ValueError, match=r"model.kind='pretrained'\) has no oracle"):
     policy_job._scorer(config, types.SimpleNamespace(policy_oracle=None), "pretrained")
 
@@ -401,11 +404,15 @@ def test_checker_labels_a_policys_pairs_as_the_oracle(tmp_path):
   config.dpo.update(max_new_tokens=12, temperature=1.0, batch_size=8, max_length=128, epochs=1,
                     learning_rate=1e-4)
   config.generate_batch = 16
-  config.eval.kind = "none"
+  # IFEval on 3 prompts after the pass only: another run would have scored the same start.
+  config.eval.update(kind="ifeval", max_prompts=3, max_new_tokens=4, batch_size=4,
+                     at_start=False)
   config.log.tensorboard = False
   workdir = str(tmp_path / "run")
   done = run_policy(config, workdir)
   assert done["phase"] == "done"
+  assert sorted(os.listdir(os.path.join(workdir, "eval"))) == ["00001.json", "00001.jsonl"]
+  assert [r["unit"] for r in records(workdir) if r["phase"] == "eval"] == [1]
   with open(os.path.join(workdir, "pairs", "iteration_1.jsonl"), encoding="utf-8") as f:
     comparisons = [json.loads(line) for line in f]
   assert len(comparisons) == 64

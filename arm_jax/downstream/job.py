@@ -137,6 +137,9 @@ def _scorer(config: ml_collections.ConfigDict, setup,
   if e.kind == "none":
     return [], None
   if e.kind == "oracle":
+    if not e.at_start:
+      raise ValueError("eval.at_start=False with eval.kind='oracle': the oracle scores a policy "
+                       "against the starting policy's responses, so the start is evaluated")
     if setup.policy_oracle is None:
       raise ValueError(f"eval.kind='oracle': the reward model's builder (model.kind="
                        f"{model_kind!r}) has no oracle of a policy; use 'ifeval' or 'none'")
@@ -457,9 +460,9 @@ class _PolicyRun(RunBase):
   def evaluate(self, unit: int) -> None:
     """Greedy responses to the evaluation prompts after `unit` iterations / steps (0 = the
     starting policy), scored and recorded once per unit."""
-    if self.setup.score is None or unit in self.meta["evals"]:
-      return
     e = self.config.eval
+    if self.setup.score is None or unit in self.meta["evals"] or (unit == 0 and not e.at_start):
+      return
     greedy = SamplingParams(max_new_tokens=e.max_new_tokens, greedy=True)
     out = generate_in_batches(self.policy, self.policy.encode(self.setup.eval_prompts), greedy,
                               jax.random.key(0), e.batch_size, 1)
@@ -469,7 +472,8 @@ class _PolicyRun(RunBase):
                                                             out)])
     if unit == 0:
       self._start_responses = responses
-    elif self._start_responses is None:  # resumed: unit 0 was evaluated by an earlier run
+    elif self._start_responses is None and 0 in self.meta["evals"]:  # resumed: unit 0 was
+      # evaluated by an earlier run
       self._start_responses = [row["response"] for row in _read_jsonl(self._eval_path(0))]
     figures = self.setup.score(responses, self._start_responses)
     # IFEval's per-kind accuracies, intervals and per-prompt verdicts go beside the responses
