@@ -1,0 +1,671 @@
+"""The paper end to end on a real pretrained LM, offline: Synthetic-IF pairs labelled by IFEval's
+checker, SmolLM2-135M-Instruct trained as a rubric reward model (Stage I SFT from the verifier,
+then alternating GRPO), the reward model evaluated, and a policy DPO'd with it, scored on IFEval.
+
+  python experiments/real_lm_pipeline.py --workdir runs/real_lm [--budget_hours 12]
+      [--stages pairs,split] [--model PATH] [--dry_run]
+
+--budget_hours scales the run (prompts sampled, SFT and RL steps, evaluation pairs, DPO prompts)
+to the time given, from per-unit costs measured on a 2-core CPU (COSTS); --dry_run prints the
+sizes and each stage's estimate without running anything. The sizes are fixed in
+WORKDIR/plan.json at the first start: a later call resumes with them (a different budget is an
+error that says so).
+
+Stages, in order (each runs one command, logged to WORKDIR/logs/<stage>.log; a finished stage
+writes WORKDIR/stages/<stage>.json with its wall time and is skipped afterwards; an interrupted
+one is rerun and resumes where its command resumes: sampling per batch, training and DPO from
+their checkpoints):
+  prompts       Synthetic-IF prompts (arm_jax.data.synthetic_if), their base instructions split
+                into the reward model's and the policy's (DPO prompts are fresh: no base
+                instruction of theirs is in the reward model's data)
+  pairs         SmolLM2 samples on the reward model's prompts, labelled by the checker
+                (arm_jax.data.verified), split by base instruction into train and held-out
+  ifeval_pairs  the same on IFEval's own prompts: the second reward-model benchmark
+  split         training pairs split by base instruction into an SFT part, rewritten as the
+                verifier's rubrics and judgments (arm_jax.data.verifier_sft), and an RL part
+  train         main.py with configs/smollm2_synthetic_if.py: SFT, then alternating GRPO
+  evaluate_rm   arm_jax.evaluate with configs/evaluate_synthetic_if.py
+  dpo_checker, dpo_sft, dpo_rl
+                IterDPO of SmolLM2 on the DPO prompts (configs/policy_smollm2.py) labelled by the
+                checker (the oracle), the SFT-only pair and the RL-trained pair; IFEval's 541
+                prompts score the base policy (once, in dpo_checker) and each DPO'd one
+  report        WORKDIR/report.md and report.json: the datasheet's numbers, the reward-model
+                table, IFEval with bootstrap intervals and paired differences from the base,
+                each stage's wall time and the measured per-unit costs
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Optional, Sequence
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+STAGES = ("prompts", "pairs", "ifeval_pairs", "split", "train", "evaluate_rm", "dpo_checker",
+          "dpo_sft", "dpo_rl", "report")
+DEPENDS = {"prompts": (), "pairs": ("prompts",), "ifeval_pairs": (), "split": ("pairs",),
+           "train": ("split",), "evaluate_rm": ("train", "ifeval_pairs"),
+           "dpo_checker": ("prompts",), "dpo_sft": ("train",), "dpo_rl": ("train",),
+           "report": ()}
+LABELLERS = {"dpo_checker": "checker", "dpo_sft": "sft", "dpo_rl": "rl"}
+
+
+# --- sizes and the budget -------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+  """Everything the budget scales, and the fixed settings beside it."""
+  rm_prompts: int = 2600  # reward-model prompts sampled (at ~53% pairs per prompt)
+  ifeval_prompts: int = 541  # IFEval prompts sampled for the second benchmark
+  sft_judge_steps: int = 300
+  sft_generator_steps: int = 150
+  rounds: int = 2
+  steps_per_phase: int = 20
+  eval_pairs: int = 200  # per benchmark
+  dpo_iterations: int = 3
+  dpo_prompts: int = 128  # per iteration
+  ifeval_eval_prompts: int = 541
+  # Fixed:
+  variants: int = 2  # constraint draws per base instruction
+  dpo_base_fraction: float = 0.3  # base instructions kept for the policy's prompts
+  held_out_fraction: float = 0.17  # of the reward model's pairs by base: >= 200 held out
+  rl_fraction: float = 0.4  # of its training pairs, by base instruction, for RL (rest: SFT)
+  samples: int = 4
+  max_new_tokens: int = 384
+  batch_prompts: int = 16
+
+
+# Scaled sizes and the least each may shrink to (a run below these shows nothing).
+SCALED = {"rm_prompts": 160, "ifeval_prompts": 48, "sft_judge_steps": 20,
+          "sft_generator_steps": 10, "steps_per_phase": 2, "eval_pairs": 16, "dpo_prompts": 16,
+          "ifeval_eval_prompts": 48}
+
+# Sizes that may be 0: no IFEval-verified benchmark (the evaluation reads the held-out pairs only).
+OPTIONAL = ("ifeval_prompts",)
+
+# Seconds per unit on a 2-core AMD EPYC (AVX-512) with SmolLM2-135M, measured by this pipeline's
+# stages (report.md gives each run's own figures; docs/results.md the measured run).
+COSTS = {
+    "sample_prompt": 5.6,  # 4 samples x up to 384 tokens, batches of 16 prompts
+    "sft_judge_step": 22.0,  # 8 rows of up to 1536 tokens
+    "sft_generator_step": 8.0,  # 8 rows of up to 512 tokens
+    "rl_step": 60.0,  # one GRPO update, 8 rollouts, either policy (generation included)
+    "round_eval": 240.0,  # the run's greedy held-out curve, 32 pairs
+    "eval_pair": 30.0,  # one pair, four systems, three orders, five votes for the trained one
+    "dpo_prompt": 9.0,  # two samples + both orders judged by the reward model + the update
+    "dpo_prompt_checker": 4.0,  # two samples + the checker + the update
+    "ifeval_prompt": 1.1,  # one greedy response of up to 512 tokens
+    "fixed": 300.0,  # per stage: start-up and compilation
+}
+
+
+def estimate(s: Sizes) -> dict[str, float]:
+  """Seconds per stage for these sizes, from COSTS."""
+  c = COSTS
+  rl_steps = s.rounds * 2 * s.steps_per_phase
+  dpo = s.dpo_iterations * s.dpo_prompts
+  return {
+      "prompts": 30.0,
+      "pairs": c["fixed"] + s.rm_prompts * c["sample_prompt"],
+      "ifeval_pairs": c["fixed"] + s.ifeval_prompts * c["sample_prompt"],
+      "split": 60.0,
+      "train": (c["fixed"] + s.sft_judge_steps * c["sft_judge_step"] +
+                s.sft_generator_steps * c["sft_generator_step"] + rl_steps * c["rl_step"] +
+                (1 + s.rounds) * c["round_eval"]),
+      "evaluate_rm": c["fixed"] + 2 * s.eval_pairs * c["eval_pair"],
+      "dpo_checker": (c["fixed"] + dpo * c["dpo_prompt_checker"] +
+                      2 * s.ifeval_eval_prompts * c["ifeval_prompt"]),
+      "dpo_sft": c["fixed"] + dpo * c["dpo_prompt"] + s.ifeval_eval_prompts * c["ifeval_prompt"],
+      "dpo_rl": c["fixed"] + dpo * c["dpo_prompt"] + s.ifeval_eval_prompts * c["ifeval_prompt"],
+      "report": 5.0,
+  }
+
+
+def scaled(scale: float) -> Sizes:
+  """The full sizes times `scale` (0 < scale <= 1), none below its least (SCALED)."""
+  full = Sizes()
+  return dataclasses.replace(full, **{
+      k: max(least, int(round(getattr(full, k) * scale))) for k, least in SCALED.items()})
+
+
+def plan(budget_hours: Optional[float]) -> Sizes:
+  """The largest sizes whose estimate fits `budget_hours` (the full ones when they fit or with no
+  budget); an error names the least budget when even the least sizes do not fit."""
+  if budget_hours is None:
+    return Sizes()
+  budget = budget_hours * 3600
+  if sum(estimate(Sizes()).values()) <= budget:
+    return Sizes()
+  least = scaled(0.0)
+  need = sum(estimate(least).values())
+  if need > budget:
+    raise ValueError(f"--budget_hours {budget_hours:g}: the smallest run this pipeline makes "
+                     f"needs about {need / 3600:.1f} hours on a 2-core CPU (COSTS)")
+  lo, hi = 0.0, 1.0
+  for _ in range(40):
+    mid = (lo + hi) / 2
+    lo, hi = (mid, hi) if sum(estimate(scaled(mid)).values()) <= budget else (lo, mid)
+  return scaled(lo)
+
+
+# --- the prompts' base split ----------------------------------------------------------------------
+
+def base_of(row: dict) -> str:
+  """A Synthetic-IF row's base instruction: its source and base_id (its prompt without them)."""
+  return f"{row['source']}/{row['base_id']}" if "base_id" in row else row["prompt"]
+
+
+def split_prompts(rows: Sequence[dict], dpo_fraction: float,
+                  seed: int = 7) -> tuple[list[dict], list[dict]]:
+  """(reward model's rows, policy's rows), by a hash of the base instruction (all variants of a
+  base on one side), file order kept."""
+  from arm_jax.core import is_held_out  # pylint: disable=import-outside-toplevel
+  rm, dpo = [], []
+  for row in rows:
+    (dpo if is_held_out(base_of(row), dpo_fraction, seed) else rm).append(row)
+  return rm, dpo
+
+
+def read_jsonl(path: str) -> list[dict]:
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def write_jsonl(path: str, rows: Sequence[dict]) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    for row in rows:
+      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+  os.replace(tmp, path)
+
+
+# --- running stages -------------------------------------------------------------------------------
+
+class Pipeline:
+  """The stages of one WORKDIR: what each runs, its bookkeeping, the report."""
+
+  def __init__(self, workdir: str, sizes: Sizes, model: str = "",
+               flags: Optional[dict[str, Sequence[str]]] = None,
+               log: Callable[[str], None] = print):
+    self.w = os.path.abspath(workdir)
+    self.sizes = sizes
+    self.model = model
+    self.flags = {k: list(v) for k, v in (flags or {}).items()}  # extra --config. flags by job
+    self.log = log
+    for sub in ("stages", "logs"):
+      os.makedirs(self.path(sub), exist_ok=True)
+
+  def path(self, *parts: str) -> str:
+    return os.path.join(self.w, *parts)
+
+  def done(self, stage: str) -> Optional[dict]:
+    p = self.path("stages", f"{stage}.json")
+    if not os.path.isfile(p):
+      return None
+    with open(p, encoding="utf-8") as f:
+      return json.load(f)
+
+  def _partial_seconds(self, stage: str) -> float:
+    p = self.path("stages", f"{stage}.partial.json")
+    if not os.path.isfile(p):
+      return 0.0
+    with open(p, encoding="utf-8") as f:
+      return float(json.load(f)["seconds"])
+
+  def run(self, stage: str) -> dict:
+    """Runs `stage` unless it is done; returns its record. Wall time adds up over attempts."""
+    if stage not in STAGES:
+      raise ValueError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")
+    record = self.done(stage)
+    if record is not None:
+      self.log(f"[{stage}] done earlier ({record['seconds']:.0f} s); skipped")
+      return record
+    before = self._partial_seconds(stage)
+    start = time.perf_counter()
+    ok = False
+    try:
+      outputs = getattr(self, f"stage_{stage}")()
+      ok = True
+    finally:
+      seconds = before + time.perf_counter() - start
+      if not ok:
+        with open(self.path("stages", f"{stage}.partial.json"), "w", encoding="utf-8") as f:
+          json.dump({"seconds": seconds}, f)
+    record = dict(stage=stage, seconds=seconds, attempts_seconds_before=before,
+                  finished=datetime.datetime.now(datetime.timezone.utc).isoformat(
+                      timespec="seconds"), outputs=outputs or {})
+    with open(self.path("stages", f"{stage}.json"), "w", encoding="utf-8") as f:
+      json.dump(record, f, indent=1)
+    if os.path.isfile(self.path("stages", f"{stage}.partial.json")):
+      os.remove(self.path("stages", f"{stage}.partial.json"))
+    self.log(f"[{stage}] finished in {seconds:.0f} s")
+    return record
+
+  def command(self, stage: str, argv: Sequence[str]) -> None:
+    """Runs argv (a Python module or script, from the repository root), its output appended to
+    logs/<stage>.log; a failure raises with the log's last lines."""
+    argv = [sys.executable, *argv]
+    log_path = self.path("logs", f"{stage}.log")
+    self.log(f"[{stage}] {shlex.join(argv)}")
+    with open(log_path, "a", encoding="utf-8") as f:
+      f.write(f"\n=== {datetime.datetime.now(datetime.timezone.utc).isoformat()} "
+              f"{shlex.join(argv)}\n")
+      f.flush()
+      rc = subprocess.call(argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
+                           env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    if rc:
+      with open(log_path, encoding="utf-8", errors="replace") as f:
+        tail = "".join(f.readlines()[-25:])
+      raise RuntimeError(f"stage {stage} failed (exit {rc}); the end of {log_path}:\n{tail}")
+
+  # --- the stages ---------------------------------------------------------------------------------
+
+  def stage_prompts(self) -> dict:
+    s = self.sizes
+    out = self.path("prompts", "all.jsonl")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    self.command("prompts", ["-m", "arm_jax.data.synthetic_if", "--out", out,
+                             "--variants", str(s.variants)])
+    rm, dpo = split_prompts(read_jsonl(out), s.dpo_base_fraction)
+    write_jsonl(self.path("prompts", "reward_model.jsonl"), rm)
+    write_jsonl(self.path("prompts", "policy.jsonl"), dpo)
+    return dict(prompts=len(rm) + len(dpo), reward_model_prompts=len(rm), policy_prompts=len(dpo),
+                reward_model_bases=len({base_of(r) for r in rm}),
+                policy_bases=len({base_of(r) for r in dpo}))
+
+  def _sample_args(self) -> list[str]:
+    s = self.sizes
+    return ["--samples", str(s.samples), "--max_new_tokens", str(s.max_new_tokens),
+            "--temperature", "1.0", "--batch_prompts", str(s.batch_prompts),
+            "--criterion", "count", *(["--model", self.model] if self.model else [])]
+
+  def stage_pairs(self) -> dict:
+    s = self.sizes
+    work = self.path("pairs")
+    self.command("pairs", ["-m", "arm_jax.data.verified", "--benchmark", "ifeval",
+                           "--prompts", self.path("prompts", "reward_model.jsonl"),
+                           "--limit", str(s.rm_prompts), *self._sample_args(),
+                           "--held_out_fraction", str(s.held_out_fraction),
+                           "--workdir", work, "--out", os.path.join(work, "dataset")])
+    with open(os.path.join(work, "verification.json"), encoding="utf-8") as f:
+      return json.load(f)
+
+  def stage_ifeval_pairs(self) -> dict:
+    if not self.sizes.ifeval_prompts:
+      self.log("[ifeval_pairs] ifeval_prompts=0: no IFEval-verified benchmark")
+      return {"not_run": "ifeval_prompts=0"}
+    work = self.path("ifeval_pairs")
+    self.command("ifeval_pairs", ["-m", "arm_jax.data.verified", "--benchmark", "ifeval",
+                                  "--limit", str(self.sizes.ifeval_prompts),
+                                  *self._sample_args(), "--workdir", work,
+                                  "--out", os.path.join(work, "dataset")])
+    with open(os.path.join(work, "verification.json"), encoding="utf-8") as f:
+      return json.load(f)
+
+  def stage_split(self) -> dict:
+    from arm_jax.data import verified  # pylint: disable=import-outside-toplevel
+    from arm_jax.data.build import build  # pylint: disable=import-outside-toplevel
+    from arm_jax.data.schema import (  # pylint: disable=import-outside-toplevel
+        record_from_json, record_to_json)
+    s = self.sizes
+    prompts = self.path("prompts", "reward_model.jsonl")
+    records = []
+    for i, row in enumerate(read_jsonl(self.path("pairs", "pairs_train.jsonl")), 1):
+      r = record_from_json(row)
+      if not hasattr(r, "prompt"):
+        raise ValueError(f"{self.path('pairs', 'pairs_train.jsonl')}:{i}: not a pair ({r})")
+      records.append(r)
+    sft, rl = verified.split_records(records, verified.base_groups(prompts), s.rl_fraction,
+                                     seed=11)
+    os.makedirs(self.path("split"), exist_ok=True)
+    for name, side in (("sft", sft), ("rl", rl)):
+      write_jsonl(self.path("split", f"pairs_{name}.jsonl"), [record_to_json(r) for r in side])
+    build([self.path("split", "pairs_rl.jsonl")], "canonical", self.path("split", "rl"),
+          overwrite=True)
+    self.command("split", ["-m", "arm_jax.data.verifier_sft", "--prompts", prompts,
+                           "--pairs", self.path("split", "pairs_sft.jsonl"),
+                           "--out", self.path("split", "sft.jsonl"),
+                           "--rubric_template", "rubric_generator_compact",
+                           "--judge_template", "judge_compact"])
+    rows = read_jsonl(self.path("split", "sft.jsonl"))
+    groups = verified.base_groups(prompts)
+    return dict(sft_pairs=len(sft), rl_pairs=len(rl),
+                sft_bases=len({groups.get(r.prompt, r.prompt) for r in sft}),
+                rl_bases=len({groups.get(r.prompt, r.prompt) for r in rl}),
+                sft_rows={role: sum(r["role"] == role for r in rows)
+                          for role in ("generator", "judge")})
+
+  def _train_overrides(self) -> list[str]:
+    s = self.sizes
+    o = [f"--config.data.path={self.path('split', 'rl')}",
+         f"--config.warmstart.path={self.path('split', 'sft.jsonl')}",
+         f"--config.warmstart.judge_steps={s.sft_judge_steps}",
+         f"--config.warmstart.generator_steps={s.sft_generator_steps}",
+         f"--config.schedule.rounds={s.rounds}",
+         f"--config.schedule.steps_per_phase={s.steps_per_phase}"]
+    return o + ([f"--config.model.path={self.model}"] if self.model else [])
+
+  def stage_train(self) -> dict:
+    work = self.path("train")
+    self.command("train", ["main.py", "--config", "configs/smollm2_synthetic_if.py",
+                           "--workdir", work, *self._train_overrides(),
+                           *self.flags.get("train", ())])
+    evals = [r for r in read_jsonl(os.path.join(work, "metrics.jsonl"))
+             if r.get("phase") == "eval"]
+    return dict(curve=[{k: r.get(k) for k in ("round", "global_step", "judge_accuracy",
+                                              "verdict_rate", "pairs")} for r in evals])
+
+  def stage_evaluate_rm(self) -> dict:
+    n = self.sizes.eval_pairs
+    work = self.path("evaluate_rm")
+    self.command("evaluate_rm", [
+        "-m", "arm_jax.evaluate", "--config", "configs/evaluate_synthetic_if.py",
+        "--workdir", work, f"--config.trained.workdir={self.path('train')}",
+        f"--config.benchmark_specs.synthetic_if.path={self.path('pairs', 'dataset', 'held_out')}",
+        f"--config.benchmark_specs.synthetic_if.max_examples={n}",
+        f"--config.benchmark_specs.ifeval_verified.path={self.path('ifeval_pairs', 'dataset')}",
+        f"--config.benchmark_specs.ifeval_verified.max_examples={n}",
+        *([] if self.sizes.ifeval_prompts else ["--config.benchmarks=('synthetic_if',)"]),
+        *self.flags.get("evaluate", ())])
+    with open(os.path.join(work, "results.json"), encoding="utf-8") as f:
+      return {"results": os.path.join(work, "results.json"), "rows": len(json.load(f))}
+
+  def _dpo(self, stage: str) -> dict:
+    s = self.sizes
+    work = self.path(stage)
+    labeller = LABELLERS[stage]
+    o = ["main.py", "--config", "configs/policy_smollm2.py", "--workdir", work,
+         "--config.prompts.source=jsonl",
+         f"--config.prompts.path={self.path('prompts', 'policy.jsonl')}",
+         f"--config.dpo.iterations={s.dpo_iterations}",
+         f"--config.dpo.prompts_per_iteration={s.dpo_prompts}",
+         "--config.eval.kind=ifeval", "--config.eval.every_iterations=0",
+         f"--config.eval.max_prompts={s.ifeval_eval_prompts}",
+         f"--config.eval.at_start={labeller == 'checker'}"]  # the base scored once
+    if labeller == "checker":
+      o += ["--config.reward_model.kind=checker", "--config.reward_model.workdir=",
+            f"--config.actor.path={self.model or self._shipped()}"]
+    else:
+      o += [f"--config.reward_model.workdir={self.path('train')}",
+            f"--config.reward_model.checkpoint={'warm_start' if labeller == 'sft' else 'latest'}"]
+      if self.model:
+        o.append(f"--config.actor.path={self.model}")
+    self.command(stage, o + self.flags.get("policy", []))
+    evals = sorted(f for f in os.listdir(os.path.join(work, "eval")) if f.endswith(".json"))
+    labels = [r for r in read_jsonl(os.path.join(work, "metrics.jsonl"))
+              if r.get("phase") == "label"]
+    return dict(evals=[os.path.join(work, "eval", f) for f in evals],
+                labels=[{k: r.get(k) for k in ("iteration", "pairs", "kept", "inconsistent")}
+                        for r in labels])
+
+  @staticmethod
+  def _shipped() -> str:
+    from arm_jax import assets  # pylint: disable=import-outside-toplevel
+    return assets.smollm2_gguf()
+
+  def stage_dpo_checker(self) -> dict:
+    return self._dpo("dpo_checker")
+
+  def stage_dpo_sft(self) -> dict:
+    return self._dpo("dpo_sft")
+
+  def stage_dpo_rl(self) -> dict:
+    return self._dpo("dpo_rl")
+
+  def stage_report(self) -> dict:
+    report = build_report(self)
+    with open(self.path("report.json"), "w", encoding="utf-8") as f:
+      json.dump(report, f, indent=1)
+    with open(self.path("report.md"), "w", encoding="utf-8") as f:
+      f.write(report_markdown(report))
+    return {"report": self.path("report.md")}
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+def _ifeval_side(path: str) -> dict:
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def build_report(p: Pipeline) -> dict:
+  """Everything report.md shows, from the stages' outputs."""
+  from arm_jax.evaluation import ifeval_policy  # pylint: disable=import-outside-toplevel
+  stages = {s: p.done(s) for s in STAGES if s != "report"}
+  out: dict[str, Any] = {"sizes": dataclasses.asdict(p.sizes), "stages": {
+      s: (r["seconds"] if r else None) for s, r in stages.items()}}
+  out["total_seconds"] = sum(v for v in out["stages"].values() if v)
+  for name in ("prompts", "pairs", "ifeval_pairs", "split", "train"):
+    if stages[name] and "not_run" not in stages[name]["outputs"]:
+      out[name] = stages[name]["outputs"]
+  if stages["evaluate_rm"]:
+    with open(stages["evaluate_rm"]["outputs"]["results"], encoding="utf-8") as f:
+      out["reward_model"] = reward_model_rows(json.load(f))
+  base = stages["dpo_checker"]
+  policies = {}
+  if base:
+    evals = base["outputs"]["evals"]
+    policies["base"] = _ifeval_side(evals[0])  # unit 0: the starting policy
+  for stage, labeller in LABELLERS.items():
+    if stages[stage]:
+      policies[labeller] = _ifeval_side(stages[stage]["outputs"]["evals"][-1])
+  if policies:
+    out["ifeval"] = {}
+    for name, side in policies.items():
+      row = {f: side[f] for f in ifeval_policy.FIGURES}
+      row["prompts"] = side.get("prompts", len(side["per_prompt"]))
+      row["ci"] = {f: side["ci"][f] for f in ifeval_policy.FIGURES}
+      if name != "base" and "base" in policies:
+        row["vs_base"] = ifeval_policy.paired_bootstrap(side["per_prompt"],
+                                                        policies["base"]["per_prompt"])
+      if name in ("rl", "sft") and "checker" in policies:
+        row["vs_checker"] = ifeval_policy.paired_bootstrap(side["per_prompt"],
+                                                           policies["checker"]["per_prompt"])
+      out["ifeval"][name] = row
+  # Measured per-unit costs, to recalibrate COSTS.
+  st = out["stages"]
+  units = {"pairs": ("sample_prompt", out.get("pairs", {}).get("prompts")),
+           "ifeval_pairs": ("sample_prompt", out.get("ifeval_pairs", {}).get("prompts")),
+           "evaluate_rm": ("eval_pair", len({(r["benchmark"], r["examples"]) for r in
+                                             out.get("reward_model", [])}) and sum(
+               {r["benchmark"]: r["examples"] for r in out.get("reward_model", [])}.values()))}
+  out["per_unit_seconds"] = {f"{stage}/{name}": st[stage] / n
+                             for stage, (name, n) in units.items() if st.get(stage) and n}
+  return out
+
+
+def reward_model_rows(results: dict) -> list[dict]:
+  """arm_jax.evaluate's results.json -> one row per system and benchmark: Mixed accuracy (and
+  voting@k), Ord-1, Ord-2, the position bias and the parse-failure rate of Mixed."""
+  rows = []
+  for name, system in results["systems"].items():
+    for bench, run in system["benchmarks"].items():
+      orders = run["orders"]
+      mixed = orders.get("mixed", {})
+      rows.append(dict(
+          system=name, benchmark=bench, examples=run["examples"], votes=system["votes"],
+          mixed=mixed.get("accuracy"), voting=mixed.get("voting_accuracy"),
+          ord1=orders.get("ord1", {}).get("accuracy"), ord2=orders.get("ord2", {}).get("accuracy"),
+          position_bias=(run.get("position_bias") or {}).get("accuracy"),
+          parse_failure_rate=mixed.get("parse_failure_rate")))
+  return rows
+
+
+def _pct(x: Optional[float]) -> str:
+  return "-" if x is None else f"{100 * x:.1f}"
+
+
+def report_markdown(r: dict) -> str:
+  lines = ["# Rubric-ARM on SmolLM2-135M with Synthetic-IF: the pipeline's report", ""]
+  lines += ["## Sizes", "", "```", json.dumps(r["sizes"]), "```", ""]
+  if "pairs" in r:
+    v = r["pairs"]
+    lines += ["## Data", "",
+              f"- reward-model prompts sampled: {v['prompts']}; pairs {v['pairs']} "
+              f"(train {v.get('split', {}).get('train', {}).get('pairs')}, held-out "
+              f"{v.get('split', {}).get('held_out', {}).get('pairs')}); without a pair: "
+              f"{json.dumps(v['skipped'])}; counts per constraint kind and lengths: "
+              "pairs/dataset/DATASHEET.md"]
+    if "split" in r:
+      lines.append(f"- training pairs: SFT {r['split']['sft_pairs']} "
+                   f"({r['split']['sft_bases']} bases), RL {r['split']['rl_pairs']} "
+                   f"({r['split']['rl_bases']} bases), SFT rows {r['split']['sft_rows']}")
+    if "ifeval_pairs" in r:
+      lines.append(f"- IFEval-verified pairs: {r['ifeval_pairs']['pairs']} from "
+                   f"{r['ifeval_pairs']['prompts']} prompts")
+    lines.append("")
+  if "train" in r:
+    lines += ["## Training curve (greedy judgments on the run's own held-out pairs; round 0 = "
+              "after the SFT warm start)", "",
+              "| round | step | pairs | judge accuracy | verdict rate |", "|---|---|---|---|---|"]
+    lines += [f"| {c['round']} | {c['global_step']} | {c['pairs']} | "
+              f"{_pct(c['judge_accuracy'])} | {_pct(c['verdict_rate'])} |"
+              for c in r["train"]["curve"]]
+    lines.append("")
+  if "reward_model" in r:
+    lines += ["## Reward model (arm_jax.evaluate; pairwise accuracy %, judgments sampled at "
+              "temperature 1)", "",
+              "| system | benchmark | pairs | Mixed | voting | Ord-1 | Ord-2 | position bias | "
+              "parse failures |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {x['system']} | {x['benchmark']} | {x['examples']} | {_pct(x['mixed'])} | "
+              f"{_pct(x['voting']) if x['votes'] > 1 else ''} | {_pct(x['ord1'])} | "
+              f"{_pct(x['ord2'])} | {_pct(x['position_bias'])} | "
+              f"{_pct(x['parse_failure_rate'])} |" for x in r["reward_model"]]
+    lines.append("")
+  if "ifeval" in r:
+    from arm_jax.evaluation import ifeval_policy  # pylint: disable=import-outside-toplevel
+    head = "| policy | " + " | ".join(ifeval_policy.FIGURES) + " | average vs base |"
+    lines += ["## IFEval (541 prompts unless sized down; 95% bootstrap intervals over prompts)",
+              "", head, "|" + "---|" * (len(ifeval_policy.FIGURES) + 2)]
+    for name, row in r["ifeval"].items():
+      cells = [f"{_pct(row[f])} [{_pct(row['ci'][f][0])}, {_pct(row['ci'][f][1])}]"
+               for f in ifeval_policy.FIGURES]
+      d = row.get("vs_base", {}).get("average")
+      diff = (f"{100 * d['difference']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+              if d else "")
+      lines.append(f"| {name} | " + " | ".join(cells) + f" | {diff} |")
+    lines.append("")
+  lines += ["## Wall time (2-core CPU)", "", "| stage | seconds |", "|---|---|"]
+  lines += [f"| {s} | {'' if v is None else f'{v:.0f}'} |" for s, v in r["stages"].items()]
+  lines += [f"| total | {r['total_seconds']:.0f} |", ""]
+  return "\n".join(lines)
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+def parse_sizes(text: str) -> dict[str, Any]:
+  """"rm_prompts=400,rounds=1" -> {name: value} of Sizes fields, typed as the field is."""
+  out: dict[str, Any] = {}
+  fields = {f.name: f.type for f in dataclasses.fields(Sizes)}
+  for item in filter(None, (t.strip() for t in text.split(","))):
+    name, sep, value = item.partition("=")
+    if not sep or name not in fields:
+      raise ValueError(f"--sizes {item!r}: expected NAME=VALUE with NAME one of "
+                       f"{', '.join(fields)}")
+    kind = float if fields[name] in (float, "float") else int
+    try:
+      out[name] = kind(value)
+    except ValueError:
+      raise ValueError(f"--sizes {item!r}: {value!r} is not a{'n int' if kind is int else ' float'}"
+                       ) from None
+    if out[name] < 0 or (out[name] == 0 and name not in OPTIONAL):
+      raise ValueError(f"--sizes {item!r}: must be positive" +
+                       (f" (only {', '.join(OPTIONAL)} may be 0)" if OPTIONAL else ""))
+  return out
+
+
+def _load_plan(workdir: str, budget_hours: Optional[float], overrides: dict[str, Any]) -> Sizes:
+  path = os.path.join(workdir, "plan.json")
+  if os.path.isfile(path):
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+    asked = dict(budget_hours=budget_hours, overrides=overrides)
+    changed = [f"--{k} {saved.get(k)!r} then, {v!r} now" for k, v in asked.items()
+               if v not in (None, {}) and saved.get(k) != v]
+    if changed:
+      raise ValueError(f"{workdir} was planned with other sizes ({'; '.join(changed)}). Resume "
+                       "without them (or with the same), or use another --workdir")
+    return Sizes(**saved["sizes"])
+  sizes = dataclasses.replace(plan(budget_hours), **overrides)
+  os.makedirs(workdir, exist_ok=True)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(dict(budget_hours=budget_hours, overrides=overrides,
+                   sizes=dataclasses.asdict(sizes), estimate_seconds=estimate(sizes)), f,
+              indent=1)
+  return sizes
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--workdir", default="runs/real_lm")
+  ap.add_argument("--budget_hours", type=float, default=None,
+                  help="the time the whole pipeline may take here (sizes shrink to fit); default: "
+                       "the full sizes (--dry_run prints their estimate). Fixed at the first "
+                       "start")
+  ap.add_argument("--stages", default="", help="comma-separated stages to run, in pipeline "
+                  "order (each needs the ones it reads done, DEPENDS); '' = all not done yet")
+  ap.add_argument("--model", default="", help="HF directory or .gguf for every model; '' = the "
+                  "shipped SmolLM2-135M-Instruct")
+  ap.add_argument("--sizes", default="", help="NAME=VALUE,... of Sizes fields, set after the "
+                  "budget's scaling (e.g. rm_prompts=400,rounds=1)")
+  for job, what in (("train", "the reward model's training (main.py, "
+                     "configs/smollm2_synthetic_if.py)"),
+                    ("evaluate", "the reward-model evaluation (configs/evaluate_synthetic_if.py)"),
+                    ("policy", "the three DPO runs (configs/policy_smollm2.py)")):
+    ap.add_argument(f"--{job}_flags", default="", help=f"extra --config. flags for {what}, "
+                    f"space-separated, after the pipeline's own (write --{job}_flags=\"--config.a=1 "
+                    "--config.b=2\")")
+  ap.add_argument("--dry_run", action="store_true", help="print the sizes and estimates only")
+  args = ap.parse_args(argv)
+  try:
+    return _main(args)
+  except ValueError as err:
+    raise SystemExit(f"error: {err}") from None
+
+
+def _main(args: argparse.Namespace) -> int:
+  overrides = parse_sizes(args.sizes)
+  if args.dry_run:
+    sizes = dataclasses.replace(plan(args.budget_hours), **overrides)
+    est = estimate(sizes)
+    print(json.dumps(dataclasses.asdict(sizes), indent=1))
+    for stage, seconds in est.items():
+      print(f"{stage:14s} ~{seconds / 60:6.1f} min")
+    print(f"{'total':14s} ~{sum(est.values()) / 3600:6.2f} h")
+    return 0
+  sizes = _load_plan(args.workdir, args.budget_hours, overrides)
+  flags = {job: shlex.split(getattr(args, f"{job}_flags"))
+           for job in ("train", "evaluate", "policy")}
+  bad = [f for fl in flags.values() for f in fl if not f.startswith("--config.")]
+  if bad:
+    raise ValueError(f"--*_flags take --config.KEY=VALUE flags only; got {bad}")
+  pipeline = Pipeline(args.workdir, sizes, args.model, flags)
+  wanted = [s.strip() for s in args.stages.split(",") if s.strip()] or list(STAGES)
+  unknown = [s for s in wanted if s not in STAGES]
+  if unknown:
+    raise SystemExit(f"--stages: unknown {', '.join(unknown)}; the stages are "
+                     f"{', '.join(STAGES)}")
+  for stage in STAGES:
+    if stage not in wanted:
+      continue
+    missing = [s for s in DEPENDS[stage] if not pipeline.done(s)]
+    if missing:
+      raise SystemExit(f"stage {stage} needs {', '.join(missing)} done first")
+    pipeline.run(stage)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

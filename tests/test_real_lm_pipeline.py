@@ -1,0 +1,269 @@
+"""experiments/real_lm_pipeline.py: the budget's sizes, the base-instruction splits, the stages'
+bookkeeping (skip, resume, wall time over attempts, failures), the report's IFEval figures
+against a plain recount, and (slow tier) every stage end to end with a tiny random model."""
+
+import dataclasses
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments",
+                     "real_lm_pipeline.py")
+_spec = importlib.util.spec_from_file_location("real_lm_pipeline", _PATH)
+pipeline = importlib.util.module_from_spec(_spec)
+sys.modules["real_lm_pipeline"] = pipeline  # its dataclasses look their module up
+_spec.loader.exec_module(pipeline)
+
+
+# --- the budget -----------------------------------------------------------------------------------
+
+def test_the_budget_scales_sizes_to_fit_and_no_budget_is_the_full_run():
+  full = pipeline.Sizes()
+  assert pipeline.plan(None) == full
+  full_hours = sum(pipeline.estimate(full).values()) / 3600
+  assert pipeline.plan(full_hours + 1) == full
+  before = None
+  for hours in (2.5, 4, 6, 9, full_hours - 0.1):
+    sizes = pipeline.plan(hours)
+    assert sum(pipeline.estimate(sizes).values()) <= hours * 3600
+    # Within 5% of the budget: the search does not leave time unused.
+    assert sum(pipeline.estimate(sizes).values()) >= 0.95 * hours * 3600 or sizes == full
+    if before is not None:  # more time never means fewer prompts or steps
+      assert all(getattr(sizes, k) >= getattr(before, k) for k in pipeline.SCALED)
+    before = sizes
+  # The fixed settings never scale.
+  assert (before.samples, before.variants, before.held_out_fraction) == (
+      full.samples, full.variants, full.held_out_fraction)
+  least = sum(pipeline.estimate(pipeline.scaled(0.0)).values()) / 3600
+  with pytest.raises(ValueError, match=f"needs about {least:.1f} hours"):
+    pipeline.plan(least - 0.2)
+
+
+def test_size_overrides_are_typed_and_checked():
+  assert pipeline.parse_sizes("rm_prompts=40, rl_fraction=0.5") == dict(rm_prompts=40,
+                                                                         rl_fraction=0.5)
+  for bad, message in (("rm_prompt=4", "NAME one of rm_prompts"),
+                       ("rounds=two", "'two' is not an int"), ("rounds=0", "must be positive"),
+                       ("rounds", "expected NAME=VALUE")):
+    with pytest.raises(ValueError, match=message):
+      pipeline.parse_sizes(bad)
+
+
+def test_a_workdir_keeps_the_sizes_it_was_planned_with(tmp_path):
+  work = str(tmp_path / "w")
+  first = pipeline._load_plan(work, 6.0, {"rounds": 1})
+  assert first.rounds == 1 and first == dataclasses.replace(pipeline.plan(6.0), rounds=1)
+  assert pipeline._load_plan(work, None, {}) == first  # a resume
+  assert pipeline._load_plan(work, 6.0, {"rounds": 1}) == first
+  with pytest.raises(ValueError, match="--budget_hours 6.0 then, 8.0 now"):
+    pipeline._load_plan(work, 8.0, {})
+  with pytest.raises(ValueError, match="--overrides"):
+    pipeline._load_plan(work, None, {"rounds": 2})
+
+
+# --- splits by base instruction -------------------------------------------------------------------
+
+def test_policy_prompts_share_no_base_instruction_with_the_reward_models():
+  rows = [dict(prompt=f"p{b}-{v}", source=src, base_id=b, variant=v)
+          for v in range(2) for src in ("alpaca_eval", "ifbench") for b in range(150)]
+  rm, dpo = pipeline.split_prompts(rows, 0.3)
+  assert len(rm) + len(dpo) == len(rows)
+  rm_bases = {pipeline.base_of(r) for r in rm}
+  dpo_bases = {pipeline.base_of(r) for r in dpo}
+  assert not rm_bases & dpo_bases
+  assert 0.22 < len(dpo_bases) / 300 < 0.38
+  assert len(rm) == 2 * len(rm_bases)  # both variants of a base on its side
+  assert rm == [r for r in rows if r in rm]  # file order kept
+  assert pipeline.split_prompts(rows, 0.3) == (rm, dpo)  # the same every time
+
+
+# --- stages ---------------------------------------------------------------------------------------
+
+class _Fake(pipeline.Pipeline):
+  """Stages that fail the first `fail` times, then write their attempt count."""
+
+  def __init__(self, *args, fail=1, **kw):
+    super().__init__(*args, log=lambda _: None, **kw)
+    self.calls, self.fail = 0, fail
+
+  def stage_prompts(self):
+    self.calls += 1
+    if self.calls <= self.fail:
+      raise KeyboardInterrupt  # the user stops it
+    return {"attempt": self.calls}
+
+
+def test_a_stage_resumes_after_an_interruption_and_counts_every_attempts_time(tmp_path,
+                                                                              monkeypatch):
+  clock = iter([100.0, 130.0, 200.0, 210.0])  # attempt 1: 30 s; attempt 2: 10 s
+  monkeypatch.setattr(pipeline.time, "perf_counter", lambda: next(clock))
+  p = _Fake(str(tmp_path), pipeline.Sizes())
+  with pytest.raises(KeyboardInterrupt):
+    p.run("prompts")
+  assert p.done("prompts") is None
+  record = p.run("prompts")
+  assert record["seconds"] == 40.0 and record["outputs"] == {"attempt": 2}
+  assert record["attempts_seconds_before"] == 30.0
+  assert not os.path.exists(tmp_path / "stages" / "prompts.partial.json")
+  assert p.run("prompts") == record and p.calls == 2  # done: skipped, not rerun
+  with pytest.raises(ValueError, match="unknown stage 'sample'"):
+    p.run("sample")
+
+
+def test_a_failing_command_names_its_stage_and_shows_its_log(tmp_path):
+  p = pipeline.Pipeline(str(tmp_path), pipeline.Sizes(), log=lambda _: None)
+  with pytest.raises(RuntimeError, match=r"stage pairs failed \(exit 3\)(.|\n)*boom"):
+    p.command("pairs", ["-c", "import sys; print('boom'); sys.exit(3)"])
+  p.command("pairs", ["-c", "print('fine')"])
+  text = (tmp_path / "logs" / "pairs.log").read_text()
+  assert text.count("=== ") == 2 and "boom" in text and "fine" in text
+
+
+def test_stages_that_need_others_say_so(tmp_path):
+  work = str(tmp_path / "w")
+  with pytest.raises(SystemExit, match="stage train needs split done first"):
+    pipeline.main(["--workdir", work, "--stages", "train"])
+  with pytest.raises(SystemExit, match="unknown sample"):
+    pipeline.main(["--workdir", work, "--stages", "sample"])
+  with pytest.raises(SystemExit, match="--config.KEY=VALUE flags only"):
+    pipeline.main(["--workdir", work, "--stages", "report", "--train_flags=--rounds=1"])
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+def _side(per_prompt):
+  from arm_jax.evaluation import ifeval_policy  # noqa: PLC0415
+  counts = ifeval_policy._counts(per_prompt)
+  figures = ifeval_policy._figures(counts.sum(axis=0))
+  out = dict(zip(ifeval_policy.FIGURES, map(float, figures)))
+  return dict(out, ci=ifeval_policy.bootstrap(per_prompt), per_prompt=per_prompt)
+
+
+def test_the_report_compares_each_dpo_policy_with_the_base_on_the_same_prompts(tmp_path):
+  p = pipeline.Pipeline(str(tmp_path), pipeline.Sizes(), log=lambda _: None)
+  base = [dict(strict=[i % 3 == 0], loose=[i % 2 == 0]) for i in range(30)]
+  better = [dict(strict=[i % 3 == 0 or i < 6], loose=[i % 2 == 0 or i < 6]) for i in range(30)]
+  evals = {}
+  for name, unit, per_prompt in (("dpo_checker", 0, base), ("dpo_checker", 1, better),
+                                 ("dpo_rl", 1, better), ("dpo_sft", 1, base)):
+    path = tmp_path / f"{name}_{unit}.json"
+    path.write_text(json.dumps(_side(per_prompt)))
+    evals.setdefault(name, []).append(str(path))
+  for stage, seconds in (("prompts", 3.0), ("dpo_checker", 50.0), ("dpo_sft", 20.0),
+                         ("dpo_rl", 30.0)):
+    record = dict(stage=stage, seconds=seconds, outputs=dict(evals=evals.get(stage, [])))
+    (tmp_path / "stages" / f"{stage}.json").write_text(json.dumps(record))
+  report = pipeline.build_report(p)
+  assert report["total_seconds"] == 103.0
+  assert list(report["ifeval"]) == ["base", "checker", "sft", "rl"]
+  # The recount: `better` follows 4 more of 30 prompts' strict instructions (0, 3 were already
+  # followed, 1, 2, 4, 5 are new) and 3 more loose ones (1, 3, 5).
+  rl = report["ifeval"]["rl"]["vs_base"]
+  assert rl["prompt_strict"]["difference"] == pytest.approx(4 / 30)
+  assert rl["prompt_loose"]["difference"] == pytest.approx(3 / 30)
+  assert rl["average"]["difference"] == pytest.approx((4 / 30 * 2 + 3 / 30 * 2) / 4)
+  assert rl["average"]["low"] > 0
+  sft = report["ifeval"]["sft"]
+  assert sft["vs_base"]["average"] == dict(difference=0.0, low=0.0, high=0.0)
+  assert sft["vs_checker"]["average"]["difference"] == pytest.approx(-rl["average"]["difference"])
+  text = pipeline.report_markdown(report)
+  assert "| rl | 46.7 [" in text and "| +11.7 [" in text and "| total | 103 |" in text
+
+
+def test_reward_model_rows_take_mixed_voting_orders_and_bias_from_the_evaluators_results():
+  results = {"systems": {
+      "trained": {"votes": 5, "benchmarks": {"synthetic_if": {
+          "examples": 40, "position_bias": {"accuracy": 0.1, "voting_accuracy": 0.05},
+          "orders": {"mixed": dict(accuracy=0.8, voting_accuracy=0.85, parse_failure_rate=0.02),
+                     "ord1": dict(accuracy=0.85), "ord2": dict(accuracy=0.75)}}}},
+      "direct": {"votes": 1, "benchmarks": {"synthetic_if": {
+          "examples": 40, "position_bias": None,
+          "orders": {"mixed": dict(accuracy=0.5, parse_failure_rate=0.5)}}}}}}
+  rows = pipeline.reward_model_rows(results)
+  assert rows == [
+      dict(system="trained", benchmark="synthetic_if", examples=40, votes=5, mixed=0.8,
+           voting=0.85, ord1=0.85, ord2=0.75, position_bias=0.1, parse_failure_rate=0.02),
+      dict(system="direct", benchmark="synthetic_if", examples=40, votes=1, mixed=0.5,
+           voting=None, ord1=None, ord2=None, position_bias=None, parse_failure_rate=0.5)]
+  text = pipeline.report_markdown(dict(sizes={}, stages={"report": None}, total_seconds=0.0,
+                                       reward_model=rows))
+  assert "| trained | synthetic_if | 40 | 80.0 | 85.0 | 85.0 | 75.0 | 10.0 | 2.0 |" in text
+  assert "| direct | synthetic_if | 40 | 50.0 |  | - | - | - | 50.0 |" in text
+
+
+# --- end to end, tiny --------------------------------------------------------------------------------
+
+@pytest.mark.slow  # every stage with a tiny random model: a few minutes on 2 cores
+def test_every_stage_runs_end_to_end_with_a_tiny_model(tmp_path, monkeypatch):
+  """The stages' commands fit together. A random model's 16-token samples almost never differ
+  in how many constraints they follow, so the reward model's prompts and their samples are
+  written here (the sampler resumes from them): 24 prompts whose four responses follow 2, 0, 1
+  and 1 of their two constraints, one pair each."""
+  pytest.importorskip("langdetect")
+  from arm_jax import assets  # noqa: PLC0415
+  from arm_jax.tokenizer import load_tokenizer  # noqa: PLC0415
+  from test_configs import _tiny_hf_dir  # noqa: PLC0415
+  try:
+    gguf = assets.smollm2_gguf()
+  except FileNotFoundError as err:
+    pytest.skip(str(err))
+  model = _tiny_hf_dir(tmp_path / "model", 0, load_tokenizer(gguf))
+  work = tmp_path / "run"
+  # The stages' processes see this machine's one CPU device, as a user's would, not the
+  # suite's 8 host devices.
+  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  sizes = ("rm_prompts=24,ifeval_prompts=0,sft_judge_steps=2,sft_generator_steps=2,rounds=1,"
+           "steps_per_phase=1,eval_pairs=3,dpo_iterations=1,dpo_prompts=8,"
+           "ifeval_eval_prompts=4,max_new_tokens=16,batch_prompts=16,held_out_fraction=0.3,"
+           "rl_fraction=0.5")
+  argv = ["--workdir", str(work), "--model", model, "--sizes", sizes,
+          "--train_flags=--config.data.held_out_fraction=0.5 --config.warmstart.batch_size=2 "
+          "--config.warmstart.max_length=512 --config.warmstart.generator_max_length=256 "
+          "--config.judge.max_new_tokens=8 --config.generator.max_new_tokens=8 "
+          "--config.eval.max_pairs=2 --config.eval.rubric_max_new_tokens=8 "
+          "--config.eval.judge_max_new_tokens=8 --config.checkpoint.every_steps=0 "
+          "--config.warmstart.warmup_steps=0",
+          "--evaluate_flags=--config.system_specs.trained.votes=2",
+          "--policy_flags=--config.dpo.max_new_tokens=8 --config.dpo.batch_size=2 "
+          "--config.eval.max_new_tokens=8 --config.generate_batch=8 "
+          "--config.reward_model.rubric_max_new_tokens=8 "
+          "--config.reward_model.judge_max_new_tokens=8"]
+  assert pipeline.main([*argv, "--stages", "prompts"]) == 0
+  rows = [dict(key=i, prompt=f"Write about topic {i}. Use lowercase letters only and no commas.",
+               instruction_id_list=["change_case:english_lowercase", "punctuation:no_comma"],
+               kwargs=[{}, {}], source="test", base_id=i, variant=0) for i in range(24)]
+  pipeline.write_jsonl(str(work / "prompts" / "reward_model.jsonl"), rows)
+  os.makedirs(work / "pairs")
+  pipeline.write_jsonl(str(work / "pairs" / "responses.jsonl"), [
+      dict(prompt=r["prompt"], responses=["all lowercase words here", "Has, Commas And Caps",
+                                          "all lowercase, with a comma", "No commas but Caps"])
+      for r in rows])
+  (work / "pairs" / "responses.meta.json").write_text(json.dumps(dict(
+      model=model, samples=4, max_new_tokens=16, temperature=1.0, top_p=1.0, seed=0, chat=1,
+      dtype="float32")))
+  assert pipeline.main(argv) == 0
+  report = json.loads((work / "report.json").read_text())
+  assert report["pairs"]["pairs"] == 24 and report["pairs"]["responses_following_all"] == 24
+  split = report["pairs"]["split"]
+  assert split["train"]["pairs"] + split["held_out"]["pairs"] == 24
+  assert report["split"]["sft_pairs"] + report["split"]["rl_pairs"] == split["train"]["pairs"]
+  assert report["split"]["sft_rows"] == dict(generator=report["split"]["sft_pairs"],
+                                             judge=2 * report["split"]["sft_pairs"])
+  assert all(report["stages"][s] > 0 for s in pipeline.STAGES if s != "report")
+  assert list(report["ifeval"]) == ["base", "checker", "sft", "rl"]
+  assert all(report["ifeval"][name]["prompts"] == 4 for name in report["ifeval"])
+  rm = {(r["system"], r["benchmark"]): r for r in report["reward_model"]}
+  assert set(rm) == {(s, "synthetic_if") for s in ("trained", "sft", "prompted", "direct")}
+  assert all(r["examples"] == min(3, split["held_out"]["pairs"]) for r in rm.values())
+  assert rm["trained", "synthetic_if"]["votes"] == 2
+  assert "## IFEval" in (work / "report.md").read_text()
+
+  def stamps():
+    return {s: os.path.getmtime(work / "stages" / f"{s}.json") for s in pipeline.STAGES}
+
+  before = stamps()  # a rerun finds every stage done
+  assert pipeline.main(["--workdir", str(work)]) == 0
+  assert stamps() == before
