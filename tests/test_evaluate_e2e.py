@@ -243,3 +243,22 @@ def test_evaluate_is_a_job_and_a_module_cli(fixture_jsonl, tmp_path):
       cwd=REPO, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
   assert "has no checkpoint" in proc.stderr
+
+
+def test_the_viewer_shows_every_system_and_example_of_a_real_evaluation(evaluated):
+  """arm_jax.evaluation.view on this evaluation: one row per (system, example), its flags
+  recomputed from the predictions by hand."""
+  from arm_jax.evaluation import view  # noqa: PLC0415
+  out, _ = evaluated
+  predictions = _read_jsonl(os.path.join(out, "predictions.jsonl"))
+  assert all(p["candidates"][p["preferred"]] for p in predictions)  # texts kept
+  _, rows, skipped = view.load(out)
+  assert skipped == {} and len(rows) == 3 * (4 + 4)
+  for row in rows:
+    mine = {p["order"]: p for p in predictions
+            if (p["system"], p["benchmark"], p["id"]) == (row.system, row.benchmark, row.id)}
+    assert row.wrong == (not mine["mixed"]["correct"])
+    assert row.parse_failure == any(v is None for p in mine.values() for s in p["verdicts"]
+                                    for v in s)
+  text = view.page(out)
+  assert text.count("<div class='row") == len(rows)

@@ -68,9 +68,11 @@ def evaluate_examples(examples: Sequence[Example], *, judge_fn: JudgeFn,
   position_bias, rubric_tokens_mean (over this benchmark's instructions), judgment_tokens_mean,
   presentations (distinct (example, A, B) judged), judge_samples, seconds (this benchmark's
   rubric shares plus judge wall time, compilation included), seconds_per_100.
-  predictions: id, benchmark, subset, order, rubric (None for a direct judge), shown ([A, B]
-  candidate indices per comparison), label, judgments, verdicts (per comparison, k each), votes,
-  correct, voted_correct (None when k = 1).
+  predictions: id, benchmark, subset, order, instruction, candidates (the texts), preferred
+  (its index), rubric (None for a direct judge), shown ([A, B] candidate indices per
+  comparison), label, judgments, verdicts (per comparison, k each), votes, correct,
+  voted_correct (None when k = 1). Self-contained, so that arm_jax.evaluation.view can show
+  them without the data.
   """
   if votes < 1:
     raise ValueError(f"votes must be >= 1, got {votes}")
@@ -117,6 +119,7 @@ def evaluate_examples(examples: Sequence[Example], *, judge_fn: JudgeFn,
       rubric = rubrics.get(e.instruction)
       predictions.append(dict(
           id=e.id, benchmark=e.benchmark, subset=e.subset, order=order,
+          instruction=e.instruction, candidates=list(e.candidates), preferred=e.preferred,
           rubric=None if rubric is None else rubric.text, shown=[list(p) for p in pairs],
           label=list(score.labels), judgments=[[g.text for g in s] for s in gens],
           verdicts=[list(v) for v in score.verdicts], votes=list(score.votes),
