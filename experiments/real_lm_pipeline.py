@@ -74,7 +74,7 @@ class Sizes:
   steps_per_phase: int = 20
   eval_pairs: int = 200  # per benchmark
   dpo_iterations: int = 3
-  dpo_prompts: int = 128  # per iteration
+  dpo_prompts: int = 256  # per iteration: ~1/3 give a pair the labeller keeps
   ifeval_eval_prompts: int = 541
   # Fixed:
   variants: int = 2  # constraint draws per base instruction
@@ -88,8 +88,12 @@ class Sizes:
 
 # Scaled sizes and the least each may shrink to (a run below these shows nothing).
 SCALED = {"rm_prompts": 160, "ifeval_prompts": 48, "sft_judge_steps": 20,
-          "sft_generator_steps": 10, "steps_per_phase": 2, "eval_pairs": 16, "dpo_prompts": 16,
+          "sft_generator_steps": 10, "steps_per_phase": 2, "eval_pairs": 16, "dpo_prompts": 32,
           "ifeval_eval_prompts": 48}
+
+# The DPO runs' settings beside configs/policy_smollm2.py's (the paper's Table 10 for a 7B
+# policy): a 135M policy and a few hundred pairs move at a higher rate and two epochs.
+DPO_FLAGS = ("--config.dpo.learning_rate=5e-6", "--config.dpo.epochs=2")
 
 # Sizes that may be 0: no IFEval-verified benchmark (the evaluation reads the held-out pairs only).
 OPTIONAL = ("ifeval_prompts",)
@@ -103,9 +107,9 @@ COSTS = {
     "rl_step": 60.0,  # one GRPO update, 8 rollouts, either policy (generation included)
     "round_eval": 240.0,  # the run's greedy held-out curve, 32 pairs
     "eval_pair": 30.0,  # one pair, four systems, three orders, five votes for the trained one
-    "dpo_prompt": 9.0,  # two samples + both orders judged by the reward model + the update
-    "dpo_prompt_checker": 4.0,  # two samples + the checker + the update
-    "ifeval_prompt": 1.1,  # one greedy response of up to 512 tokens
+    "dpo_prompt": 6.0,  # two samples + both orders judged by the reward model + the update
+    "dpo_prompt_checker": 2.5,  # two samples + the checker + the update
+    "ifeval_prompt": 2.2,  # one greedy response of up to 512 tokens (half reach 512)
     "fixed": 300.0,  # per stage: start-up and compilation
 }
 
@@ -392,7 +396,8 @@ class Pipeline:
          f"--config.dpo.prompts_per_iteration={s.dpo_prompts}",
          "--config.eval.kind=ifeval", "--config.eval.every_iterations=0",
          f"--config.eval.max_prompts={s.ifeval_eval_prompts}",
-         f"--config.eval.at_start={labeller == 'checker'}"]  # the base scored once
+         f"--config.eval.at_start={labeller == 'checker'}",  # the base scored once
+         *DPO_FLAGS]
     if labeller == "checker":
       o += ["--config.reward_model.kind=checker", "--config.reward_model.workdir=",
             f"--config.actor.path={self.model or self._shipped()}"]
