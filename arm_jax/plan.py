@@ -14,7 +14,8 @@ array an abstract value laid out as the run lays it out (the config's mesh, rule
 Programs, per policy (docs/method.md §4; shapes from the config):
 
   <role>.sft                     a warm-start step: the role's warm-start rows x max_length
-  <role>.rollout.prefill/decode  a phase's rollouts: prompts_per_step x group_size rows, the
+  <role>.rollout.prefill/decode  a phase's rollouts: prompts_per_step prompts prefilled once,
+                                 decoded as prompts_per_step x group_size rows, the
                                  longest prompt bucket, max_new_tokens (the KV cache is decode's)
   <role>.reference_logprobs      the KL reference's log-probs of a rollout batch (beta > 0)
   <role>.update                  the GRPO update: mu steps, micro_batches slices
@@ -306,9 +307,15 @@ def _seq(mesh, rules, rows, prompt, new) -> SequenceBatch:
                        _data(mesh, rules, (rows, t), bool), score_from=prompt)
 
 
-def _sampling_programs(name, role, m: Model, mesh, rules, rows, prompt, sp, takes, stage="rl"):
-  """Prefill and decode of one generation call: rows x prompt bucket, sp.max_new_tokens."""
+def _sampling_programs(name, role, m: Model, mesh, rules, rows, prompt, sp, takes, stage="rl",
+                       num_samples=1):
+  """Prefill and decode of one generation call: rows x prompt bucket, sp.max_new_tokens. With
+  num_samples > 1, as the sampler runs it: `rows` prompts (padded to the data-parallel size)
+  prefilled once, each repeated num_samples times in the decode."""
   prefill = sampling._jitted_prefill(m.model)  # pylint: disable=protected-access
+  if num_samples > 1:
+    dp = int(np.prod([mesh.shape[a] for a in sharding.batch_axes(mesh, rules)]))
+    rows = -(-rows // dp) * dp
   ids, mask = _data(mesh, rules, (rows, prompt), jnp.int32), _data(mesh, rules, (rows, prompt), bool)
 
   compiled = {}
@@ -324,14 +331,15 @@ def _sampling_programs(name, role, m: Model, mesh, rules, rows, prompt, sp, take
     logits, k, v, next_pos = jax.tree.unflatten(
         jax.tree.structure(out), [jax.ShapeDtypeStruct(o.shape, o.dtype, sharding=s)
                                   for o, s in zip(jax.tree.leaves(out), layouts)])
-    decode = sampling._jitted_decode(m.decode_model, sp, 0)  # pylint: disable=protected-access
+    decode = sampling._jitted_decode(  # pylint: disable=protected-access
+        m.decode_model, sp, 0, num_samples)
     key = _replicated(mesh, (), jax.random.key(0).dtype)
     stop = _replicated(mesh, (1,), jnp.int32)
     return decode.lower(m.decode_params, logits, k, v, mask, next_pos, key, stop).compile()
 
   return [Program(f"{name}.prefill", compile_prefill, stage, role, (f"{role}.params",), rows,
                   prompt),
-          Program(f"{name}.decode", compile_decode, stage, role, takes, rows,
+          Program(f"{name}.decode", compile_decode, stage, role, takes, rows * num_samples,
                   prompt + sp.max_new_tokens, kind="decode", new=sp.max_new_tokens)]
 
 
@@ -368,8 +376,9 @@ def programs(config: ml_collections.ConfigDict, cfgs: dict[str, DecoderConfig], 
     phase = getattr(tc, role)
     g = phase.grpo
     rows = phase.prompts_per_step * g.group_size
-    out += _sampling_programs(f"{role}.rollout", role, m, mesh, rules, rows, bucket[role],
-                              phase.sampling, (f"{role}.decode_copy",))
+    out += _sampling_programs(f"{role}.rollout", role, m, mesh, rules, phase.prompts_per_step,
+                              bucket[role], phase.sampling, (f"{role}.decode_copy",),
+                              num_samples=g.group_size)
     optimizer = optim.make_optimizer(getattr(tc, f"{role}_optimizer"))
     opt_state, o_sh = abstract_opt_state(optimizer, m, mesh)
     seq = _seq(mesh, rules, rows, bucket[role], new[role])
@@ -455,8 +464,9 @@ def policy_programs(config: ml_collections.ConfigDict,
                               _even_rows(g.prompts_per_step, config.generate_batch), bucket,
                               greedy, ("policy.decode_copy",), stage="policy")
     rows = g.prompts_per_step * g.group_size
-    out += _sampling_programs("policy.rollout", "policy", pol, mesh, rules, rows, bucket,
-                              phase.sampling, ("policy.decode_copy",), stage="policy")
+    out += _sampling_programs("policy.rollout", "policy", pol, mesh, rules, g.prompts_per_step,
+                              bucket, phase.sampling, ("policy.decode_copy",), stage="policy",
+                              num_samples=g.group_size)
   else:
     cfg = policy_job.iteration_config(config)
     new = cfg.sampling.max_new_tokens

@@ -127,10 +127,18 @@ def _decode_params(model: Decoder, params: Any, unroll: bool, out_major: bool) -
 
 def _decode(model: Decoder, params: Any, logits: jax.Array, k: Any, v: Any, mask: jax.Array,
             next_pos: jax.Array, key: jax.Array, stop_ids: jax.Array, sp: SamplingParams,
-            pad_id: int):
-  """The decode loop; `model` and `params` are in the decode layout (_decode_model)."""
+            pad_id: int, num_samples: int = 1):
+  """The decode loop; `model` and `params` are in the decode layout (_decode_model). The
+  prefill's rows are prompts; each is repeated `num_samples` times (prompt-major) here, so a
+  prompt's forward runs once however many samples it gets."""
   cfg = model.config
   stack = jnp.stack if model.config.scan_layers else tuple  # the cache layout the model reads
+  if num_samples > 1:
+    def rep(x):
+      return jnp.repeat(x, num_samples, axis=0)
+    logits, mask, next_pos = rep(logits), rep(mask), rep(next_pos)
+    k = [rep(k[i]) for i in range(cfg.num_layers)]
+    v = [rep(v[i]) for i in range(cfg.num_layers)]
   b, t = mask.shape
   slots = t + sp.max_new_tokens
   dt = dtype_from_name(cfg.dtype)
@@ -195,11 +203,12 @@ def _jitted_prefill(model: Decoder):
 
 
 @functools.lru_cache(maxsize=64)
-def _jitted_decode(model: Decoder, sp: SamplingParams, pad_id: int):
+def _jitted_decode(model: Decoder, sp: SamplingParams, pad_id: int, num_samples: int = 1):
   """One jitted loop per (decode-layout model, settings), shared by every Sampler of an equal
   model: a resumed or repeated run in the same process (tests, notebooks) reuses its
   compilations."""
-  return jax.jit(functools.partial(_decode, model, sp=sp, pad_id=pad_id))
+  return jax.jit(functools.partial(_decode, model, sp=sp, pad_id=pad_id,
+                                   num_samples=num_samples))
 
 
 @functools.lru_cache(maxsize=64)
@@ -253,9 +262,9 @@ class Sampler:
       self._kept = (leaves, converted)
     return converted
 
-  def _fn(self, sp: SamplingParams):
+  def _fn(self, sp: SamplingParams, num_samples: int = 1):
     prefill = _jitted_prefill(self.model)
-    decode = _jitted_decode(self.decode_model, sp, self.pad_id)
+    decode = _jitted_decode(self.decode_model, sp, self.pad_id, num_samples)
 
     def run(params, ids, mask, key, stop_ids):
       logits, k, v, next_pos = prefill(params, ids, mask)
@@ -272,13 +281,16 @@ class Sampler:
                key: jax.Array, *, num_samples: int = 1) -> SampleOutput:
     if not prompts:
       raise ValueError("no prompts")
-    rows = [list(p) for p in prompts for _ in range(num_samples)]
+    if num_samples < 1:
+      raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    # Each prompt is prefilled once; decoding repeats its row num_samples times.
+    rows = [list(p) for p in prompts]
     if any(len(r) == 0 for r in rows):
       raise ValueError("empty prompt: every prompt needs at least one token")
     t = bucket_length(max(map(len, rows)), self.buckets)
     multiple = self._batch_multiple()
-    n = len(rows)
-    b = -(-n // multiple) * multiple
+    n = len(rows) * num_samples
+    b = -(-len(rows) // multiple) * multiple
     ids = np.full((b, t), self.pad_id, np.int32)
     mask = np.zeros((b, t), bool)
     for i, r in enumerate(rows):
@@ -288,7 +300,8 @@ class Sampler:
     if self.model.mesh is not None:
       data = sharding_lib.data_sharding(self.model.mesh, self.model.rules)
       ids, mask = jax.device_put(ids, data), jax.device_put(mask, data)
-    out = self._fn(sampling)(params, ids, mask, key, jnp.asarray(self.stop_ids, jnp.int32))
+    out = self._fn(sampling, num_samples)(params, ids, mask, key,
+                                          jnp.asarray(self.stop_ids, jnp.int32))
     out = multihost.host_tree(out)  # every process gets every row
     return SampleOutput(*(x[:n] for x in out))
 

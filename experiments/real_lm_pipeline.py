@@ -43,6 +43,7 @@ import json
 import math
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -611,7 +612,19 @@ def _load_plan(workdir: str, budget_hours: Optional[float], overrides: dict[str,
   return sizes
 
 
+def _interrupt(signum, frame):  # noqa: ARG001
+  raise KeyboardInterrupt(f"signal {signum}")
+
+
+def install_signal_handlers() -> None:
+  """SIGTERM (a scheduler, `kill`) and SIGINT, which a shell's background job ignores, stop the
+  running stage the way Ctrl-C does: its command is killed and its time so far is kept."""
+  signal.signal(signal.SIGTERM, _interrupt)
+  signal.signal(signal.SIGINT, _interrupt)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+  install_signal_handlers()
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--workdir", default="runs/real_lm")

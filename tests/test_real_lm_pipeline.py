@@ -122,6 +122,43 @@ def test_a_failing_command_names_its_stage_and_shows_its_log(tmp_path):
   assert text.count("=== ") == 2 and "boom" in text and "fine" in text
 
 
+def test_sigterm_stops_a_stage_kills_its_command_and_keeps_its_time(tmp_path):
+  import signal  # noqa: PLC0415
+  import subprocess  # noqa: PLC0415
+  import time  # noqa: PLC0415
+  script = f"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("real_lm_pipeline", {_PATH!r})
+m = importlib.util.module_from_spec(spec); sys.modules["real_lm_pipeline"] = m
+spec.loader.exec_module(m)
+class P(m.Pipeline):
+  def stage_prompts(self):
+    self.command("prompts", ["-c", "import os, time; print(os.getpid(), flush=True); "
+                             "time.sleep(120)"])
+m.install_signal_handlers()
+P({str(tmp_path)!r}, m.Sizes()).run("prompts")
+"""
+  # Started as a shell's background job would be: SIGINT ignored.
+  proc = subprocess.Popen([sys.executable, "-c", script], preexec_fn=lambda: signal.signal(
+      signal.SIGINT, signal.SIG_IGN))
+  log = tmp_path / "logs" / "prompts.log"
+  deadline = time.time() + 60
+  while time.time() < deadline and not (log.exists() and log.read_text().strip().split(
+      "\n")[-1].isdigit()):
+    time.sleep(0.2)
+  child = int(log.read_text().strip().split("\n")[-1])
+  time.sleep(1.0)
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=30) != 0
+  with pytest.raises(ProcessLookupError):  # the stage's command is gone too
+    for _ in range(50):
+      os.kill(child, 0)
+      time.sleep(0.1)
+  partial = json.loads((tmp_path / "stages" / "prompts.partial.json").read_text())
+  assert partial["seconds"] >= 1.0
+  assert not (tmp_path / "stages" / "prompts.json").exists()
+
+
 def test_stages_that_need_others_say_so(tmp_path):
   work = str(tmp_path / "w")
   with pytest.raises(SystemExit, match="stage train needs split done first"):

@@ -182,3 +182,31 @@ def test_kept_decode_params_follow_the_params_passed(tmp_path):
   np.testing.assert_array_equal(a1.tokens, a2.tokens)
   np.testing.assert_allclose(a1.logprobs, a2.logprobs, atol=1e-6)
   assert fresh._kept is None
+
+
+def test_each_prompt_is_prefilled_once_and_its_samples_decode_as_repeated_prompts(tmp_path,
+                                                                                  monkeypatch):
+  """num_samples=k prefills the prompts once (k-fold less prompt compute, as for a GRPO group
+  or verified-pair sampling) and decodes exactly as the prompts repeated k times would."""
+  import arm_jax.sampling as sampling_mod  # noqa: PLC0415
+  make_hf_model(tmp_path, "llama", vocab_size=64)
+  model, params = load_pretrained(str(tmp_path))
+  sampler = Sampler(model, stop_ids=[STOP_ID])
+  rows_seen = []
+  real = sampling_mod._jitted_prefill
+
+  def spy(m):
+    fn = real(m)
+    return lambda p, ids, mask: (rows_seen.append(ids.shape[0]), fn(p, ids, mask))[1]
+
+  monkeypatch.setattr(sampling_mod, "_jitted_prefill", spy)
+  repeated = [p for p in PROMPTS for _ in range(3)]
+  for sp in (SamplingParams(12, greedy=True), SamplingParams(12, temperature=1.0)):
+    once = sampler(params, PROMPTS, sp, jax.random.key(3), num_samples=3)
+    each = sampler(params, repeated, sp, jax.random.key(3))
+    np.testing.assert_array_equal(once.tokens, each.tokens)
+    np.testing.assert_array_equal(once.lengths, each.lengths)
+    np.testing.assert_allclose(once.logprobs, each.logprobs, atol=1e-6)
+  assert rows_seen == [3, 9, 3, 9]
+  with pytest.raises(ValueError, match="num_samples must be >= 1"):
+    sampler(params, PROMPTS, SamplingParams(4, greedy=True), jax.random.key(0), num_samples=0)
