@@ -68,9 +68,9 @@ LABELLERS = {"dpo_checker": "checker", "dpo_sft": "sft", "dpo_rl": "rl"}
 class Sizes:
   """Everything the budget scales, and the fixed settings beside it."""
   rm_prompts: int = 2600  # reward-model prompts sampled (at ~53% pairs per prompt)
-  ifeval_prompts: int = 541  # IFEval prompts sampled for the second benchmark
-  sft_judge_steps: int = 300
-  sft_generator_steps: int = 150
+  ifeval_prompts: int = 320  # IFEval prompts sampled for the second benchmark (~170 pairs)
+  sft_judge_steps: int = 180  # ~1 epoch of the SFT part's judge rows (2 per pair), batch 8
+  sft_generator_steps: int = 90  # ~1 epoch of its rubrics
   rounds: int = 2
   steps_per_phase: int = 20
   eval_pairs: int = 200  # per benchmark
@@ -102,10 +102,10 @@ OPTIONAL = ("ifeval_prompts",)
 # Seconds per unit on a 2-core AMD EPYC (AVX-512) with SmolLM2-135M, measured by this pipeline's
 # stages (report.md gives each run's own figures; docs/results.md the measured run).
 COSTS = {
-    "sample_prompt": 5.6,  # 4 samples x up to 384 tokens, batches of 16 prompts
-    "sft_judge_step": 22.0,  # 8 rows of up to 1536 tokens
-    "sft_generator_step": 8.0,  # 8 rows of up to 512 tokens
-    "rl_step": 60.0,  # one GRPO update, 8 rollouts, either policy (generation included)
+    "sample_prompt": 6.2,  # 4 samples x up to 384 tokens, batches of 16 prompts (measured)
+    "sft_judge_step": 35.0,  # 8 rows of ~1100 tokens (forward+backward ~13 s per 8 x 512)
+    "sft_generator_step": 8.0,  # 8 rows of ~400 tokens
+    "rl_step": 55.0,  # one GRPO update, 8 rollouts, either policy (generation included)
     "round_eval": 240.0,  # the run's greedy held-out curve, 32 pairs
     "eval_pair": 30.0,  # one pair, four systems, three orders, five votes for the trained one
     "dpo_prompt": 6.0,  # two samples + both orders judged by the reward model + the update
