@@ -133,6 +133,8 @@ _TRAIN_SECTIONS = {
         "batch_size": F(8, "rows per step"),
         "max_length": F(2048, "tokens per row; longer examples are truncated or skipped"),
         "pad_multiple": F(64, "rows are padded to a multiple of this (fewer compiled shapes)"),
+        "length_groups": F(0, "0 = random batches; k > 1: rows are sorted by length within "
+                              "random runs of k batches (less padding; HF's group_by_length)"),
         "learning_rate": F(5e-6, "AdamW peak learning rate"),
         "schedule": F("constant", "learning-rate schedule; cosine decays to 0 over each policy's "
                                   "own steps", ("constant", "cosine")),

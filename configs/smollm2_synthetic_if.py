@@ -27,9 +27,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.templates.update(rubric="rubric_generator_compact", judge="judge_compact")
   # Stage I: the verifier's rubrics and judgments (arm_jax.data.verifier_sft). A 135M model
   # learns a new format at a higher rate than the paper's 8e-6 / 5e-6 for 8B models.
+  # Judge rows hold two responses of up to 384 tokens: 2048 cuts no verdict off.
   c.warmstart.update(path="runs/real_lm/split/sft.jsonl", steps=200, batch_size=8,
-                     max_length=1536, generator_max_length=512, learning_rate=5e-5,
-                     schedule="cosine", warmup_steps=10)
+                     max_length=2048, generator_max_length=1024, learning_rate=5e-5,
+                     schedule="cosine", warmup_steps=10,
+                     length_groups=16)  # judge rows run 400-1500 tokens: batch alike lengths
   c.schedule.update(rounds=2, steps_per_phase=10)
   # G 4 (the paper's 6 / 7) and 2 instances per step: 8 rollouts per update on two cores.
   c.judge = config_sections.policy(group_size=4, mu=1, prompts_per_step=2, max_new_tokens=320,

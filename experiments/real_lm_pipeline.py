@@ -85,6 +85,9 @@ class Sizes:
   samples: int = 4
   max_new_tokens: int = 384
   batch_prompts: int = 16
+  # Longer prompts (Arena-Hard's long pastes: 176 of its 1035 over 600 tokens) are dropped and
+  # counted: a judge row holds the prompt and two responses, and must stay within 2048 tokens.
+  max_prompt_tokens: int = 512
 
 
 # Scaled sizes and the least each may shrink to (a run below these shows nothing).
@@ -282,12 +285,32 @@ class Pipeline:
     os.makedirs(os.path.dirname(out), exist_ok=True)
     self.command("prompts", ["-m", "arm_jax.data.synthetic_if", "--out", out,
                              "--variants", str(s.variants)])
-    rm, dpo = split_prompts(read_jsonl(out), s.dpo_base_fraction)
+    rows = read_jsonl(out)
+    kept, long_by_source = self._short_prompts(rows)
+    rm, dpo = split_prompts(kept, s.dpo_base_fraction)
     write_jsonl(self.path("prompts", "reward_model.jsonl"), rm)
     write_jsonl(self.path("prompts", "policy.jsonl"), dpo)
-    return dict(prompts=len(rm) + len(dpo), reward_model_prompts=len(rm), policy_prompts=len(dpo),
+    return dict(prompts=len(rows), over_max_prompt_tokens=sum(long_by_source.values()),
+                over_max_prompt_tokens_by_source=long_by_source,
+                reward_model_prompts=len(rm), policy_prompts=len(dpo),
                 reward_model_bases=len({base_of(r) for r in rm}),
                 policy_bases=len({base_of(r) for r in dpo}))
+
+  def _short_prompts(self, rows: Sequence[dict]) -> tuple[list[dict], dict[str, int]]:
+    """The rows whose prompt, as one user turn of the model's chat template, has at most
+    max_prompt_tokens tokens; and how many were longer, by source."""
+    from arm_jax import assets  # pylint: disable=import-outside-toplevel
+    from arm_jax.sampling import encode_prompts  # pylint: disable=import-outside-toplevel
+    from arm_jax.tokenizer import load_tokenizer  # pylint: disable=import-outside-toplevel
+    tokenizer = load_tokenizer(self.model or assets.smollm2_gguf())
+    lengths = [len(ids) for ids in encode_prompts(tokenizer, [r["prompt"] for r in rows], True)]
+    kept, dropped = [], {}
+    for row, n in zip(rows, lengths):
+      if n <= self.sizes.max_prompt_tokens:
+        kept.append(row)
+      else:
+        dropped[row.get("source", "")] = dropped.get(row.get("source", ""), 0) + 1
+    return kept, dropped
 
   def _sample_args(self) -> list[str]:
     s = self.sizes
@@ -517,8 +540,15 @@ def report_markdown(r: dict) -> str:
   lines += ["## Sizes", "", "```", json.dumps(r["sizes"]), "```", ""]
   if "pairs" in r:
     v = r["pairs"]
-    lines += ["## Data", "",
-              f"- reward-model prompts sampled: {v['prompts']}; pairs {v['pairs']} "
+    lines += ["## Data", ""]
+    if "prompts" in r:
+      q = r["prompts"]
+      lines.append(f"- Synthetic-IF prompts: {q['prompts']}; over max_prompt_tokens (dropped): "
+                   f"{q.get('over_max_prompt_tokens', 0)} "
+                   f"{json.dumps(q.get('over_max_prompt_tokens_by_source', {}))}; reward model "
+                   f"{q['reward_model_prompts']} ({q['reward_model_bases']} bases), policy "
+                   f"{q['policy_prompts']} ({q['policy_bases']} bases)")
+    lines += [f"- reward-model prompts sampled: {v['prompts']}; pairs {v['pairs']} "
               f"(train {v.get('split', {}).get('train', {}).get('pairs')}, held-out "
               f"{v.get('split', {}).get('held_out', {}).get('pairs')}); without a pair: "
               f"{json.dumps(v['skipped'])}; counts per constraint kind and lengths: "

@@ -10,7 +10,7 @@ Layers, low to high (README.md, Layout):
   6 training, evaluation, downstream (the reward model used for a policy), and the toy world
     (a plug-in no other package imports);
   7 entry points: jobs (dispatch), the generate and evaluate CLIs, the local launcher, the
-    TPU planner.
+    TPU planner, the notebook's helpers.
 """
 
 import ast
@@ -28,7 +28,7 @@ LAYERS = {
     "data": 4,
     "rl": 5,
     "training": 6, "evaluation": 6, "downstream": 6, "toy": 6,
-    "jobs": 7, "generate": 7, "evaluate": 7, "launch": 7, "plan": 7,
+    "jobs": 7, "generate": 7, "evaluate": 7, "launch": 7, "plan": 7, "notebook": 7,
 }
 
 

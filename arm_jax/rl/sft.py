@@ -248,8 +248,25 @@ class SFTHistory:
   rows_dropped_per_epoch: int  # the incomplete final batch of each epoch (reshuffled each epoch)
 
 
-def _epoch_order(rows: int, seed: int, epoch: int) -> np.ndarray:
-  return np.random.default_rng((seed, epoch)).permutation(rows)
+def _epoch_order(rows: int, seed: int, epoch: int, lengths: Sequence[int] | None = None,
+                 batch_size: int = 1, length_groups: int = 0) -> np.ndarray:
+  """The epoch's row order, batch after batch: a permutation from (seed, epoch). With
+  length_groups k > 1, each run of k batches of that permutation is sorted by row length and cut
+  into batches, whose order is then shuffled (HF's group_by_length): a batch holds rows of
+  similar lengths, so less of it is padding; the rows left for the incomplete final batch stay
+  last."""
+  order = np.random.default_rng((seed, epoch)).permutation(rows)
+  if length_groups <= 1 or lengths is None:
+    return order
+  full = rows // batch_size * batch_size
+  lengths = np.asarray(lengths)
+  batches = []
+  for start in range(0, full, batch_size * length_groups):
+    part = order[start:min(start + batch_size * length_groups, full)]
+    part = part[np.argsort(-lengths[part], kind="stable")]
+    batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+  shuffle = np.random.default_rng((seed, epoch, 1)).permutation(len(batches))
+  return np.concatenate([batches[i] for i in shuffle] + [order[full:]])
 
 
 def _placement(model: Decoder, optimizer, params, batch_size: int, mesh: Mesh | None, rules,
@@ -282,7 +299,7 @@ def run_sft(model: Decoder, params: Any, tokenizer, examples: Sequence[SFTExampl
             chat: bool = True, truncate: str = "target", pad_multiple: int = 64,
             log_fn: Callable[[str], None] = print, opt_state: Any = None, start_step: int = 0,
             on_step: Callable[[int, Any, Any, dict], bool] | None = None,
-            ) -> tuple[Any, Any, SFTHistory]:
+            length_groups: int = 0) -> tuple[Any, Any, SFTHistory]:
   """SFT for `steps` steps or `epochs` epochs (default one); returns (params, opt_state, history).
 
   Resuming: pass the saved params and opt_state with start_step; batches are a function of
@@ -293,6 +310,7 @@ def run_sft(model: Decoder, params: Any, tokenizer, examples: Sequence[SFTExampl
   (seed, epoch) and drops its incomplete final batch rather than pad it with empty rows, so
   every step sees batch_size real rows; the dropped count is in the history. A cosine schedule
   with total_steps=0 spans this run. `seconds` of a step include compiling a new padded length.
+  length_groups k > 1 batches rows of similar length together (_epoch_order).
   """
   if steps is not None and epochs is not None:
     raise ValueError("pass steps or epochs, not both")
@@ -314,11 +332,13 @@ def run_sft(model: Decoder, params: Any, tokenizer, examples: Sequence[SFTExampl
     _SFT_UPDATES[key] = make_sft_update(model, sft_config, optimizer, shardings=shardings)
   update = _SFT_UPDATES[key]
   history = SFTHistory([], report, len(rows) % batch_size)
+  lengths = [len(r.tokens) for r in rows] if length_groups > 1 else None
   log_fn(f"sft: {report.summary()}; {per_epoch} steps per epoch, "
          f"{history.rows_dropped_per_epoch} rows per epoch dropped (incomplete batch)")
   for step in range(start_step, total):
     epoch, k = divmod(step, per_epoch)
-    picked = _epoch_order(len(rows), seed, epoch)[k * batch_size:(k + 1) * batch_size]
+    picked = _epoch_order(len(rows), seed, epoch, lengths, batch_size,
+                          length_groups)[k * batch_size:(k + 1) * batch_size]
     batch = pad_rows([rows[i] for i in picked], multiple=pad_multiple, max_length=max_length)
     batch = jax.device_put(batch, data) if data is not None else jax.tree.map(jnp.asarray, batch)
     start = time.perf_counter()

@@ -378,7 +378,8 @@ class _Run(RunBase):
         max_length=settings.max_length, pad_multiple=s.pad_multiple,
         steps=steps, seed=int(self.config.seed),
         mesh=policy.model.mesh, rules=policy.model.rules, log_fn=logging.info,
-        opt_state=self.sft_opt_state, start_step=start, on_step=on_step)
+        opt_state=self.sft_opt_state, start_step=start, on_step=on_step,
+        length_groups=s.length_groups)
     if self.preemption.requested:
       return False
     self.sft_opt_state = None
