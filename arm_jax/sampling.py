@@ -25,7 +25,10 @@ from arm_jax.models.decoder import Decoder, KVCache, out_major_params, unstack_l
 
 STOP, LENGTH = 0, 1  # stop reasons
 STOP_REASONS = ("stop", "length")
-DEFAULT_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+# Prompts are left-padded up to the next of these lengths (one compiled shape each); between 1K
+# and 4K, where a judge's prompts (an instruction, a rubric, two responses) fall, the steps are
+# halved, so that less of the KV cache and of a rollout's update is padding.
+DEFAULT_BUCKETS = (32, 64, 128, 256, 512, 1024, 1536, 2048, 3072, 4096, 8192)
 
 
 @dataclasses.dataclass(frozen=True)
