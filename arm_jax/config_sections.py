@@ -115,6 +115,8 @@ _TRAIN_SECTIONS = {
     "offload_idle_optimizer": F(True, "the idle policy's optimizer state waits in host memory"),
     "init_from": F("", "a run's workdir (or checkpoints folder) whose newest policies a fresh run "
                        "starts from; '' = from scratch / the model's weights"),
+    "init_from_checkpoint": F("latest", "which checkpoint of init_from: latest, warm_start, "
+                                        "round:R or step:N (the evaluator's selectors)"),
     "templates": {
         "rubric": F("", "rubric generator template: a shipped name or a file; '' = the builder's"),
         "judge": F("", "judge template: a shipped name or a file; '' = the builder's"),

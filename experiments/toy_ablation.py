@@ -1,19 +1,23 @@
-"""Toy-config ablations: schedule order and the judge's format reward, over seeds.
+"""The toy default over seeds, timed, and its ablations: schedule order and the judge's format
+reward.
 
-The variants differ only after the warm start, so each seed's warm start runs once
-(`main.py --config configs/toy.py --config.schedule.rounds=0`, workdir --out/warmstart_seed<S>)
-and every variant of that seed starts its RL from it (`--config.init_from`, no warm-start
-steps), which ends bit-identical to a full run of the variant (tests/test_train_resume.py) at a
-third of the cost. Each run has its own workdir under --out; a finished workdir is reused, so
-re-running the script resumes or skips. Writes --out/ablation.md and ablation.json: per variant
-the final held-out judge_accuracy (mean and each seed), the gain over round 0, the mean
-gradient variance of the judge and generator phases (steps where it is defined), and the final
-rubric_exact and judge_evidence (arm_jax.toy.diagnostics: does the pair of policies read).
+Per seed, the README command's config runs in full (`main.py --config configs/toy.py
+--config.seed=S --config.data.seed=S`, workdir --out/default_seed<S>) and its wall time is
+taken; that run is the judge_first variant (the paper's setting). The other variants differ
+only after the warm start, so they start their RL from that run's warm-start checkpoint
+(`--config.init_from=... --config.init_from_checkpoint=warm_start`, no warm-start steps), which
+ends bit-identical to a full run of the variant (tests/test_train_resume.py). A finished workdir
+is reused (its wall time is kept in wall_seconds.json), so re-running the script resumes or
+skips. Writes --out/ablation.md and ablation.json: per seed the default's wall time, round-0 and
+final held-out judge_accuracy; per variant the final judge_accuracy (mean and each seed), the
+gain over round 0, the mean gradient variance of the judge and generator phases (steps where it
+is defined), and the final rubric_exact and judge_evidence (arm_jax.toy.diagnostics: does the
+pair of policies read).
 
   python experiments/toy_ablation.py [--seeds 0 1 2] [--out experiments/toy_ablation]
       [--override warmstart.steps=100 ...]
 
-Variants: judge_first + binary format reward (the paper's setting), generator_first + binary,
+Variants: judge_first + binary format reward (the default), generator_first + binary,
 judge_first without the format reward.
 """
 
@@ -26,6 +30,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = {
@@ -35,15 +40,24 @@ VARIANTS = {
 }
 
 
-def run(workdir: str, seed: int, overrides: dict) -> list[dict]:
+def run(workdir: str, seed: int, overrides: dict) -> tuple[list[dict], float]:
+  """(metrics records, wall seconds of the command); a finished workdir is not re-run and keeps
+  the wall time of the run that finished it."""
   cmd = [sys.executable, os.path.join(REPO, "main.py"), "--config",
          os.path.join(REPO, "configs", "toy.py"), "--workdir", workdir, f"--config.seed={seed}",
          f"--config.data.seed={seed}"]
   cmd += [f"--config.{k}={v}" for k, v in overrides.items()]
-  print(" ".join(cmd[1:]), flush=True)
-  subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
+  timing = os.path.join(workdir, "wall_seconds.json")
+  if not os.path.isfile(timing):
+    print(" ".join(cmd[1:]), flush=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    with open(timing, "w", encoding="utf-8") as f:
+      json.dump({"seconds": time.perf_counter() - start, "command": cmd[1:]}, f)
+  with open(timing, encoding="utf-8") as f:
+    seconds = json.load(f)["seconds"]
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    return [json.loads(line) for line in f], seconds
 
 
 def _mean(xs):
@@ -70,19 +84,28 @@ def main():
                  help="extra config overrides KEY=VALUE for every run")
   args = p.parse_args()
   extra = dict(kv.split("=", 1) for kv in args.override)
-  results = {}
-  warm_dirs = {}
+  results, defaults = {}, []
   for seed in args.seeds:
-    warm_dirs[seed] = os.path.join(args.out, f"warmstart_seed{seed}")
-    run(warm_dirs[seed], seed, {**extra, "schedule.rounds": 0})
-  from_warm = {"warmstart.steps": 0, "warmstart.generator_steps": 0}
+    records, seconds = run(os.path.join(args.out, f"default_seed{seed}"), seed, extra)
+    defaults.append(dict(seed=seed, seconds=seconds, **summarise(records)))
+  from_warm = {"warmstart.steps": 0, "warmstart.generator_steps": 0,
+               "init_from_checkpoint": "warm_start"}
   for name, variant in VARIANTS.items():
+    if name == "judge_first":  # the default itself
+      results[name] = [{k: v for k, v in r.items() if k != "seconds"} for r in defaults]
+      continue
     per_seed = []
     for seed in args.seeds:
       workdir = os.path.join(args.out, f"{name}_seed{seed}")
-      overrides = {**extra, **variant, **from_warm, "init_from": warm_dirs[seed]}
-      per_seed.append(dict(seed=seed, **summarise(run(workdir, seed, overrides))))
+      overrides = {**extra, **variant, **from_warm,
+                   "init_from": os.path.join(args.out, f"default_seed{seed}")}
+      per_seed.append(dict(seed=seed, **summarise(run(workdir, seed, overrides)[0])))
     results[name] = per_seed
+  seed_rows = ["| seed | wall time of the README config | round 0 judge_accuracy | final | gain |",
+               "|---|---|---|---|---|"]
+  for r in defaults:
+    seed_rows.append(f"| {r['seed']} | {r['seconds']:.0f} s | {r['round0']:.3f} | "
+                     f"{r['final']:.3f} | {100 * (r['final'] - r['round0']):+.1f} points |")
   rows = ["| variant | final judge_accuracy (mean) | per seed | gain over round 0 | "
           "grad variance judge | grad variance generator | rubric_exact | judge_evidence |",
           "|---|---|---|---|---|---|---|---|"]
@@ -96,12 +119,12 @@ def main():
         f"{_mean([r['grad_variance_generator'] for r in per_seed]):.3f} | "
         f"{_mean([r['rubric_exact'] for r in per_seed]):.3f} | "
         f"{_mean([r['judge_evidence'] for r in per_seed]):.3f} |")
-  table = "\n".join(rows)
+  table = "\n".join(seed_rows) + "\n\n" + "\n".join(rows)
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "ablation.md"), "w") as f:
     f.write(table + "\n")
   with open(os.path.join(args.out, "ablation.json"), "w") as f:
-    json.dump(results, f, indent=1)
+    json.dump(dict(default=defaults, variants=results), f, indent=1)
   print(table)
 
 

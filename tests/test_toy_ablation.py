@@ -4,6 +4,8 @@ import importlib.util
 import math
 import os
 
+import pytest
+
 _PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments",
                      "toy_ablation.py")
 _spec = importlib.util.spec_from_file_location("toy_ablation", _PATH)
@@ -28,3 +30,61 @@ def test_summary_takes_round_0_and_the_last_eval_and_averages_defined_variances(
   no_reading = toy_ablation.summarise(records[:7])
   assert no_reading["final"] == 0.65 and no_reading["judge_evidence"] is None
   assert math.isnan(toy_ablation.summarise(records[1:2] + records[6:7])["grad_variance_judge"])
+
+
+_PROBE_PATH = os.path.join(os.path.dirname(_PATH), "toy_warmstart_probe.py")
+_probe_spec = importlib.util.spec_from_file_location("toy_warmstart_probe", _PROBE_PATH)
+warmstart_probe = importlib.util.module_from_spec(_probe_spec)
+_probe_spec.loader.exec_module(warmstart_probe)
+
+
+def test_warmstart_probe_figures_equal_a_recount_from_the_training_logprobs():
+  """The probe's per-decision probabilities and argmax hits, recounted from token_logprobs (the
+  SFT loss's own log-probs) and a plain argmax of the logits, on a tiny random toy judge."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from arm_jax.rl.logprobs import token_logprobs
+  from arm_jax.rl.optim import OptimizerConfig
+  from arm_jax.rl.sft import pad_rows, run_sft, tokenize_sft
+  from arm_jax.toy import warmstart, world
+  from arm_jax.training import setup as train_setup
+  from configs import toy
+
+  config = toy.get_config()
+  for assignment in ("model.num_layers=1", "model.hidden_size=32", "model.num_heads=2",
+                     "model.num_kv_heads=2", "model.intermediate_size=64",
+                     "data.num_instances=200", "data.kinds=('include', 'avoid')"):
+    warmstart_probe.set_field(config, assignment)
+  assert config.data.kinds == ("include", "avoid") and config.model.hidden_size == 32
+  train_setup._import_plugins(config)  # pylint: disable=protected-access
+  built = train_setup.build(config)
+  judge = built.judge
+  # A few SFT steps, so that the argmax hits the frequent decisions (not all zeros).
+  judge.params, _, _ = run_sft(judge.model, judge.params, judge.tokenizer,
+                               built.sft_examples["judge"], batch_size=16, max_length=256,
+                               optimizer_config=OptimizerConfig(learning_rate=1e-2), steps=40,
+                               log_fn=lambda _: None)
+  instances = world.make_instances(16, seed=3, kinds=("include", "avoid"))
+  rows, _ = tokenize_sft(judge.tokenizer, warmstart.judge_examples(instances), max_length=256)
+  figures = warmstart_probe.make_probe(judge, rows)(judge.params)
+  assert figures["evidence"] > 0 and min(figures["marks_p"], figures["winner_p"]) > 0.05, figures
+
+  batch = pad_rows(rows, multiple=16)
+  logp, _ = token_logprobs(judge.model, judge.params, batch, with_entropy=False)
+  prob = np.exp(np.asarray(logp))[:, 1:]
+  targets, mask = np.asarray(batch.tokens)[:, 1:], np.asarray(batch.loss_mask)[:, 1:]
+  positions = jnp.maximum(jnp.cumsum(batch.attention, -1) - 1, 0)
+  logits = judge.model.apply({"params": judge.params}, jnp.asarray(batch.tokens),
+                             attention_mask=jnp.asarray(batch.attention), positions=positions)
+  argmax = np.asarray(jnp.argmax(logits, -1))[:, :-1]  # the decoder's own head, not the probe's
+  ids = warmstart_probe.decision_tokens(judge.tokenizer)
+  assert all(len(v) == len(set(v)) for v in ids.values()) and len(ids["evidence"]) == 4
+  for name, kind_ids in ids.items():
+    sel = mask & np.isin(targets, kind_ids)
+    assert sel.sum() >= 16  # every judgment has marks, evidence and a winner
+    assert figures[f"{name}_p"] == round(float(prob[sel].mean()), 3)
+    assert figures[name] == round(float((argmax[sel] == targets[sel]).mean()), 3)
+  with pytest.raises(KeyError, match="no field 'model.width'"):
+    warmstart_probe.set_field(config, "model.width=3")

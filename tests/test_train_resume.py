@@ -212,6 +212,16 @@ def test_rl_from_a_shared_warm_start_matches_the_uninterrupted_run(reference, tm
   assert after_warm_start(rl_dir) == after_warm_start(ref_dir)
   # Resume wins over init_from: re-running the finished workdir changes nothing.
   assert run_train(rl, rl_dir) == ref_done
+  # init_from_checkpoint picks the full run's warm-start checkpoint (kept by keep_rounds): RL
+  # from it is the same run again, without a separate warm-start-only run.
+  from_full = tiny_config()
+  from_full.init_from, from_full.init_from_checkpoint = ref_dir, "warm_start"
+  from_full.warmstart.steps = from_full.warmstart.generator_steps = 0
+  assert run_train(from_full, str(tmp_path / "from_full")) == ref_done
+  bad = tiny_config()
+  bad.init_from, bad.init_from_checkpoint = ref_dir, "round:9"
+  with pytest.raises(ValueError, match="init_from_checkpoint='round:9'"):
+    run_train(bad, str(tmp_path / "bad"))
 
   missing = tiny_config()
   missing.init_from = str(tmp_path / "nowhere")

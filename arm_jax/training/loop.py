@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import signal
+import time
 from typing import Any, Callable
 
 import jax
@@ -321,11 +322,13 @@ class _Run(RunBase):
                  meta["stage"], meta["phase"], meta["step"])
     return True
 
-  def initialize_from(self, path: str) -> None:
-    """A fresh run starts both policies from the newest checkpoint of the run in `path` (its
-    workdir or checkpoints folder); optimizer states and position start afresh."""
+  def initialize_from(self, path: str, selector: str = "latest") -> None:
+    """A fresh run starts both policies from the checkpoint `selector` names (latest,
+    warm_start, round:R, step:N) of the run in `path` (its workdir or checkpoints folder);
+    optimizer states and position start afresh."""
     like = {role: p.params for role, p in self.policies.items()}
-    state, meta = checkpoints.restore_policies(path, like, key="init_from")
+    step = checkpoints.resolve(path, selector, key="init_from_checkpoint")
+    state, meta = checkpoints.restore_policies(path, like, step=step, key="init_from")
     for role, p in self.policies.items():
       p.params = state[role]
     directory = checkpoints.checkpoints_dir(path, "init_from")
@@ -337,6 +340,7 @@ class _Run(RunBase):
     if not self.config.eval.enabled or round_ in self.meta["evals"]:
       return
     e = self.config.eval
+    start = time.perf_counter()
     evaluate = functools.partial(
         heldout.judge_accuracy, self.policies["generator"], self.policies["judge"],
         self.setup.held_out, seed=int(self.config.seed),
@@ -349,7 +353,7 @@ class _Run(RunBase):
       greedy = evaluate(judge_temperature=0.0)
       result.update(judge_accuracy_greedy=greedy["judge_accuracy"],
                     verdict_rate_greedy=greedy["verdict_rate"])
-    self.record(dict(result, phase="eval", round=round_))
+    self.record(dict(result, phase="eval", round=round_, seconds=time.perf_counter() - start))
     logging.info("eval after round %d: judge_accuracy %.3f", round_, result["judge_accuracy"])
     self.meta["evals"].append(round_)
 
@@ -443,7 +447,7 @@ def run_train(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   try:
     if not run.resume():
       if config.init_from:
-        run.initialize_from(config.init_from)
+        run.initialize_from(config.init_from, config.init_from_checkpoint)
       run.record(dict(phase="data", train_pairs=len(setup.train),
                       held_out_pairs=len(setup.held_out), too_long_train=setup.too_long[0],
                       too_long_held_out=setup.too_long[1]))

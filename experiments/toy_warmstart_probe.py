@@ -1,0 +1,163 @@
+"""How fast a toy warm start teaches reading: one policy's SFT with a teacher-forced probe.
+
+The toy default's time goes mostly to the judge's warm start, and what it must teach there is
+the evidence tags ([A] / [B] / [both] / [none]: which response shows a criterion's word), which a
+from-scratch decoder learns late and at a seed-dependent step (docs/results.md). Every --every
+steps this script scores the policy on held-out rows with correct targets (exact rubrics, no
+position mix-up, no negation slip): for each kind of decision token (evidence tags, yes/no
+marks, the Winner line) the share where the argmax is the target token and the mean probability
+the model gives it (a sampled judgment is about as right as that probability, not the argmax),
+and the share of rows whose every target token is the argmax. One forward pass per probe, no
+generation, so a setting's learning curve costs little more than its SFT steps.
+
+  python experiments/toy_warmstart_probe.py --seed 2 --steps 800 [--role judge|generator]
+      [--learning_rate 2e-3] [--batch_size 32] [--length_groups 16 --pad_multiple 32]
+      [--set 'data.kinds=("include","avoid")' model.hidden_size=64 ...] [--out curve.jsonl]
+
+--set overrides fields of configs/toy.py (the model, the data, warmstart.* data settings);
+the optimizer, batch and padding are this script's flags. Prints one JSON line per probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from arm_jax.models.decoder import head_weight  # noqa: E402
+from arm_jax.rl.optim import OptimizerConfig  # noqa: E402
+from arm_jax.rl.sft import pad_rows, run_sft, tokenize_sft  # noqa: E402
+from arm_jax.toy import warmstart, world  # noqa: E402
+from arm_jax.training import setup as train_setup  # noqa: E402
+from configs import toy  # noqa: E402
+
+PROBE_ROWS = 256
+
+
+def set_field(config, assignment: str) -> None:
+  """KEY=VALUE on the config; VALUE is a Python literal (strings may go unquoted)."""
+  key, _, text = assignment.partition("=")
+  node = config
+  *path, last = key.split(".")
+  for name in path:
+    node = node[name]
+  if last not in node:
+    raise KeyError(f"--set {assignment!r}: configs/toy.py has no field {key!r}")
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = text
+  node[last] = tuple(value) if isinstance(node[last], tuple) else type(node[last])(value)
+
+
+def decision_tokens(tokenizer) -> dict[str, list[int]]:
+  def first(text):
+    return tokenizer.encode(text, add_special_tokens=False)[-1]
+  return {"evidence": [first(t) for t in warmstart.WHERE.values()],
+          "marks": [first(" yes"), first(" no")],
+          "winner": [first("Winner: Response A"), first("Winner: Response B")]}
+
+
+def make_probe(policy, rows):
+  batch = pad_rows(rows, multiple=16)
+  tokens, attention = jnp.asarray(batch.tokens), jnp.asarray(batch.attention)
+  targets, mask = np.asarray(batch.tokens)[:, 1:], np.asarray(batch.loss_mask)[:, 1:]
+  kinds = decision_tokens(policy.tokenizer)
+  model = policy.model
+
+  @jax.jit
+  def predict(params):
+    positions = jnp.maximum(jnp.cumsum(attention, -1) - 1, 0)
+    hidden = model.apply({"params": params}, tokens, attention_mask=attention,
+                         positions=positions, return_hidden=True)
+    logits = jnp.einsum("ntd,vd->ntv", hidden, head_weight(params, model.config,
+                                                           vocab_major=True))[:, :-1]
+    logp = jax.nn.log_softmax(logits, -1)
+    return jnp.argmax(logits, -1), jnp.exp(jnp.take_along_axis(
+        logp, tokens[:, 1:, None], -1)[..., 0])
+
+  def probe(params) -> dict[str, float]:
+    argmax, prob = (np.asarray(x) for x in predict(params))
+    out = {}
+    for name, ids in kinds.items():
+      sel = mask & np.isin(targets, ids)
+      if sel.any():
+        out[name] = round(float((argmax[sel] == targets[sel]).mean()), 3)
+        out[f"{name}_p"] = round(float(prob[sel].mean()), 3)
+    out["rows_exact"] = round(float(((argmax == targets) | ~mask).all(1).mean()), 3)
+    return out
+
+  return probe
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--role", default="judge", choices=("judge", "generator"))
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--steps", type=int, default=800)
+  p.add_argument("--every", type=int, default=100)
+  p.add_argument("--batch_size", type=int, default=32)
+  p.add_argument("--learning_rate", type=float, default=1e-3)
+  p.add_argument("--warmup_steps", type=int, default=30)
+  p.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
+  p.add_argument("--pad_multiple", type=int, default=16)
+  p.add_argument("--length_groups", type=int, default=0)
+  p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+  p.add_argument("--out", default="")
+  args = p.parse_args()
+
+  config = toy.get_config()
+  config.seed = config.data.seed = args.seed
+  for assignment in args.set:
+    set_field(config, assignment)
+  train_setup._import_plugins(config)  # pylint: disable=protected-access
+  built = train_setup.build(config)
+  policy = getattr(built, args.role)
+  d, w = config.data, config.warmstart
+  _, held_out = world.split(world.make_instances(d.num_instances, seed=d.seed,
+                                                 kinds=tuple(d.kinds) or world.KINDS),
+                            d.held_out_fraction, seed=d.seed)
+  exact = warmstart.WarmStart(imperfect_rate=0.0, judge_accuracy=1.0, negation_slip=0.0)
+  make = warmstart.judge_examples if args.role == "judge" else warmstart.rubric_examples
+  rows, _ = tokenize_sft(policy.tokenizer, make(held_out[:PROBE_ROWS], exact),
+                         max_length=w.max_length)
+  probe = make_probe(policy, rows)
+  out = open(args.out, "w", encoding="utf-8") if args.out else None  # noqa: SIM115
+  start = time.perf_counter()
+  sft_seconds = [0.0]
+
+  def on_step(step, params, opt_state, metrics):  # noqa: ARG001
+    sft_seconds[0] += metrics["seconds"]
+    if (step + 1) % args.every == 0:
+      record = dict(step=step + 1, sft_seconds=round(sft_seconds[0], 1),
+                    seconds=round(time.perf_counter() - start, 1),
+                    nll=round(metrics["nll_per_token"], 4), **probe(params))
+      print(json.dumps(record), flush=True)
+      if out:
+        out.write(json.dumps(record) + "\n")
+        out.flush()
+    return False
+
+  optimizer = OptimizerConfig(learning_rate=args.learning_rate, max_grad_norm=w.max_grad_norm,
+                              warmup_steps=args.warmup_steps, schedule=args.schedule)
+  run_sft(policy.model, jax.tree.map(jnp.copy, policy.params), policy.tokenizer,
+          built.sft_examples[args.role], optimizer_config=optimizer,
+          sft_config=built.sft_config, batch_size=args.batch_size, max_length=w.max_length,
+          pad_multiple=args.pad_multiple, steps=args.steps, seed=args.seed,
+          log_fn=lambda _: None, on_step=on_step, length_groups=args.length_groups)
+  if out:
+    out.close()
+
+
+if __name__ == "__main__":
+  main()
