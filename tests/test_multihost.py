@@ -116,6 +116,8 @@ def two_processes(tmp_path_factory):
   return workdir, records(workdir)[-1], seconds, output
 
 
+@pytest.mark.slow  # a two-process training run (~150 s on CI); the evaluator and the probes below
+# run on two processes in the default tier
 def test_two_processes_match_one_process(two_processes, tiny_toy_run):
   workdir, done, seconds, output = two_processes
   one_dir, one_done = tiny_toy_run
@@ -141,6 +143,7 @@ def test_two_processes_match_one_process(two_processes, tiny_toy_run):
   print(f"\n2 x 4 processes: {seconds:.0f}s, max |param difference| vs 1 x 8: {diffs}")
 
 
+@pytest.mark.slow  # shares the two-process training run
 def test_two_process_records_are_written_once(two_processes):
   rs = records(two_processes[0])
   ids = [identity(r) for r in rs]
