@@ -14,7 +14,8 @@ error that says so).
 Stages, in order (each runs one command, logged to WORKDIR/logs/<stage>.log; a finished stage
 writes WORKDIR/stages/<stage>.json with its wall time and is skipped afterwards; an interrupted
 one is rerun and resumes where its command resumes: sampling per batch, training and DPO from
-their checkpoints):
+their checkpoints, and its time adds up over attempts: a running stage writes its time so far
+every minute, so even a SIGKILL loses at most that):
   prompts       Synthetic-IF prompts (arm_jax.data.synthetic_if), their base instructions split
                 into the reward model's and the policy's (DPO prompts are fresh: no base
                 instruction of theirs is in the reward model's data)
@@ -46,6 +47,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Callable, Optional, Sequence
 
@@ -59,6 +61,7 @@ DEPENDS = {"prompts": (), "pairs": ("prompts",), "ifeval_pairs": (), "split": ("
            "train": ("split",), "evaluate_rm": ("train", "ifeval_pairs"),
            "dpo_checker": ("prompts",), "dpo_sft": ("train",), "dpo_rl": ("train",),
            "report": ()}
+HEARTBEAT_SECONDS = 60.0  # how often a running stage writes its time so far
 LABELLERS = {"dpo_checker": "checker", "dpo_sft": "sft", "dpo_rl": "rl"}
 
 
@@ -231,6 +234,12 @@ class Pipeline:
     with open(p, encoding="utf-8") as f:
       return float(json.load(f)["seconds"])
 
+  def _write_partial(self, stage: str, seconds: float) -> None:
+    path = self.path("stages", f"{stage}.partial.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+      json.dump({"seconds": seconds}, f)
+    os.replace(path + ".tmp", path)
+
   def run(self, stage: str) -> dict:
     """Runs `stage` unless it is done; returns its record. Wall time adds up over attempts."""
     if stage not in STAGES:
@@ -242,14 +251,23 @@ class Pipeline:
     before = self._partial_seconds(stage)
     start = time.perf_counter()
     ok = False
+    stop = threading.Event()
+
+    def heartbeat():  # a SIGKILL (or a lost machine) loses at most HEARTBEAT_SECONDS of time
+      while not stop.wait(HEARTBEAT_SECONDS):
+        self._write_partial(stage, before + time.perf_counter() - start)
+
+    beat = threading.Thread(target=heartbeat, daemon=True)
+    beat.start()
     try:
       outputs = getattr(self, f"stage_{stage}")()
       ok = True
     finally:
+      stop.set()
+      beat.join()
       seconds = before + time.perf_counter() - start
       if not ok:
-        with open(self.path("stages", f"{stage}.partial.json"), "w", encoding="utf-8") as f:
-          json.dump({"seconds": seconds}, f)
+        self._write_partial(stage, seconds)
     record = dict(stage=stage, seconds=seconds, attempts_seconds_before=before,
                   finished=datetime.datetime.now(datetime.timezone.utc).isoformat(
                       timespec="seconds"), outputs=outputs or {})

@@ -159,6 +159,39 @@ P({str(tmp_path)!r}, m.Sizes()).run("prompts")
   assert not (tmp_path / "stages" / "prompts.json").exists()
 
 
+def test_a_sigkilled_stage_keeps_the_time_of_its_last_heartbeat(tmp_path):
+  import signal  # noqa: PLC0415
+  import subprocess  # noqa: PLC0415
+  import time  # noqa: PLC0415
+  script = f"""
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("real_lm_pipeline", {_PATH!r})
+m = importlib.util.module_from_spec(spec); sys.modules["real_lm_pipeline"] = m
+spec.loader.exec_module(m)
+m.HEARTBEAT_SECONDS = 0.2
+class P(m.Pipeline):
+  def stage_prompts(self):
+    time.sleep(120)
+P({str(tmp_path)!r}, m.Sizes()).run("prompts")
+"""
+  partial = tmp_path / "stages" / "prompts.partial.json"
+  partial.parent.mkdir(parents=True)
+  partial.write_text(json.dumps({"seconds": 100.0}))  # an earlier attempt's time
+  proc = subprocess.Popen([sys.executable, "-c", script])
+  deadline = time.time() + 60
+  while time.time() < deadline and json.loads(partial.read_text())["seconds"] < 101.5:
+    time.sleep(0.1)
+  proc.send_signal(signal.SIGKILL)  # no handler runs
+  proc.wait(timeout=30)
+  seconds = json.loads(partial.read_text())["seconds"]
+  assert 101.5 <= seconds < 130.0  # the earlier 100 s plus this attempt's, to the last beat
+  assert not (tmp_path / "stages" / "prompts.json").exists()
+  p = pipeline.Pipeline(str(tmp_path), pipeline.Sizes(), log=lambda _: None)
+  p.stage_prompts = lambda: {}
+  assert p.run("prompts")["attempts_seconds_before"] == seconds
+  assert not partial.exists()
+
+
 def test_stages_that_need_others_say_so(tmp_path):
   work = str(tmp_path / "w")
   with pytest.raises(SystemExit, match="stage train needs split done first"):
