@@ -1,6 +1,7 @@
 """experiments/toy_ablation.py's per-run summary against hand-computed figures."""
 
 import importlib.util
+import json
 import math
 import os
 
@@ -88,3 +89,31 @@ def test_warmstart_probe_figures_equal_a_recount_from_the_training_logprobs():
     assert figures[name] == round(float((argmax[sel] == targets[sel]).mean()), 3)
   with pytest.raises(KeyError, match="no field 'model.width'"):
     warmstart_probe.set_field(config, "model.width=3")
+
+
+def test_a_finished_run_is_reused_with_the_wall_time_of_the_command_that_finished_it(
+    tmp_path, monkeypatch):
+  workdir = tmp_path / "default_seed0"
+  workdir.mkdir()
+  (workdir / "metrics.jsonl").write_text('{"phase": "eval", "round": 0, "judge_accuracy": 0.5}\n')
+  (workdir / "wall_seconds.json").write_text('{"seconds": 321.5, "command": []}')
+
+  def no_run(*args, **kwargs):
+    raise AssertionError(f"a finished workdir was run again: {args}")
+
+  monkeypatch.setattr(toy_ablation.subprocess, "run", no_run)
+  records, seconds = toy_ablation.run(str(workdir), 0, {})
+  assert seconds == 321.5 and records == [{"phase": "eval", "round": 0, "judge_accuracy": 0.5}]
+  # Without the timing file the command runs (here: a stand-in that writes the records).
+  calls = []
+
+  def fake_run(cmd, check, stdout):  # noqa: ARG001
+    calls.append(cmd)
+    (tmp_path / "fresh" / "metrics.jsonl").write_text('{"phase": "done"}\n')
+
+  (tmp_path / "fresh").mkdir()
+  monkeypatch.setattr(toy_ablation.subprocess, "run", fake_run)
+  records, seconds = toy_ablation.run(str(tmp_path / "fresh"), 1, {"schedule.rounds": 0})
+  assert records == [{"phase": "done"}] and seconds >= 0.0
+  assert "--config.seed=1" in calls[0] and "--config.schedule.rounds=0" in calls[0]
+  assert json.loads((tmp_path / "fresh" / "wall_seconds.json").read_text())["seconds"] == seconds
