@@ -38,6 +38,7 @@ every minute, so even a SIGKILL loses at most that):
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import datetime
 import json
@@ -322,13 +323,9 @@ class Pipeline:
     from arm_jax.tokenizer import load_tokenizer  # pylint: disable=import-outside-toplevel
     tokenizer = load_tokenizer(self.model or assets.smollm2_gguf())
     lengths = [len(ids) for ids in encode_prompts(tokenizer, [r["prompt"] for r in rows], True)]
-    kept, dropped = [], {}
-    for row, n in zip(rows, lengths):
-      if n <= self.sizes.max_prompt_tokens:
-        kept.append(row)
-      else:
-        dropped[row.get("source", "")] = dropped.get(row.get("source", ""), 0) + 1
-    return kept, dropped
+    short = [n <= self.sizes.max_prompt_tokens for n in lengths]
+    dropped = collections.Counter(r.get("source", "") for r, ok in zip(rows, short) if not ok)
+    return [r for r, ok in zip(rows, short) if ok], dict(dropped)
 
   def _sample_args(self) -> list[str]:
     s = self.sizes

@@ -34,6 +34,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from arm_jax import notebook  # noqa: E402
 from arm_jax.models.decoder import head_weight  # noqa: E402
 from arm_jax.rl.optim import OptimizerConfig  # noqa: E402
 from arm_jax.rl.sft import pad_rows, run_sft, tokenize_sft  # noqa: E402
@@ -47,17 +48,14 @@ PROBE_ROWS = 256
 def set_field(config, assignment: str) -> None:
   """KEY=VALUE on the config; VALUE is a Python literal (strings may go unquoted)."""
   key, _, text = assignment.partition("=")
-  node = config
-  *path, last = key.split(".")
-  for name in path:
-    node = node[name]
-  if last not in node:
-    raise KeyError(f"--set {assignment!r}: configs/toy.py has no field {key!r}")
   try:
     value = ast.literal_eval(text)
   except (ValueError, SyntaxError):
     value = text
-  node[last] = tuple(value) if isinstance(node[last], tuple) else type(node[last])(value)
+  try:
+    notebook.override(config, {key: tuple(value) if isinstance(value, list) else value})
+  except KeyError as e:
+    raise KeyError(f"--set {assignment!r}: configs/toy.py has no field {key!r}") from e
 
 
 def decision_tokens(tokenizer) -> dict[str, list[int]]:

@@ -335,10 +335,13 @@ def run_sft(model: Decoder, params: Any, tokenizer, examples: Sequence[SFTExampl
   lengths = [len(r.tokens) for r in rows] if length_groups > 1 else None
   log_fn(f"sft: {report.summary()}; {per_epoch} steps per epoch, "
          f"{history.rows_dropped_per_epoch} rows per epoch dropped (incomplete batch)")
+  order, order_epoch = None, -1
   for step in range(start_step, total):
     epoch, k = divmod(step, per_epoch)
-    picked = _epoch_order(len(rows), seed, epoch, lengths, batch_size,
-                          length_groups)[k * batch_size:(k + 1) * batch_size]
+    if epoch != order_epoch:  # once per epoch, not per step
+      order, order_epoch = _epoch_order(len(rows), seed, epoch, lengths, batch_size,
+                                        length_groups), epoch
+    picked = order[k * batch_size:(k + 1) * batch_size]
     batch = pad_rows([rows[i] for i in picked], multiple=pad_multiple, max_length=max_length)
     batch = jax.device_put(batch, data) if data is not None else jax.tree.map(jnp.asarray, batch)
     start = time.perf_counter()
