@@ -71,6 +71,15 @@ _REWARD_POLICY = {
     **_POLICY,
 }
 
+# LoRA (arm_jax.models.lora): only low-rank adapters of the projections train; checkpoints hold
+# them alone (MBs instead of the base's hundreds), the base reloads from its path.
+_LORA = {
+    "lora_rank": F(0, "LoRA rank of every targeted projection; 0 = full fine-tuning"),
+    "lora_alpha": F(16.0, "LoRA scale numerator: updates are alpha / rank * A @ B"),
+    "lora_targets": F(("q", "kv", "o", "gate_up", "down"),
+                      "projections with adapters (q, kv, o, gate_up, down)"),
+}
+
 _MODELS = {
     "toy": {  # a tiny decoder trained from scratch on the toy world (arm_jax.toy)
         "kind": F("toy", "model family"),
@@ -79,6 +88,7 @@ _MODELS = {
         "num_heads": F(4, "attention heads"),
         "num_kv_heads": F(4, "key/value heads (GQA when fewer than num_heads)"),
         "intermediate_size": F(192, "SwiGLU width"),
+        **_LORA,
     },
     "pretrained": {  # a Llama / Qwen checkpoint
         "kind": F("pretrained", "model family"),
@@ -88,6 +98,7 @@ _MODELS = {
                                                             "float16")),
         "remat_policy": F("dots_with_no_batch_dims", "what the backward pass recomputes",
                           ("none", "full", "dots", "dots_with_no_batch_dims")),
+        **_LORA,
     },
 }
 
@@ -218,6 +229,8 @@ _POLICY_JOB_SECTIONS = {
         "remat_policy": F("dots_with_no_batch_dims", "what the updates' backward pass "
                           "recomputes (with actor.path; '' path: the reward model's model)",
                           ("none", "full", "dots", "dots_with_no_batch_dims")),
+        # With actor.path; '' path: the reward model's model, adapters included.
+        **_LORA,
         "warmstart_steps": F(0, "SFT steps on both responses of every training pair first (a "
                                 "policy from scratch, the toy's); 0 = none"),
         "warmstart_batch_size": F(32, "warm-start rows per step"),
@@ -375,6 +388,15 @@ def policy(**fields) -> ml_collections.ConfigDict:
     return _build(_REWARD_POLICY, **fields)
   except ValueError as e:
     raise ValueError(f"policy: {e}") from None
+
+
+def lora_overrides(section: ml_collections.ConfigDict) -> dict[str, Any]:
+  """A model or actor section's LoRA fields as DecoderConfig / load_pretrained arguments (none
+  for a section written before they existed: no LoRA)."""
+  if "lora_rank" not in section:
+    return {}
+  return dict(lora_rank=int(section.lora_rank), lora_alpha=float(section.lora_alpha),
+              lora_targets=tuple(section.lora_targets))
 
 
 def model(kind: str, **fields) -> ml_collections.ConfigDict:

@@ -148,7 +148,7 @@ def decoder_config(config: ml_collections.ConfigDict, module: Any = None,
                        "(arm_jax.training.setup.register_architecture)")
     return cfg
   overrides = dict(param_dtype=m.dtype, dtype=m.compute_dtype or m.dtype,
-                   remat_policy=m.remat_policy)
+                   remat_policy=m.remat_policy, **config_sections.lora_overrides(m))
   path = (config[role].path if role else "") or m.path
   local = os.path.join(path, "config.json") if path else ""
   if local and os.path.isfile(local):
@@ -196,7 +196,7 @@ def actor_config(config: ml_collections.ConfigDict, module: Any,
   if not a.path:
     return base
   overrides = dict(param_dtype=a.dtype, dtype=a.compute_dtype or a.dtype,
-                   remat_policy=a.remat_policy)
+                   remat_policy=a.remat_policy, **config_sections.lora_overrides(a))
   local = os.path.join(a.path, "config.json")
   if os.path.isfile(local):
     with open(local, encoding="utf-8") as f:
@@ -273,7 +273,8 @@ def abstract_opt_state(optimizer, m: Model, mesh: Mesh) -> tuple[Any, Any]:
   """(abstract optimizer state laid out as the run lays it out, its shardings)."""
   shardings = optim.opt_state_shardings(optimizer, m.params, m.param_shardings,
                                         NamedSharding(mesh, P()))
-  return _abstract(jax.eval_shape(optimizer.init, m.params), shardings), shardings
+  return (_abstract(jax.eval_shape(lambda p: optim.init_state(optimizer, p), m.params), shardings),
+          shardings)
 
 
 # --- programs ------------------------------------------------------------------------------------

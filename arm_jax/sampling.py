@@ -21,6 +21,7 @@ from arm_jax import multihost
 from arm_jax import sharding as sharding_lib
 from arm_jax import xla_options
 from arm_jax.models.config import dtype_from_name
+from arm_jax.models import lora
 from arm_jax.models.decoder import Decoder, KVCache, out_major_params, unstack_layers
 
 STOP, LENGTH = 0, 1  # stop reasons
@@ -109,8 +110,11 @@ def _prefill(model: Decoder, params: Any, ids: jax.Array, mask: jax.Array):
 
 def _decode_model(model: Decoder, unroll: bool, out_major: bool) -> Decoder:
   """The model in its decode layout: unrolled layers (one cache buffer per layer, no per-step
-  slicing of stacked weights) and output-major weights (faster skinny matmuls on CPU)."""
+  slicing of stacked weights) and output-major weights (faster skinny matmuls on CPU), LoRA
+  adapters merged into their weights (one matmul per projection per token, not three)."""
   cfg = model.config
+  if cfg.lora_rank:
+    cfg = cfg.replace(lora_rank=0)
   if unroll and cfg.scan_layers:
     cfg = cfg.replace(scan_layers=False)
   if out_major and not cfg.weights_out_major:
@@ -121,6 +125,7 @@ def _decode_model(model: Decoder, unroll: bool, out_major: bool) -> Decoder:
 def _decode_params(model: Decoder, params: Any, unroll: bool, out_major: bool) -> Any:
   """`params` (the model's own layout) -> the layout of _decode_model(model, ...)."""
   cfg = model.config
+  params = lora.merge(params, cfg)
   if unroll and cfg.scan_layers:
     params = unstack_layers(params)
   if out_major and not cfg.weights_out_major:

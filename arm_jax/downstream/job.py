@@ -59,7 +59,7 @@ from arm_jax.downstream.reward_model import Comparison, RewardModel
 from arm_jax.evaluation import ifeval_policy
 from arm_jax.evaluation.runner import Generation, generate_in_batches
 from arm_jax.evaluation.systems import load_train_config
-from arm_jax.models import load_pretrained
+from arm_jax.models import load_pretrained, lora
 from arm_jax.prompts import Template, render_judge_prompt, render_rubric_prompt
 from arm_jax.rl import optim
 from arm_jax.rl.dpo import DPOConfig
@@ -190,7 +190,8 @@ def _build_checker(config: ml_collections.ConfigDict) -> PolicySetup:
   mesh, rules = sharding.mesh_and_rules(config)
   model, params = load_pretrained(a.path, dtype=a.dtype, mesh=mesh, rules=rules,
                                   compute_dtype=a.compute_dtype or a.dtype,
-                                  remat_policy=a.remat_policy)
+                                  remat_policy=a.remat_policy,
+                                  **config_sections.lora_overrides(a))
   check_batches(config, model)
   policy = Policy("policy", model, load_tokenizer(a.path), POLICY_TEMPLATE, params)
   grpo = config.method == "grpo"
@@ -247,7 +248,8 @@ def build(config: ml_collections.ConfigDict) -> PolicySetup:
   if a.path:
     actor_model, actor_params = load_pretrained(
         a.path, dtype=a.dtype, mesh=model.mesh, rules=model.rules,
-        compute_dtype=a.compute_dtype or a.dtype, remat_policy=a.remat_policy)
+        compute_dtype=a.compute_dtype or a.dtype, remat_policy=a.remat_policy,
+        **config_sections.lora_overrides(a))
     actor_tokenizer = load_tokenizer(a.path)
   else:
     actor_model, actor_tokenizer = model, tokenizer
@@ -410,14 +412,15 @@ class _PolicyRun(RunBase):
 
   # ------------------------------------------------------------------------- state
   def _state(self) -> dict:
-    state = {"policy": self.policy.params}
+    # A LoRA policy's checkpoints hold its adapters only (arm_jax.models.lora).
+    state = {"policy": lora.trainable(self.policy.params)}
     if self.meta["stage"] == "warmstart" and self.warm_opt_state is not None:
       state["warm_opt"] = self.warm_opt_state
     if self.meta["stage"] == "train":
       if self.policy.opt_state is not None:
         state["opt"] = self.policy.opt_state
       if self.ref is not None:
-        state["ref"] = self.ref
+        state["ref"] = lora.trainable(self.ref)
     return state
 
   def save(self) -> None:
@@ -427,14 +430,14 @@ class _PolicyRun(RunBase):
 
   def _like(self, meta: dict) -> dict:
     """The arrays a checkpoint with this meta holds, as live arrays to restore into."""
-    like = {"policy": self.policy.params}
+    like = {"policy": lora.trainable(self.policy.params)}
     keys = set(meta["state_keys"])
     if "warm_opt" in keys:
       like["warm_opt"] = init_opt_state(optim.make_optimizer(self.warm_optimizer), self.policy)
     if "opt" in keys:
       like["opt"] = init_opt_state(self._optimizer(), self.policy)
     if "ref" in keys:
-      like["ref"] = self.policy.params
+      like["ref"] = lora.trainable(self.policy.params)
     return like
 
   def resume(self) -> bool:
@@ -442,10 +445,11 @@ class _PolicyRun(RunBase):
     if found is None:
       return False
     step, meta, state = found
-    self.policy.params = state["policy"]
+    frozen = lora.split(self.policy.params)[1]
+    self.policy.params = lora.combine(state["policy"], frozen)
     self.policy.opt_state = state.get("opt")
     self.warm_opt_state = state.get("warm_opt")
-    self.ref = state.get("ref")
+    self.ref = None if state.get("ref") is None else lora.combine(state["ref"], frozen)
     self.setup.reward_model.rubrics = {p: Generation(text, tokens)
                                        for p, text, tokens in meta["rubric_cache"] or []}
     self.progress.update(meta["global_step"])

@@ -27,6 +27,9 @@ def dtype_from_name(name: str | Any) -> Any:
   return _DTYPES[name]
 
 
+LORA_TARGETS = ("q", "kv", "o", "gate_up", "down")  # the projections LoRA may adapt
+
+
 @dataclasses.dataclass(frozen=True)
 class DecoderConfig:
   """Everything that fixes a decoder's shapes and numerics.
@@ -68,8 +71,20 @@ class DecoderConfig:
   bos_token_id: int | None = None
   eos_token_ids: tuple[int, ...] = ()
   pad_token_id: int | None = None
+  # LoRA (Hu et al. 2021): with lora_rank > 0 each projection named in lora_targets gains
+  # W + (lora_alpha / lora_rank) * A @ B, A [in..., rank] and B [rank, out...] (B starts at 0,
+  # so the model starts as its base); training then updates only A and B (arm_jax.models.lora).
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+  lora_targets: tuple[str, ...] = ("q", "kv", "o", "gate_up", "down")
 
   def __post_init__(self):
+    if self.lora_rank < 0:
+      raise ValueError(f"lora_rank={self.lora_rank} must be >= 0 (0 = no LoRA)")
+    bad = [t for t in self.lora_targets if t not in LORA_TARGETS]
+    if bad or (self.lora_rank and not self.lora_targets):
+      raise ValueError(f"lora_targets={tuple(self.lora_targets)!r}; expected a non-empty subset "
+                       f"of {LORA_TARGETS}")
     if self.o_bias and not (self.qkv_bias and self.architecture == "llama"):
       raise ValueError("o_bias exists only as Llama's attention_bias (q/k/v/o together)")
     if self.num_heads % self.num_kv_heads:

@@ -78,6 +78,32 @@ def _weight(module: nn.Module, name: str, shape, axes, dtype, out_major: bool):
   return _param(module, name, init, shape, axes, dtype)
 
 
+def _lora(module: nn.Module, name: str, shape, axes, dtype):
+  """The LoRA factors (A [in..., rank], B [rank, out...]) of projection `name` ([in..., out...]
+  shape and axes, as _weight takes them), or None when config.lora_rank is 0 or `name` is not in
+  config.lora_targets. A starts as PEFT's (uniform within 1/sqrt(fan_in)), B at zero."""
+  cfg = module.config
+  if not cfg.lora_rank or name not in cfg.lora_targets:
+    return None
+  n_in, r = _PROJECTIONS[name][1], cfg.lora_rank
+  init_a = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform",
+                                            in_axis=tuple(range(n_in)), out_axis=-1)
+  a = _param(module, f"{name}_lora_a", init_a, tuple(shape[:n_in]) + (r,),
+             tuple(axes[:n_in]) + ("lora",), dtype)
+  b = _param(module, f"{name}_lora_b", nn.initializers.zeros, (r,) + tuple(shape[n_in:]),
+             ("lora",) + tuple(axes[n_in:]), dtype)
+  return a, b
+
+
+def _lora_delta(lora, x: Array, down: str, up: str, cfg: DecoderConfig, dt, a_shape=None) -> Array:
+  """(lora_alpha / lora_rank) * (x . A) . B: `down` contracts x with A (reshaped to `a_shape`
+  if given) into [..., rank], `up` that with B."""
+  a, b = lora
+  a = a.astype(dt) if a_shape is None else a.astype(dt).reshape(a_shape)
+  h = jnp.einsum(down, x, a)
+  return jnp.einsum(up, h, b.astype(dt)) * jnp.asarray(cfg.lora_alpha / cfg.lora_rank, dt)
+
+
 def _project(equation: str, x: Array, w: Array, out_major: bool, **kwargs) -> Array:
   """einsum(equation, x, w) where `equation` names w in its [in..., out...] layout.
 
@@ -155,9 +181,16 @@ class Attention(nn.Module):
     wq = _weight(self, "q", (e, h, d), ("embed", "heads", "head_dim"), pdt, om)
     wkv = _weight(self, "kv", (e, 2, k, d), ("embed", None, "kv_heads", "head_dim"), pdt, om)
     wo = _weight(self, "o", (h, d, e), ("heads", "head_dim", "embed"), pdt, om)
+    lora_q = _lora(self, "q", (e, h, d), ("embed", "heads", "head_dim"), pdt)
+    lora_kv = _lora(self, "kv", (e, 2, k, d), ("embed", None, "kv_heads", "head_dim"), pdt)
+    lora_o = _lora(self, "o", (h, d, e), ("heads", "head_dim", "embed"), pdt)
     x = x.astype(dt)
     q = _project("bte,ehd->bthd", x, wq.astype(dt), om)
     kv = _project("bte,eckd->btckd", x, wkv.astype(dt), om)
+    if lora_q is not None:
+      q = q + _lora_delta(lora_q, x, "bte,er->btr", "btr,rhd->bthd", cfg, dt)
+    if lora_kv is not None:
+      kv = kv + _lora_delta(lora_kv, x, "bte,er->btr", "btr,rckd->btckd", cfg, dt)
     if cfg.qkv_bias:
       q = q + _param(self, "q_bias", nn.initializers.zeros, (h, d), ("heads", "head_dim"),
                      pdt).astype(dt)
@@ -183,7 +216,11 @@ class Attention(nn.Module):
       out = _causal_attention(qg, new_k, new_v, token_mask, scale, cfg.attention_block, f32)
       # [b, kv_heads, group, t, d] straight into o: one contraction, no transpose back.
       wo = wo.reshape((e, k, g, d) if om else (k, g, d, e))
-      out = _project("bkgtd,kgde->bte", out.astype(dt), wo.astype(dt), om)
+      heads_out = out.astype(dt)
+      out = _project("bkgtd,kgde->bte", heads_out, wo.astype(dt), om)
+      if lora_o is not None:
+        out = out + _lora_delta(lora_o, heads_out, "bkgtd,kgdr->btr", "btr,re->bte", cfg, dt,
+                                (k, g, d, cfg.lora_rank))
     else:
       # Write first, then attend over the whole cache: the buffer flows carry -> update ->
       # read, so XLA updates it in place inside a decode loop instead of copying it.
@@ -202,7 +239,11 @@ class Attention(nn.Module):
       # Heads flattened on both sides: with separate (h, d) axes XLA:CPU picks a (d, h)
       # contraction order and copies the transposed o weight at every decode step.
       wo = wo.reshape((e, h * d) if om else (h * d, e))
-      out = _project("bti,ie->bte", out.reshape(b, t, h * d), wo.astype(dt), om)
+      heads_out = out.reshape(b, t, h * d)
+      out = _project("bti,ie->bte", heads_out, wo.astype(dt), om)
+      if lora_o is not None:
+        out = out + _lora_delta(lora_o, heads_out, "bti,ir->btr", "btr,re->bte", cfg, dt,
+                                (h * d, cfg.lora_rank))
     if cfg.o_bias:
       out = out + _param(self, "o_bias", nn.initializers.zeros, (e,), ("embed",), pdt).astype(dt)
     return out, new_k, new_v
@@ -266,8 +307,17 @@ class MLP(nn.Module):
     om = cfg.weights_out_major
     w_gu = _weight(self, "gate_up", (e, 2, f), ("embed", None, "mlp"), pdt, om)
     w_down = _weight(self, "down", (f, e), ("mlp", "embed"), pdt, om)
-    gu = _project("bte,ecf->btcf", x.astype(dt), w_gu.astype(dt), om)
-    return _project("btf,fe->bte", swiglu(gu), w_down.astype(dt), om)
+    lora_gu = _lora(self, "gate_up", (e, 2, f), ("embed", None, "mlp"), pdt)
+    lora_down = _lora(self, "down", (f, e), ("mlp", "embed"), pdt)
+    x = x.astype(dt)
+    gu = _project("bte,ecf->btcf", x, w_gu.astype(dt), om)
+    if lora_gu is not None:
+      gu = gu + _lora_delta(lora_gu, x, "bte,er->btr", "btr,rcf->btcf", cfg, dt)
+    act = swiglu(gu)
+    out = _project("btf,fe->bte", act, w_down.astype(dt), om)
+    if lora_down is not None:
+      out = out + _lora_delta(lora_down, act, "btf,fr->btr", "btr,re->bte", cfg, dt)
+    return out
 
 
 @jax.custom_vjp

@@ -90,14 +90,14 @@ def make_dpo_update(model: Decoder, cfg: DPOConfig, optimizer: optax.GradientTra
       terms = pair_terms(p, *mb)
       return terms["loss"].sum(), {k: v.sum() for k, v in terms.items()}
 
-    grad_fn = jax.value_and_grad(loss_sum, has_aux=True)
+    grad_fn, train, _ = optim.value_and_grad(loss_sum, params)
 
     def body(acc, mb):
-      (_, sums), g = grad_fn(params, mb)
+      (_, sums), g = grad_fn(train, mb)
       return jax.tree.map(lambda a, x: a + x.astype(jnp.float32), acc, g), sums
 
     micro = jax.tree.map(lambda x: optim.split_micro_batches(x, m), batch)
-    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), train)
     acc, sums = jax.lax.scan(body, zeros, micro)
     grads = jax.tree.map(lambda x: x / n, acc)
     grad_norm = optax.global_norm(grads)

@@ -95,14 +95,14 @@ def make_update(model: Decoder, cfg: GRPOConfig, optimizer: optax.GradientTransf
     m = cfg.micro_batches
     micro = jax.tree.map(lambda x: _split(x, m), batch)
     micro_adv = _split(advantages, m)
-    grad_fn = jax.value_and_grad(lambda p, mb, a: grpo_loss(model, cfg, p, mb, a, totals),
-                                 has_aux=True)
-    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    grad_fn, train, _ = optim.value_and_grad(
+        lambda p, mb, a: grpo_loss(model, cfg, p, mb, a, totals), params)
+    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), train)
 
     def body(carry, xs):
       acc, sum_g, sq = carry
       mb, a = xs
-      (loss_sum, aux), g = grad_fn(params, mb, a)
+      (loss_sum, aux), g = grad_fn(train, mb, a)
       aux = dict(aux, loss_sum=loss_sum)
       g = jax.tree.map(lambda x: x.astype(jnp.float32), g)
       acc = jax.tree.map(jnp.add, acc, g)

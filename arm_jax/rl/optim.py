@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from arm_jax import multihost
+from arm_jax.models import lora
 from arm_jax.xla_options import jit_training
 
 
@@ -49,26 +50,46 @@ def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
   return adamw
 
 
+def init_state(optimizer: optax.GradientTransformation, params: Any) -> Any:
+  """The optimizer state of the parameters that train: all of them, or a LoRA model's adapters
+  only (arm_jax.models.lora.split)."""
+  return optimizer.init(lora.trainable(params))
+
+
 def opt_state_shardings(optimizer: optax.GradientTransformation, params: Any,
                         param_shardings: Any, replicated: jax.sharding.Sharding) -> Any:
-  """Moments follow their parameter's sharding; counters and other scalars are replicated."""
-  abstract = jax.eval_shape(optimizer.init, params)
-  return optax.tree_map_params(optimizer, lambda _, s: s, abstract, param_shardings,
+  """Moments follow their parameter's sharding; counters and other scalars are replicated.
+  `params` and `param_shardings` are the whole model's; the state is init_state's."""
+  abstract = jax.eval_shape(lambda p: init_state(optimizer, p), params)
+  return optax.tree_map_params(optimizer, lambda _, s: s, abstract,
+                               lora.trainable(param_shardings),
                                transform_non_params=lambda _: replicated)
+
+
+def value_and_grad(loss: Callable[..., Any], params: Any) -> tuple[Callable[..., Any], Any, Any]:
+  """(grad_fn, trainable, frozen) for `loss(params, *args) -> (value, aux)`: grad_fn(trainable,
+  *args) gives ((value, aux), gradient of the trainable part only), the frozen part held
+  constant, so a LoRA model computes no weight gradients of its base (lora.split)."""
+  trainable_part, frozen = lora.split(params)
+  fn = jax.value_and_grad(lambda t, *args: loss(lora.combine(t, frozen), *args), has_aux=True)
+  return fn, trainable_part, frozen
 
 
 def apply_gradients(optimizer: optax.GradientTransformation, grads: Any, opt_state: Any,
                     params: Any, finite: jax.Array | None = None) -> tuple[Any, Any]:
-  """One optimizer step from f32 accumulated gradients (cast to each parameter's dtype). With
+  """One optimizer step from f32 accumulated gradients (cast to each parameter's dtype).
+  `grads` and `opt_state` cover the trainable part (value_and_grad); `params` is the whole
+  model's, returned with that part updated and the rest as it was. With
   `finite` (a boolean scalar) false, the step is skipped: parameters and optimizer state come
   back unchanged, so one non-finite loss or gradient never reaches the weights."""
-  grads_cast = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
-  updates, new_state = optimizer.update(grads_cast, opt_state, params)
-  new_params = optax.apply_updates(params, updates)
-  if finite is None:
-    return new_params, new_state
-  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
-  return keep(new_params, params), keep(new_state, opt_state)
+  train, frozen = lora.split(params)
+  grads_cast = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, train)
+  updates, new_state = optimizer.update(grads_cast, opt_state, train)
+  new_train = optax.apply_updates(train, updates)
+  if finite is not None:
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+    new_train, new_state = keep(new_train, train), keep(new_state, opt_state)
+  return lora.combine(new_train, frozen), new_state
 
 
 def finite_step(loss: jax.Array, grad_norm: jax.Array) -> jax.Array:

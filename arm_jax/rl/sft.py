@@ -217,14 +217,15 @@ def make_sft_update(model: Decoder, cfg: SFTConfig, optimizer: optax.GradientTra
     mask = loss_weights(batch, cfg.prompt_loss_weight)
     totals = (jnp.float32(n), jnp.maximum(mask.sum(), 1.0))
     _, denom = aggregate(jnp.zeros(mask.shape, jnp.float32), mask, *totals)
-    grad_fn = jax.value_and_grad(lambda p, mb: sft_loss(model, cfg, p, mb, totals), has_aux=True)
+    grad_fn, train, _ = optim.value_and_grad(
+        lambda p, mb: sft_loss(model, cfg, p, mb, totals), params)
 
     def body(acc, mb):
-      (loss_sum, aux), g = grad_fn(params, mb)
+      (loss_sum, aux), g = grad_fn(train, mb)
       acc = jax.tree.map(lambda a, x: a + x.astype(jnp.float32), acc, g)
       return acc, dict(aux, loss_sum=loss_sum)
 
-    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), train)
     micro = jax.tree.map(lambda x: optim.split_micro_batches(x, m), batch)
     acc, aux = jax.lax.scan(body, zeros, micro)
     grads = jax.tree.map(lambda x: x / denom, acc)  # micro sums / whole-batch denominator
@@ -276,7 +277,7 @@ def _placement(model: Decoder, optimizer, params, batch_size: int, mesh: Mesh | 
   A given (restored) opt_state is kept; otherwise a fresh one is laid out like the params.
   """
   if mesh is None:
-    return (optimizer.init(params) if opt_state is None else opt_state), None, None
+    return (optim.init_state(optimizer, params) if opt_state is None else opt_state), None, None
   rules = rules or sharding_lib.DEFAULT_RULES
   dp = math.prod(mesh.shape[a] for a in sharding_lib.batch_axes(mesh, rules))
   if batch_size % dp:
@@ -284,7 +285,7 @@ def _placement(model: Decoder, optimizer, params, batch_size: int, mesh: Mesh | 
   p_sh = param_shardings(model, mesh, rules)
   o_sh = opt_state_shardings(optimizer, params, p_sh, NamedSharding(mesh, P()))
   if opt_state is None:
-    opt_state = jax.jit(optimizer.init, out_shardings=o_sh)(params)
+    opt_state = jax.jit(lambda p: optim.init_state(optimizer, p), out_shardings=o_sh)(params)
   return opt_state, (p_sh, o_sh), sharding_lib.data_sharding(mesh, rules, 2)
 
 

@@ -38,12 +38,13 @@ class TrainerConfig:
 def init_opt_state(optimizer, policy: Policy) -> Any:
   """Fresh optimizer state laid out like the params (scalars replicated over the mesh)."""
   mesh = policy.model.mesh
+  init = lambda p: optim.init_state(optimizer, p)  # noqa: E731
   if mesh is None:
-    return jax.jit(optimizer.init)(policy.params)
+    return jax.jit(init)(policy.params)
   shardings = optim.opt_state_shardings(
       optimizer, policy.params, jax.tree.map(lambda x: x.sharding, policy.params),
       NamedSharding(mesh, PartitionSpec()))
-  return jax.jit(optimizer.init, out_shardings=shardings)(policy.params)
+  return jax.jit(init, out_shardings=shardings)(policy.params)
 
 
 # (model, GRPO settings, optimizer settings) -> jitted update; optimizers are pure functions of

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from arm_jax import config_sections
 from arm_jax.core import PreferencePair
 from arm_jax.prompts import load_template
 from arm_jax.rl.policy import Policy
@@ -31,7 +32,8 @@ def toy_architecture(config: ml_collections.ConfigDict):
   return toy_model.decoder_config(build_tokenizer(), num_layers=m.num_layers,
                                   hidden_size=m.hidden_size, num_heads=m.num_heads,
                                   num_kv_heads=m.num_kv_heads,
-                                  intermediate_size=m.intermediate_size)
+                                  intermediate_size=m.intermediate_size,
+                                  **config_sections.lora_overrides(m))
 
 
 @register_builder("toy", "toy")

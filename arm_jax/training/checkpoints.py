@@ -30,6 +30,7 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
 
 from arm_jax.core import ROLES
+from arm_jax.models import lora
 
 
 def _barrier(name: str) -> None:
@@ -287,7 +288,9 @@ def restore_policies(path: str, like: dict[str, Any], step: Optional[int] = None
   """({"generator": params, "judge": params}, meta) from checkpoint `step` (None = the newest) of
   the run at `path` (its workdir or checkpoints folder), placed like `like`. Only the two policies
   are read, so a checkpoint taken mid-run (optimizer states, references) restores as well as a
-  finished one. meta gains checkpoint_step and loses the cached rubrics."""
+  finished one. meta gains checkpoint_step and loses the cached rubrics. A LoRA model's
+  checkpoint holds its adapters only (arm_jax.models.lora): they are read into `like`'s, whose
+  base weights stay."""
   ckpt = TrainCheckpointer(checkpoints_dir(path, key), create=False)
   try:
     step = ckpt.latest_step() if step is None else step
@@ -300,7 +303,8 @@ def restore_policies(path: str, like: dict[str, Any], step: Optional[int] = None
       if missing:
         raise ValueError(f"{key}={path!r}: checkpoint {step} holds no {missing}")
       try:
-        state = ckpt.restore_state(step, {role: like[role] for role in ROLES}, partial=True)
+        state = ckpt.restore_state(step, {role: lora.trainable(like[role]) for role in ROLES},
+                                   partial=True)
       except ValueError as e:
         raise ValueError(f"{key}={path!r}: checkpoint {step} does not hold this config's "
                          f"models: {e}") from e
@@ -308,4 +312,4 @@ def restore_policies(path: str, like: dict[str, Any], step: Optional[int] = None
     ckpt.close()
   meta = {k: v for k, v in meta.items() if k != "rubric_cache"}
   meta["checkpoint_step"] = step
-  return {role: state[role] for role in ROLES}, meta
+  return {role: lora.combine(state[role], lora.split(like[role])[1]) for role in ROLES}, meta

@@ -29,7 +29,8 @@ from absl import logging
 
 from arm_jax import config_sections, multihost
 from arm_jax.core import ROLES
-from arm_jax.rl import heldout
+from arm_jax.models import lora
+from arm_jax.rl import heldout, optim
 from arm_jax.rl.schedule import plan
 from arm_jax.rl.sft import run_sft
 from arm_jax.rl.trainer import AlternatingTrainer
@@ -266,7 +267,8 @@ class _Run(RunBase):
 
   # ------------------------------------------------------------------------- state
   def _state(self) -> dict:
-    state = {role: p.params for role, p in self.policies.items()}
+    # A LoRA model's checkpoints hold its adapters only; the base reloads from model.path.
+    state = {role: lora.trainable(p.params) for role, p in self.policies.items()}
     if self.meta["stage"].startswith("sft") and self.sft_opt_state is not None:
       state["sft_opt"] = self.sft_opt_state
     if self.meta["stage"] == "rl":
@@ -274,7 +276,7 @@ class _Run(RunBase):
         if p.opt_state is not None:  # None: the warm start just ended, RL has not begun
           state[f"{role}_opt"] = p.opt_state
         if p.ref_params is not None:
-          state[f"{role}_ref"] = p.ref_params
+          state[f"{role}_ref"] = lora.trainable(p.ref_params)
     return state
 
   def save(self) -> None:
@@ -286,11 +288,12 @@ class _Run(RunBase):
 
   def _like(self, meta: dict) -> dict:
     """The arrays a checkpoint with this meta holds, as live arrays to restore into."""
-    like = {role: p.params for role, p in self.policies.items()}
+    like = {role: lora.trainable(p.params) for role, p in self.policies.items()}
     keys = set(meta["state_keys"])
     if "sft_opt" in keys:
       role = meta["stage"].split("_", 1)[1]
-      like["sft_opt"] = jax.jit(self.setup.sft_optimizer.init)(self.policies[role].params)
+      like["sft_opt"] = jax.jit(lambda p: optim.init_state(self.setup.sft_optimizer, p))(
+          self.policies[role].params)
     if meta["stage"] == "rl":
       if self.trainer is None:
         self._make_trainer()  # fresh optimizer states: kept when the checkpoint has none
@@ -298,7 +301,7 @@ class _Run(RunBase):
         if f"{role}_opt" in keys:
           like[f"{role}_opt"] = p.opt_state
         if f"{role}_ref" in keys:
-          like[f"{role}_ref"] = p.params
+          like[f"{role}_ref"] = lora.trainable(p.params)
     return like
 
   def resume(self) -> bool:
@@ -307,11 +310,12 @@ class _Run(RunBase):
       return False
     step, meta, state = found
     for role, p in self.policies.items():
-      p.params = state[role]
+      frozen = lora.split(p.params)[1]
+      p.params = lora.combine(state[role], frozen)
       if f"{role}_opt" in state:
         p.opt_state = state[f"{role}_opt"]
       if f"{role}_ref" in state:
-        p.ref_params = state[f"{role}_ref"]
+        p.ref_params = lora.combine(state[f"{role}_ref"], frozen)
       elif p.ref_params is not None:  # saved before RL began: the reference is the policy now
         p.ref_params = jax.tree.map(jnp.copy, p.params)
     self.sft_opt_state = state.get("sft_opt")

@@ -194,7 +194,8 @@ def _pretrained(config: ml_collections.ConfigDict, mesh, rules) -> Built:
     start = time.perf_counter()
     model, params = load_pretrained(path, dtype=m.dtype, mesh=mesh, rules=rules,
                                     compute_dtype=m.compute_dtype or m.dtype,
-                                    remat_policy=m.remat_policy)
+                                    remat_policy=m.remat_policy,
+                                    **config_sections.lora_overrides(m))
     loaded[path] = (model, load_tokenizer(path), params)
     logging.info("loaded %s (%.1fM params, %s) on mesh %s in %.1fs", path,
                  model.config.num_params / 1e6, m.dtype, dict(mesh.shape),
