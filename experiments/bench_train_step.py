@@ -24,7 +24,10 @@ printed for the jax variants. Ratios use best times.
 
   python experiments/bench_train_step.py [--batch 8] [--seq_len 512] [--repeats 3]
       [--skip_torch] [--skip_full_logits] [--remat_policy dots_with_no_batch_dims|none|...]
-      [--scan_layers 1|0] [--small]
+      [--scan_layers 1|0] [--small] [--lora_rank R]
+
+--lora_rank R adapts every projection with rank-R LoRA (arm_jax.models.lora): grpo and fwd_bwd
+then differentiate (and grpo updates) the adapters only, as a LoRA run trains.
 
 --small runs a tiny random Llama (written to a temporary HF directory that both arm_jax and
 transformers load) at batch 4 x 64 tokens unless --batch/--seq_len say otherwise: a smoke test
@@ -69,6 +72,8 @@ def _parse():
   p.add_argument("--scan_layers", type=int, choices=(0, 1), default=1,
                  help="1: the decoder's layers in one lax.scan (the library default); 0: unrolled, "
                       "one compiled body per layer")
+  p.add_argument("--lora_rank", type=int, default=0,
+                 help="LoRA rank of the arm_jax variants (alpha 2 * rank); 0 = full fine-tuning")
   p.add_argument("--skip_torch", action="store_true")
   p.add_argument("--skip_full_logits", action="store_true")
   p.add_argument("--small", action="store_true", help="tiny random model: a smoke test")
@@ -173,14 +178,16 @@ def run_jax(variant: str) -> dict:
   from arm_jax.models import load_pretrained
   from arm_jax.rl.grpo import GRPOConfig, RolloutBatch, make_update, sequence_logprobs
   from arm_jax.rl.logprobs import SequenceBatch, token_logprobs
-  from arm_jax.rl.optim import OptimizerConfig, make_optimizer
+  from arm_jax.models import lora
+  from arm_jax.rl.optim import OptimizerConfig, init_state, make_optimizer
   from arm_jax.xla_options import configure_process, jit_training
 
   configure_process()  # as the package's entry points do
 
   start = time.perf_counter()
   model, params = load_pretrained(ARGS.checkpoint, remat_policy=ARGS.remat_policy,
-                                  scan_layers=bool(ARGS.scan_layers))
+                                  scan_layers=bool(ARGS.scan_layers), lora_rank=ARGS.lora_rank,
+                                  lora_alpha=2.0 * max(ARGS.lora_rank, 1))
   cfg = model.config
   tokens, loss_mask = make_tokens(cfg.vocab_size)
   # As a rollout: the completion starts at a fixed column, so the head skips the prompt.
@@ -190,7 +197,7 @@ def run_jax(variant: str) -> dict:
   load_s = time.perf_counter() - start
   rss_loaded = rss_bytes()
   print(f"  {jax.devices()[0].platform} x{len(jax.devices())}, jax {jax.__version__}, remat "
-        f"{cfg.remat_policy}, scan_layers {cfg.scan_layers}; "
+        f"{cfg.remat_policy}, scan_layers {cfg.scan_layers}, lora_rank {cfg.lora_rank}; "
         f"loaded in {load_s:.1f}s, rss {rss_loaded / GB:.2f} GB")
   mask_f = seq.loss_mask.astype(jnp.float32)
 
@@ -199,7 +206,7 @@ def run_jax(variant: str) -> dict:
                       beta=0.001, mu=1, loss_aggregation="seq_mean_token_mean",
                       micro_batches=1, logprob_chunk=ARGS.chunk)
     optimizer = make_optimizer(OptimizerConfig(learning_rate=1e-6))
-    opt_state = optimizer.init(params)
+    opt_state = init_state(optimizer, params)  # the adapters' only with --lora_rank
     logp = sequence_logprobs(model, ARGS.chunk)(params, seq)  # the reference policy = start
     rng = np.random.RandomState(1)
     noise = jnp.asarray(0.02 * rng.randn(*tokens.shape).astype(np.float32)) * mask_f
@@ -244,16 +251,17 @@ def run_jax(variant: str) -> dict:
         picked = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
         m = mask_f[:, 1:]
         return -(picked * m).sum() / m.sum()
-    fn = jit_training(jax.value_and_grad(loss_fn))
+    trainable, frozen = lora.split(params)  # everything, or the adapters with --lora_rank
+    fn = jit_training(jax.value_and_grad(lambda t, f: loss_fn(lora.combine(t, f))))
     start = time.perf_counter()
-    compiled = fn.lower(params).compile()
+    compiled = fn.lower(trainable, frozen).compile()
     compile_s = time.perf_counter() - start
     memory = _memory_analysis(compiled)
     state = {"out": None}
 
     def step():
       state["out"] = None  # as torch's zero_grad(set_to_none=True): last step's grads go first
-      out = compiled(params)
+      out = compiled(trainable, frozen)
       jax.block_until_ready(out)
       state["out"] = out
 
@@ -344,7 +352,8 @@ def run_child(variant: str, checkpoint: str) -> dict | None:
          "--batch", str(ARGS.batch), "--seq_len", str(ARGS.seq_len),
          "--prompt_len", str(ARGS.prompt_len), "--group_size", str(ARGS.group_size),
          "--repeats", str(ARGS.repeats), "--chunk", str(ARGS.chunk),
-         "--threads", str(ARGS.threads), "--scan_layers", str(ARGS.scan_layers)]
+         "--threads", str(ARGS.threads), "--scan_layers", str(ARGS.scan_layers),
+         "--lora_rank", str(ARGS.lora_rank)]
   if ARGS.remat_policy is not None:
     cmd += ["--remat_policy", ARGS.remat_policy]
   print(f"[{variant}] subprocess", flush=True)

@@ -202,6 +202,112 @@ def write_jsonl(path: str, rows: Sequence[dict]) -> None:
   os.replace(tmp, path)
 
 
+# --- the archive: a run's durable files across machines ---------------------------------------------
+
+# Files an archive stores gzipped (text); anything else is stored as it is.
+_TEXT = (".jsonl", ".json", ".log", ".md", ".txt", ".csv")
+ARCHIVE_MANIFEST = "MANIFEST.json"
+ARCHIVE_MAX_MB = 25.0  # larger files (a full model's checkpoint) are skipped and named
+
+
+def _archived_name(rel: str) -> str:
+  return rel + ".gz" if rel.endswith(_TEXT) else rel
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "wb") as f:
+    f.write(data)
+  os.replace(path + ".tmp", path)
+
+
+def sync_archive(workdir: str, archive: str, max_mb: float = ARCHIVE_MAX_MB) -> dict:
+  """Copies WORKDIR's files into ARCHIVE (text gzipped, deterministically: an unchanged file
+  gives the same bytes, so a version-controlled archive does not churn), with a manifest of
+  each file's size and sha256. Files over `max_mb` are skipped and named in the result, as are
+  temporary files; files the archive holds but the workdir no longer has are removed.
+  Returns {"copied", "unchanged", "removed", "skipped": {rel: reason}, "bytes"}."""
+  import gzip  # pylint: disable=import-outside-toplevel
+  manifest_path = os.path.join(archive, ARCHIVE_MANIFEST)
+  old = {}
+  if os.path.isfile(manifest_path):
+    with open(manifest_path, encoding="utf-8") as f:
+      old = json.load(f)["files"]
+  files, skipped, copied, unchanged = {}, {}, 0, 0
+  for root, dirs, names in os.walk(workdir):
+    dirs.sort()
+    for name in sorted(names):
+      src = os.path.join(root, name)
+      rel = os.path.relpath(src, workdir).replace(os.sep, "/")
+      if name.endswith(".tmp") or ".orbax-checkpoint-tmp" in rel:
+        skipped[rel] = "temporary"
+        continue
+      size = os.path.getsize(src)
+      if size > max_mb * 1e6:
+        skipped[rel] = f"{size / 1e6:.1f} MB > {max_mb:g} MB"
+        continue
+      with open(src, "rb") as f:
+        data = f.read()
+      if rel.endswith(".jsonl"):  # a running stage may be mid-line: its complete lines only
+        data = data[:data.rfind(b"\n") + 1]
+      import hashlib  # pylint: disable=import-outside-toplevel
+      files[rel] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+      dest = os.path.join(archive, _archived_name(rel))
+      if old.get(rel) == files[rel] and os.path.isfile(dest):
+        unchanged += 1
+        continue
+      if dest.endswith(".gz") and not rel.endswith(".gz"):
+        data = gzip.compress(data, compresslevel=9, mtime=0)
+      _write_atomic(dest, data)
+      copied += 1
+  removed = 0
+  for rel in set(old) - set(files):
+    if rel in skipped:
+      continue  # still in the workdir, now too large or mid-write: keep the archived copy
+    dest = os.path.join(archive, _archived_name(rel))
+    if os.path.isfile(dest):
+      os.remove(dest)
+      removed += 1
+  kept = {**{r: old[r] for r in old if r in skipped}, **files}
+  _write_atomic(manifest_path, json.dumps({"files": dict(sorted(kept.items()))}, indent=0)
+                .encode())
+  total = sum(os.path.getsize(os.path.join(archive, _archived_name(r))) for r in kept
+              if os.path.isfile(os.path.join(archive, _archived_name(r))))
+  return dict(copied=copied, unchanged=unchanged, removed=removed, skipped=skipped, bytes=total)
+
+
+def restore_archive(workdir: str, archive: str) -> dict:
+  """Puts every file of ARCHIVE's manifest that WORKDIR lacks back in place (a fresh machine
+  resumes where the archived run stopped); files WORKDIR has are its own and stay. A file whose
+  content does not match its manifest entry is an error naming it. Returns {"restored",
+  "present"}."""
+  import gzip  # pylint: disable=import-outside-toplevel
+  manifest_path = os.path.join(archive, ARCHIVE_MANIFEST)
+  if not os.path.isfile(manifest_path):
+    return dict(restored=0, present=0)
+  with open(manifest_path, encoding="utf-8") as f:
+    files = json.load(f)["files"]
+  restored = present = 0
+  for rel, entry in files.items():
+    dest = os.path.join(workdir, rel)
+    if os.path.exists(dest):
+      present += 1
+      continue
+    src = os.path.join(archive, _archived_name(rel))
+    if not os.path.isfile(src):
+      raise FileNotFoundError(f"{manifest_path}: lists {rel} but {src} is missing")
+    with open(src, "rb") as f:
+      data = f.read()
+    if src.endswith(".gz") and not rel.endswith(".gz"):
+      data = gzip.decompress(data)
+    import hashlib  # pylint: disable=import-outside-toplevel
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+      raise ValueError(f"{src}: content does not match {manifest_path}'s sha256 for {rel}")
+    _write_atomic(dest, data)
+    restored += 1
+  return dict(restored=restored, present=present)
+
+
 # --- running stages -------------------------------------------------------------------------------
 
 class Pipeline:
@@ -636,17 +742,56 @@ def parse_sizes(text: str) -> dict[str, Any]:
   return out
 
 
+# The stages that read each size: a size may change on resume until one of them has started.
+_DATA_STAGES = ("prompts", "pairs", "ifeval_pairs")
+SIZE_STAGES = {
+    **{k: _DATA_STAGES for k in ("rm_prompts", "variants", "dpo_base_fraction",
+                                 "held_out_fraction", "samples", "max_new_tokens",
+                                 "batch_prompts", "max_prompt_tokens")},
+    "ifeval_prompts": ("ifeval_pairs",), "rl_fraction": ("split",),
+    **{k: ("train",) for k in ("sft_judge_steps", "sft_generator_steps", "rounds",
+                               "steps_per_phase")},
+    "eval_pairs": ("evaluate_rm",),
+    **{k: ("dpo_checker", "dpo_sft", "dpo_rl") for k in ("dpo_iterations", "dpo_prompts",
+                                                         "ifeval_eval_prompts")},
+}
+
+
+def _started(workdir: str, stage: str) -> bool:
+  return any(os.path.isfile(os.path.join(workdir, "stages", f"{stage}{suffix}.json"))
+             for suffix in ("", ".partial"))
+
+
 def _load_plan(workdir: str, budget_hours: Optional[float], overrides: dict[str, Any]) -> Sizes:
+  """The workdir's sizes: planned at the first start, fixed after. A later --sizes may change a
+  size none of whose stages (SIZE_STAGES) has started; the change is kept in plan.json."""
   path = os.path.join(workdir, "plan.json")
   if os.path.isfile(path):
     with open(path, encoding="utf-8") as f:
       saved = json.load(f)
-    asked = dict(budget_hours=budget_hours, overrides=overrides)
-    changed = [f"--{k} {saved.get(k)!r} then, {v!r} now" for k, v in asked.items()
-               if v not in (None, {}) and saved.get(k) != v]
-    if changed:
-      raise ValueError(f"{workdir} was planned with other sizes ({'; '.join(changed)}). Resume "
-                       "without them (or with the same), or use another --workdir")
+    if budget_hours is not None and saved.get("budget_hours") != budget_hours:
+      raise ValueError(f"{workdir} was planned with --budget_hours "
+                       f"{saved.get('budget_hours')!r}, not {budget_hours!r}. Resume without "
+                       "it, change single sizes with --sizes, or use another --workdir")
+    sizes = saved["sizes"]
+    changes = {k: v for k, v in overrides.items() if sizes.get(k) != v}
+    late = {k: [s for s in SIZE_STAGES.get(k, STAGES) if _started(workdir, s)]
+            for k in changes}
+    late = {k: v for k, v in late.items() if v}
+    if late:
+      raise ValueError(f"{workdir} was planned with other sizes: " + "; ".join(
+          f"{k} {sizes.get(k)!r} then, {changes[k]!r} now, and {', '.join(v)} has started"
+          for k, v in late.items()) + ". Resume without them (or with the same), or use "
+          "another --workdir")
+    if changes:
+      saved.setdefault("changes", []).append(
+          {k: [sizes.get(k), v] for k, v in changes.items()})
+      saved["sizes"] = {**sizes, **changes}
+      saved["overrides"] = {**saved.get("overrides", {}), **changes}
+      saved["estimate_seconds"] = estimate(Sizes(**saved["sizes"]))
+      with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(saved, f, indent=1)
+      os.replace(path + ".tmp", path)
     return Sizes(**saved["sizes"])
   sizes = dataclasses.replace(plan(budget_hours), **overrides)
   os.makedirs(workdir, exist_ok=True)
@@ -691,6 +836,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     f"space-separated, after the pipeline's own (write --{job}_flags=\"--config.a=1 "
                     "--config.b=2\")")
   ap.add_argument("--dry_run", action="store_true", help="print the sizes and estimates only")
+  ap.add_argument("--archive", default="", help="a directory (results/real_lm for the measured "
+                  "run) that keeps the run's durable files: restored into WORKDIR at start, "
+                  "brought up to date after each stage and at exit, so that a fresh machine "
+                  "resumes the run where it stopped")
+  ap.add_argument("--archive_only", action="store_true", help="bring --archive up to date from "
+                  "WORKDIR and exit (safe while the pipeline runs in another process)")
   args = ap.parse_args(argv)
   try:
     return _main(args)
@@ -698,7 +849,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     raise SystemExit(f"error: {err}") from None
 
 
+def _sync(args: argparse.Namespace) -> None:
+  out = sync_archive(args.workdir, args.archive)
+  skipped = "; ".join(f"{k} ({v})" for k, v in out["skipped"].items() if v != "temporary")
+  print(f"[archive] {args.archive}: {out['copied']} files written, {out['unchanged']} unchanged, "
+        f"{out['removed']} removed, {out['bytes'] / 1e6:.1f} MB in all"
+        + (f"; skipped {skipped}" if skipped else ""), flush=True)
+
+
 def _main(args: argparse.Namespace) -> int:
+  if args.archive_only:
+    if not args.archive:
+      raise ValueError("--archive_only needs --archive DIR")
+    _sync(args)
+    return 0
+  if args.archive and not args.dry_run:
+    os.makedirs(args.workdir, exist_ok=True)
+    out = restore_archive(args.workdir, args.archive)
+    print(f"[archive] {args.archive}: {out['restored']} files restored into {args.workdir} "
+          f"({out['present']} already there)", flush=True)
+  try:
+    return _run(args)
+  finally:
+    if args.archive and not args.dry_run:
+      _sync(args)
+
+
+def _run(args: argparse.Namespace) -> int:
   overrides = parse_sizes(args.sizes)
   if args.dry_run:
     sizes = dataclasses.replace(plan(args.budget_hours), **overrides)
@@ -727,6 +904,8 @@ def _main(args: argparse.Namespace) -> int:
     if missing:
       raise SystemExit(f"stage {stage} needs {', '.join(missing)} done first")
     pipeline.run(stage)
+    if args.archive:
+      _sync(args)
   return 0
 
 

@@ -58,10 +58,82 @@ def test_a_workdir_keeps_the_sizes_it_was_planned_with(tmp_path):
   assert first.rounds == 1 and first == dataclasses.replace(pipeline.plan(6.0), rounds=1)
   assert pipeline._load_plan(work, None, {}) == first  # a resume
   assert pipeline._load_plan(work, 6.0, {"rounds": 1}) == first
-  with pytest.raises(ValueError, match="--budget_hours 6.0 then, 8.0 now"):
+  with pytest.raises(ValueError, match="--budget_hours 6.0, not 8.0"):
     pipeline._load_plan(work, 8.0, {})
-  with pytest.raises(ValueError, match="--overrides"):
-    pipeline._load_plan(work, None, {"rounds": 2})
+  # A size may change until a stage that reads it starts; the change is recorded.
+  os.makedirs(os.path.join(work, "stages"))
+  with open(os.path.join(work, "stages", "pairs.partial.json"), "w") as f:
+    json.dump({"seconds": 10.0}, f)
+  second = pipeline._load_plan(work, None, {"rounds": 2})
+  assert second == dataclasses.replace(first, rounds=2)
+  assert pipeline._load_plan(work, None, {}) == second
+  with open(os.path.join(work, "plan.json")) as f:
+    assert json.load(f)["changes"] == [{"rounds": [1, 2]}]
+  with pytest.raises(ValueError, match=r"rm_prompts .* pairs has started"):
+    pipeline._load_plan(work, None, {"rm_prompts": first.rm_prompts + 1})
+  with open(os.path.join(work, "stages", "train.json"), "w") as f:
+    json.dump({"seconds": 10.0}, f)
+  with pytest.raises(ValueError, match=r"rounds 2 then, 3 now, and train has started"):
+    pipeline._load_plan(work, None, {"rounds": 3})
+
+
+# --- the archive ------------------------------------------------------------------------------------
+
+def _tree(root):
+  out = {}
+  for base, _, names in os.walk(root):
+    for name in names:
+      path = os.path.join(base, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, root)] = f.read()
+  return out
+
+
+def test_an_archive_restores_a_workdir_on_a_fresh_machine_and_does_not_churn(tmp_path):
+  work, archive, fresh = (str(tmp_path / n) for n in ("w", "archive", "fresh"))
+  files = {"plan.json": b'{"sizes": {}}', "stages/pairs.partial.json": b'{"seconds": 5.0}',
+           "pairs/responses.jsonl": b'{"prompt": "a"}\n{"prompt": "b"}\n{"pro',  # mid-line
+           "train/checkpoints/7/state/array.bin": bytes(range(256)) * 40,
+           "train/checkpoints/7.orbax-checkpoint-tmp/x": b"partial save",
+           "dpo_rl/checkpoints/9/big.bin": b"\0" * 3_000_000}
+  for rel, data in files.items():
+    os.makedirs(os.path.dirname(os.path.join(work, rel)), exist_ok=True)
+    with open(os.path.join(work, rel), "wb") as f:
+      f.write(data)
+  out = pipeline.sync_archive(work, archive, max_mb=2.0)
+  assert out["copied"] == 4 and out["skipped"] == {
+      "train/checkpoints/7.orbax-checkpoint-tmp/x": "temporary",
+      "dpo_rl/checkpoints/9/big.bin": "3.0 MB > 2 MB"}
+  stored = _tree(archive)
+  assert "pairs/responses.jsonl.gz" in stored and "plan.json.gz" in stored
+  assert "train/checkpoints/7/state/array.bin" in stored  # binary: as it is
+  # Unchanged files give the same bytes (gzip without a timestamp): nothing to commit.
+  again = pipeline.sync_archive(work, archive, max_mb=2.0)
+  assert again["copied"] == 0 and again["unchanged"] == 4 and _tree(archive) == stored
+  restored = pipeline.restore_archive(fresh, archive)
+  assert restored == {"restored": 4, "present": 0}
+  back = _tree(fresh)
+  assert back["pairs/responses.jsonl"] == b'{"prompt": "a"}\n{"prompt": "b"}\n'  # whole lines
+  assert back["train/checkpoints/7/state/array.bin"] == files["train/checkpoints/7/state/array.bin"]
+  assert set(back) == {"plan.json", "stages/pairs.partial.json", "pairs/responses.jsonl",
+                       "train/checkpoints/7/state/array.bin"}
+  # A workdir's own files stay; a stage that finished replaces its partial record.
+  with open(os.path.join(fresh, "plan.json"), "wb") as f:
+    f.write(b"mine")
+  os.remove(os.path.join(fresh, "stages/pairs.partial.json"))
+  with open(os.path.join(fresh, "stages/pairs.json"), "wb") as f:
+    f.write(b'{"seconds": 9.0}')
+  assert pipeline.restore_archive(fresh, archive)["restored"] == 1  # only the partial comes back
+  assert _tree(fresh)["plan.json"] == b"mine"
+  os.remove(os.path.join(fresh, "stages/pairs.partial.json"))
+  out = pipeline.sync_archive(fresh, archive, max_mb=2.0)
+  assert out["removed"] == 1 and "stages/pairs.partial.json.gz" not in _tree(archive)
+  assert "stages/pairs.json.gz" in _tree(archive)
+  # A corrupted archive file is named, not restored.
+  with open(os.path.join(archive, "train/checkpoints/7/state/array.bin"), "r+b") as f:
+    f.write(b"X")
+  with pytest.raises(ValueError, match="array.bin: content does not match"):
+    pipeline.restore_archive(str(tmp_path / "fresh2"), archive)
 
 
 # --- splits by base instruction -------------------------------------------------------------------
