@@ -528,7 +528,8 @@ class Pipeline:
         *([] if self.sizes.ifeval_prompts else ["--config.benchmarks=('synthetic_if',)"]),
         *self.flags.get("evaluate", ())])
     with open(os.path.join(work, "results.json"), encoding="utf-8") as f:
-      return {"results": os.path.join(work, "results.json"), "rows": len(json.load(f))}
+      # Paths in stage records are relative to WORKDIR: an archived run resumes anywhere.
+      return {"results": os.path.join("evaluate_rm", "results.json"), "rows": len(json.load(f))}
 
   def _dpo(self, stage: str) -> dict:
     s = self.sizes
@@ -543,19 +544,19 @@ class Pipeline:
          f"--config.eval.max_prompts={s.ifeval_eval_prompts}",
          f"--config.eval.at_start={labeller == 'checker'}",  # the base scored once
          *DPO_FLAGS]
+    # The policy loads the base model itself in every run: a LoRA reward model's own model
+    # carries adapters, and the three policies must train alike.
+    o.append(f"--config.actor.path={self.model or self._shipped()}")
     if labeller == "checker":
-      o += ["--config.reward_model.kind=checker", "--config.reward_model.workdir=",
-            f"--config.actor.path={self.model or self._shipped()}"]
+      o += ["--config.reward_model.kind=checker", "--config.reward_model.workdir="]
     else:
       o += [f"--config.reward_model.workdir={self.path('train')}",
             f"--config.reward_model.checkpoint={'warm_start' if labeller == 'sft' else 'latest'}"]
-      if self.model:
-        o.append(f"--config.actor.path={self.model}")
     self.command(stage, o + self.flags.get("policy", []))
     evals = sorted(f for f in os.listdir(os.path.join(work, "eval")) if f.endswith(".json"))
     labels = [r for r in read_jsonl(os.path.join(work, "metrics.jsonl"))
               if r.get("phase") == "label"]
-    return dict(evals=[os.path.join(work, "eval", f) for f in evals],
+    return dict(evals=[os.path.join(stage, "eval", f) for f in evals],
                 labels=[{k: r.get(k) for k in ("iteration", "pairs", "kept", "inconsistent")}
                         for r in labels])
 
@@ -600,16 +601,16 @@ def build_report(p: Pipeline) -> dict:
     if stages[name] and "not_run" not in stages[name]["outputs"]:
       out[name] = stages[name]["outputs"]
   if stages["evaluate_rm"]:
-    with open(stages["evaluate_rm"]["outputs"]["results"], encoding="utf-8") as f:
+    with open(p.path(stages["evaluate_rm"]["outputs"]["results"]), encoding="utf-8") as f:
       out["reward_model"] = reward_model_rows(json.load(f))
   base = stages["dpo_checker"]
   policies = {}
   if base:
-    evals = base["outputs"]["evals"]
+    evals = [p.path(e) for e in base["outputs"]["evals"]]
     policies["base"] = _ifeval_side(evals[0])  # unit 0: the starting policy
   for stage, labeller in LABELLERS.items():
     if stages[stage]:
-      policies[labeller] = _ifeval_side(stages[stage]["outputs"]["evals"][-1])
+      policies[labeller] = _ifeval_side(p.path(stages[stage]["outputs"]["evals"][-1]))
   if policies:
     out["ifeval"] = {}
     for name, side in policies.items():
