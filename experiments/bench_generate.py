@@ -10,7 +10,11 @@ FLOPs / measured skinny-matmul throughput. The reported fraction is roofline tim
 Each side runs in its own subprocess: torch's OpenMP threads, once started, keep competing
 with XLA's for the same cores (measured: 57.8 -> 49.5 tok/s at batch 8 in a shared process).
 
-  python experiments/bench_generate.py [--batches 8,32] [--repeats 2]
+  python experiments/bench_generate.py [--batches 8,32] [--repeats 2] [--dtype bfloat16]
+      [--skip_torch]
+
+--dtype loads arm_jax's weights in that dtype (its matmuls run in it); transformers stays in
+float32, so with bfloat16 the "equal tokens" figure measures bf16's drift from f32 greedy.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ def _parse():
   p.add_argument("--repeats", type=int, default=2)
   p.add_argument("--threads", type=int, default=os.cpu_count(),
                  help="torch threads; XLA uses one per core, so keep the default to match")
+  p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                 help="arm_jax's parameter and matmul dtype")
+  p.add_argument("--skip_torch", action="store_true", help="arm_jax only")
   p.add_argument("--only", choices=["arm_jax", "torch"], help=argparse.SUPPRESS)
   p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
   p.add_argument("--tokens_out", help=argparse.SUPPRESS)
@@ -104,7 +111,7 @@ def _child() -> None:
   """One side, one batch size: prints `first_s best_s` and saves the generated tokens."""
   path = assets.smollm2_gguf()
   if ARGS.only == "arm_jax":
-    model, params = load_pretrained(path)
+    model, params = load_pretrained(path, dtype=ARGS.dtype)
     vocab = model.config.vocab_size
     # No stop token: an id outside the vocabulary can never be emitted.
     sampler = Sampler(model, stop_ids=[vocab], pad_id=0)
@@ -139,7 +146,7 @@ def _child() -> None:
 def _run_child(side: str, batch: int, tokens_out: str) -> tuple[float, float, np.ndarray]:
   cmd = [sys.executable, os.path.abspath(__file__), "--only", side, "--batch", str(batch),
          "--repeats", str(ARGS.repeats), "--threads", str(ARGS.threads),
-         "--tokens_out", tokens_out]
+         "--tokens_out", tokens_out, "--dtype", ARGS.dtype]
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
   lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
   if proc.returncode or not lines:
@@ -158,15 +165,17 @@ def main():
   with tempfile.TemporaryDirectory() as tmp:
     for batch in [int(b) for b in ARGS.batches.split(",")]:
       first, ours, our_tokens = _run_child("arm_jax", batch, os.path.join(tmp, "a.npy"))
-      _, theirs, ref_tokens = _run_child("torch", batch, os.path.join(tmp, "t.npy"))
-      same = (ref_tokens == our_tokens).mean()
       roof = roofline_seconds(model.config, batch, big, skinny, bw)
       tok = batch * NEW_TOKENS
-      speedups[batch] = theirs / ours
-      print(f"batch {batch}: arm_jax {tok / ours:.1f} new tok/s ({ours:.2f}s/call, compile "
-            f"{max(first - ours, 0):.1f}s), transformers {tok / theirs:.1f} new tok/s "
-            f"({theirs:.2f}s/call); roofline {tok / roof:.1f} new tok/s ({roof:.2f}s/call), "
-            f"arm_jax reaches {roof / ours:.0%}; greedy tokens equal to transformers: {same:.1%}")
+      line = (f"batch {batch}: arm_jax ({ARGS.dtype}) {tok / ours:.1f} new tok/s "
+              f"({ours:.2f}s/call, compile {max(first - ours, 0):.1f}s); roofline (f32) "
+              f"{tok / roof:.1f} new tok/s ({roof:.2f}s/call), arm_jax reaches {roof / ours:.0%}")
+      if not ARGS.skip_torch:
+        _, theirs, ref_tokens = _run_child("torch", batch, os.path.join(tmp, "t.npy"))
+        speedups[batch] = theirs / ours
+        line += (f"; transformers {tok / theirs:.1f} new tok/s ({theirs:.2f}s/call), greedy "
+                 f"tokens equal to transformers: {(ref_tokens == our_tokens).mean():.1%}")
+      print(line, flush=True)
   for batch, s in speedups.items():
     print(f"generate_speedup_vs_transformers_b{batch}: {s:.2f}")
 

@@ -24,7 +24,7 @@ printed for the jax variants. Ratios use best times.
 
   python experiments/bench_train_step.py [--batch 8] [--seq_len 512] [--repeats 3]
       [--skip_torch] [--skip_full_logits] [--remat_policy dots_with_no_batch_dims|none|...]
-      [--scan_layers 1|0] [--small] [--lora_rank R]
+      [--scan_layers 1|0] [--small] [--lora_rank R] [--compute_dtype bfloat16]
 
 --lora_rank R adapts every projection with rank-R LoRA (arm_jax.models.lora): grpo and fwd_bwd
 then differentiate (and grpo updates) the adapters only, as a LoRA run trains.
@@ -72,6 +72,8 @@ def _parse():
   p.add_argument("--scan_layers", type=int, choices=(0, 1), default=1,
                  help="1: the decoder's layers in one lax.scan (the library default); 0: unrolled, "
                       "one compiled body per layer")
+  p.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"),
+                 help="the arm_jax variants' matmul dtype (parameters stay float32)")
   p.add_argument("--lora_rank", type=int, default=0,
                  help="LoRA rank of the arm_jax variants (alpha 2 * rank); 0 = full fine-tuning")
   p.add_argument("--skip_torch", action="store_true")
@@ -187,6 +189,7 @@ def run_jax(variant: str) -> dict:
   start = time.perf_counter()
   model, params = load_pretrained(ARGS.checkpoint, remat_policy=ARGS.remat_policy,
                                   scan_layers=bool(ARGS.scan_layers), lora_rank=ARGS.lora_rank,
+                                  compute_dtype=ARGS.compute_dtype,
                                   lora_alpha=2.0 * max(ARGS.lora_rank, 1))
   cfg = model.config
   tokens, loss_mask = make_tokens(cfg.vocab_size)
@@ -197,7 +200,8 @@ def run_jax(variant: str) -> dict:
   load_s = time.perf_counter() - start
   rss_loaded = rss_bytes()
   print(f"  {jax.devices()[0].platform} x{len(jax.devices())}, jax {jax.__version__}, remat "
-        f"{cfg.remat_policy}, scan_layers {cfg.scan_layers}, lora_rank {cfg.lora_rank}; "
+        f"{cfg.remat_policy}, scan_layers {cfg.scan_layers}, lora_rank {cfg.lora_rank}, "
+        f"matmuls {cfg.dtype}; "
         f"loaded in {load_s:.1f}s, rss {rss_loaded / GB:.2f} GB")
   mask_f = seq.loss_mask.astype(jnp.float32)
 
@@ -353,7 +357,7 @@ def run_child(variant: str, checkpoint: str) -> dict | None:
          "--prompt_len", str(ARGS.prompt_len), "--group_size", str(ARGS.group_size),
          "--repeats", str(ARGS.repeats), "--chunk", str(ARGS.chunk),
          "--threads", str(ARGS.threads), "--scan_layers", str(ARGS.scan_layers),
-         "--lora_rank", str(ARGS.lora_rank)]
+         "--lora_rank", str(ARGS.lora_rank), "--compute_dtype", ARGS.compute_dtype]
   if ARGS.remat_policy is not None:
     cmd += ["--remat_policy", ARGS.remat_policy]
   print(f"[{variant}] subprocess", flush=True)
