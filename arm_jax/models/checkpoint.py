@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 from arm_jax import multihost
 from arm_jax import sharding as sharding_lib
 from arm_jax.models.config import DecoderConfig, dtype_from_name
-from arm_jax.models import lora
+from arm_jax.models.lora import init_adapters, merge as merge_adapters
 from arm_jax.models.decoder import Decoder
 from arm_jax.models.tensor_sources import CheckpointError, open_source
 
@@ -209,7 +209,7 @@ def load_pretrained(path: str, *, dtype: Any = None, mesh: Mesh | None = None, r
     raise CheckpointError(f"{path}: {len(extra)} tensors that a {config.architecture} model with "
                           f"this config.json does not have: {extra[:8]}")
   # lora_rank > 0: fresh adapters (B = 0, so the model equals the checkpoint until it trains).
-  params = lora.init_adapters(params, config, jax.random.key(0), shardings)
+  params = init_adapters(params, config, jax.random.key(0), shardings)
   return model, params
 
 
@@ -218,7 +218,7 @@ def save_pretrained(model: Decoder, params: Any, out_dir: str, tokenizer=None, *
   """Writes config.json and safetensors (sharded with an index past max_shard_bytes)."""
   config = model.config
   if config.lora_rank:  # adapters folded into their weights: a plain checkpoint
-    params, config = lora.merge(params, config), config.replace(lora_rank=0)
+    params, config = merge_adapters(params, config), config.replace(lora_rank=0)
   os.makedirs(out_dir, exist_ok=True)
   tensors: dict[str, np.ndarray] = {}
   if not config.scan_layers:

@@ -126,11 +126,11 @@ def init_adapters(params: Any, config: DecoderConfig, rng: jax.Array, shardings:
   params) places them."""
   if not config.lora_rank or has_adapters(params):
     return params
-  from arm_jax.models.decoder import Decoder  # pylint: disable=import-outside-toplevel
-  from arm_jax.models.checkpoint import abstract_params  # pylint: disable=import-outside-toplevel
   import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  from arm_jax.models.decoder import Decoder  # pylint: disable=import-outside-toplevel
   model = Decoder(config)
-  abstract = nn.unbox(abstract_params(model))
+  dummy = jnp.zeros((1, 1), jnp.int32)
+  abstract = nn.unbox(jax.eval_shape(lambda: model.init(jax.random.key(0), dummy))["params"])
   like, _ = split(abstract)
 
   def make(path, leaf):
