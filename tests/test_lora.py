@@ -2,7 +2,7 @@
 updates written into its weights (logits, and the adapters' gradients by torch autograd); fresh
 adapters leave a loaded model equal to its base; the SFT update trains the adapters only; the
 sampler decodes with merged weights; export writes a plain checkpoint; a LoRA training run keeps
-only adapters in its checkpoints, restores and resumes from them exactly.
+only adapters in its checkpoints, restores them and resumes from them exactly after a crash.
 """
 
 import os
@@ -227,13 +227,19 @@ def _lora_toy(overrides=None):
                       **(overrides or {})})
 
 
-def test_a_lora_run_checkpoints_adapters_only_and_restores_them_onto_its_base(tmp_path):
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory):
+  """(workdir, "done" record) of an uninterrupted tiny LoRA toy run."""
+  from arm_jax.training.loop import run_train
+  workdir = str(tmp_path_factory.mktemp("lora_run"))
+  return workdir, run_train(_lora_toy(), workdir)
+
+
+def test_a_lora_run_checkpoints_adapters_only_and_restores_them_onto_its_base(lora_run):
   from arm_jax.training import checkpoints, setup as train_setup
   from arm_jax.training.checkpoints import TrainCheckpointer
-  from arm_jax.training.loop import run_train
-  config = _lora_toy()
-  workdir = str(tmp_path / "run")
-  assert run_train(config, workdir)["phase"] == "done"
+  workdir, done = lora_run
+  assert done["phase"] == "done"
   fresh = train_setup.build(_lora_toy())
   like = {"generator": fresh.generator.params, "judge": fresh.judge.params}
   state, meta = checkpoints.restore_policies(workdir, like)
@@ -243,8 +249,11 @@ def test_a_lora_run_checkpoints_adapters_only_and_restores_them_onto_its_base(tm
   finally:
     ckpt.close()
   for role in ("generator", "judge"):
-    # What is saved is the adapters: the base (random init, seed-determined) is rebuilt.
+    # What is saved is the adapters (and their optimizer state and KL reference): the base
+    # (random init, seed-determined) is rebuilt.
     assert jax.tree.structure(saved[role]) == jax.tree.structure(lora.trainable(like[role]))
+    if f"{role}_ref" in saved:
+      assert jax.tree.structure(saved[f"{role}_ref"]) == jax.tree.structure(saved[role])
     trained_t, trained_f = lora.split(state[role])
     fresh_t, fresh_f = lora.split(like[role])
     jax.tree.map(np.testing.assert_array_equal, trained_f, fresh_f)
@@ -253,12 +262,13 @@ def test_a_lora_run_checkpoints_adapters_only_and_restores_them_onto_its_base(tm
   assert meta["checkpoint_step"] == meta["global_step"]
 
 
-@pytest.mark.slow  # two more tiny runs; the default tier restores a LoRA run's checkpoints
-def test_a_lora_run_resumes_exactly_after_a_crash(tmp_path, monkeypatch):
+def test_a_lora_run_resumes_exactly_after_a_crash(lora_run, tmp_path, monkeypatch):
+  """Resumed, the KL reference gets its own copy of the base: sharing the policy's (which the
+  update donates) crashed the process at the generator's first reference pass."""
   from test_train_resume import interrupt_at, trajectory
   from arm_jax.training.loop import run_train
-  ref_dir, work = str(tmp_path / "ref"), str(tmp_path / "crashed")
-  done = run_train(_lora_toy(), ref_dir)
+  ref_dir, done = lora_run
+  work = str(tmp_path / "crashed")
 
   def crash():
     raise RuntimeError("simulated crash")
@@ -269,4 +279,3 @@ def test_a_lora_run_resumes_exactly_after_a_crash(tmp_path, monkeypatch):
   monkeypatch.undo()
   assert run_train(_lora_toy(), work) == done
   assert trajectory(work) == trajectory(ref_dir)
-  assert os.path.isdir(os.path.join(work, "checkpoints"))

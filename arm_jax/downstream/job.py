@@ -449,7 +449,9 @@ class _PolicyRun(RunBase):
     self.policy.params = lora.combine(state["policy"], frozen)
     self.policy.opt_state = state.get("opt")
     self.warm_opt_state = state.get("warm_opt")
-    self.ref = None if state.get("ref") is None else lora.combine(state["ref"], frozen)
+    # The reference gets its own copy of a LoRA policy's base: the update donates the policy's.
+    self.ref = (None if state.get("ref") is None else
+                lora.combine(state["ref"], jax.tree.map(jnp.copy, frozen)))
     self.setup.reward_model.rubrics = {p: Generation(text, tokens)
                                        for p, text, tokens in meta["rubric_cache"] or []}
     self.progress.update(meta["global_step"])

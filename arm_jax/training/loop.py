@@ -315,7 +315,8 @@ class _Run(RunBase):
       if f"{role}_opt" in state:
         p.opt_state = state[f"{role}_opt"]
       if f"{role}_ref" in state:
-        p.ref_params = lora.combine(state[f"{role}_ref"], frozen)
+        # Its own copy of a LoRA model's base: the update donates the policy's.
+        p.ref_params = lora.combine(state[f"{role}_ref"], jax.tree.map(jnp.copy, frozen))
       elif p.ref_params is not None:  # saved before RL began: the reference is the policy now
         p.ref_params = jax.tree.map(jnp.copy, p.params)
     self.sft_opt_state = state.get("sft_opt")
