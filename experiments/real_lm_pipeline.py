@@ -25,7 +25,8 @@ every minute, so even a SIGKILL loses at most that):
   split         training pairs split by base instruction into an SFT part, rewritten as the
                 verifier's rubrics and judgments (arm_jax.data.verifier_sft), and an RL part
   train         main.py with configs/smollm2_synthetic_if.py: SFT, then alternating GRPO
-  evaluate_rm   arm_jax.evaluate with configs/evaluate_synthetic_if.py
+  evaluate_rm   arm_jax.evaluate with configs/evaluate_synthetic_if.py, one run per (benchmark,
+                system) cell, merged
   dpo_checker, dpo_sft, dpo_rl
                 IterDPO of SmolLM2 on the DPO prompts (configs/policy_smollm2.py) labelled by the
                 checker (the oracle), the SFT-only pair and the RL-trained pair; IFEval's 541
@@ -64,6 +65,8 @@ DEPENDS = {"prompts": (), "pairs": ("prompts",), "ifeval_pairs": (), "split": ("
            "report": ()}
 HEARTBEAT_SECONDS = 60.0  # how often a running stage writes its time so far
 LABELLERS = {"dpo_checker": "checker", "dpo_sft": "sft", "dpo_rl": "rl"}
+# The reward-model table's rows (configs/evaluate_synthetic_if.py), one evaluator run each.
+EVAL_SYSTEMS = ("trained", "sft", "prompted", "direct")
 
 
 # --- sizes and the budget -------------------------------------------------------------------------
@@ -109,8 +112,10 @@ OPTIONAL = ("ifeval_prompts",)
 # Seconds per unit on a 2-core AMD EPYC (AVX-512) with SmolLM2-135M, measured by this pipeline's
 # stages (report.md gives each run's own figures; docs/results.md the measured run).
 COSTS = {
-    "sample_prompt": 6.2,  # 4 samples x up to 384 tokens, batches of 16 prompts (measured)
-    "sft_judge_step": 35.0,  # 8 rows of ~1100 tokens (forward+backward ~13 s per 8 x 512)
+    "sample_prompt": 9.5,  # 4 samples x up to 384 tokens, 16 prompts per call (measured: 9.4-10;
+    # an earlier 6.2 came from four calls of shorter prompts)
+    "sft_judge_step": 45.0,  # 8 rows of ~1100 tokens (estimated: forward+backward of 8 x 512 took
+    # 19.5 s here, bench_train_step.py)
     "sft_generator_step": 8.0,  # 8 rows of ~400 tokens
     "rl_step": 55.0,  # one GRPO update, 8 rollouts, either policy (generation included)
     "round_eval": 240.0,  # the run's greedy held-out curve, 32 pairs
@@ -119,6 +124,7 @@ COSTS = {
     "dpo_prompt_checker": 2.5,  # two samples + the checker + the update
     "ifeval_prompt": 2.2,  # one greedy response of up to 512 tokens (half reach 512)
     "fixed": 300.0,  # per stage: start-up and compilation
+    "eval_cell": 120.0,  # one evaluator run's start-up and compiles (estimated, not measured)
 }
 
 
@@ -135,7 +141,8 @@ def estimate(s: Sizes) -> dict[str, float]:
       "train": (c["fixed"] + s.sft_judge_steps * c["sft_judge_step"] +
                 s.sft_generator_steps * c["sft_generator_step"] + rl_steps * c["rl_step"] +
                 (1 + s.rounds) * c["round_eval"]),
-      "evaluate_rm": c["fixed"] + 2 * s.eval_pairs * c["eval_pair"],
+      "evaluate_rm": (c["fixed"] + (2 if s.ifeval_prompts else 1) * (
+          s.eval_pairs * c["eval_pair"] + len(EVAL_SYSTEMS) * c["eval_cell"])),
       "dpo_checker": (c["fixed"] + dpo * c["dpo_prompt_checker"] +
                       2 * s.ifeval_eval_prompts * c["ifeval_prompt"]),
       "dpo_sft": c["fixed"] + dpo * c["dpo_prompt"] + s.ifeval_eval_prompts * c["ifeval_prompt"],
@@ -202,7 +209,7 @@ def write_jsonl(path: str, rows: Sequence[dict]) -> None:
   os.replace(tmp, path)
 
 
-# --- the archive: a run's durable files across machines ---------------------------------------------
+# --- the archive: a run's durable files across machines -----------------------------------------
 
 # Files an archive stores gzipped (text); anything else is stored as it is.
 _TEXT = (".jsonl", ".json", ".log", ".md", ".txt", ".csv")
@@ -516,20 +523,42 @@ class Pipeline:
                                               "verdict_rate", "pairs")} for r in evals])
 
   def stage_evaluate_rm(self) -> dict:
+    """One evaluator run per (benchmark, system) cell, each in
+    evaluate_rm/cells/<benchmark>.<system> and skipped once it has its results.json: an
+    interrupted stage (or one spread over machines by --archive) redoes at most one cell. The
+    evaluator draws each cell's samples from a key of (seed, system, benchmark), so the cells
+    equal one run of the whole table. Their results are
+    merged into evaluate_rm/results.json."""
     n = self.sizes.eval_pairs
-    work = self.path("evaluate_rm")
-    self.command("evaluate_rm", [
-        "-m", "arm_jax.evaluate", "--config", "configs/evaluate_synthetic_if.py",
-        "--workdir", work, f"--config.trained.workdir={self.path('train')}",
-        f"--config.benchmark_specs.synthetic_if.path={self.path('pairs', 'dataset', 'held_out')}",
-        f"--config.benchmark_specs.synthetic_if.max_examples={n}",
-        f"--config.benchmark_specs.ifeval_verified.path={self.path('ifeval_pairs', 'dataset')}",
-        f"--config.benchmark_specs.ifeval_verified.max_examples={n}",
-        *([] if self.sizes.ifeval_prompts else ["--config.benchmarks=('synthetic_if',)"]),
-        *self.flags.get("evaluate", ())])
-    with open(os.path.join(work, "results.json"), encoding="utf-8") as f:
-      # Paths in stage records are relative to WORKDIR: an archived run resumes anywhere.
-      return {"results": os.path.join("evaluate_rm", "results.json"), "rows": len(json.load(f))}
+    benches = ["synthetic_if"] + (["ifeval_verified"] if self.sizes.ifeval_prompts else [])
+    merged: dict[str, Any] = {"systems": {}, "benchmarks": {}, "cells": {}}
+    for bench in benches:
+      for system in EVAL_SYSTEMS:
+        rel = os.path.join("evaluate_rm", "cells", f"{bench}.{system}")
+        if not os.path.isfile(self.path(rel, "results.json")):
+          self.command("evaluate_rm", [
+              "-m", "arm_jax.evaluate", "--config", "configs/evaluate_synthetic_if.py",
+              "--workdir", self.path(rel), f"--config.trained.workdir={self.path('train')}",
+              f"--config.benchmark_specs.synthetic_if.path="
+              f"{self.path('pairs', 'dataset', 'held_out')}",
+              f"--config.benchmark_specs.synthetic_if.max_examples={n}",
+              f"--config.benchmark_specs.ifeval_verified.path="
+              f"{self.path('ifeval_pairs', 'dataset')}",
+              f"--config.benchmark_specs.ifeval_verified.max_examples={n}",
+              f"--config.benchmarks=('{bench}',)", f"--config.systems=('{system}',)",
+              *self.flags.get("evaluate", ())])
+        with open(self.path(rel, "results.json"), encoding="utf-8") as f:
+          cell = json.load(f)
+        row = cell["systems"][system]
+        merged["systems"].setdefault(system, {**row, "benchmarks": {}})["benchmarks"][bench] = (
+            row["benchmarks"][bench])
+        merged["benchmarks"][bench] = cell["benchmarks"][bench]
+        merged["cells"][f"{bench}.{system}"] = dict(path=rel, seconds=cell["seconds_total"])
+    with open(self.path("evaluate_rm", "results.json"), "w", encoding="utf-8") as f:
+      json.dump(merged, f, indent=1)
+    # Paths in stage records are relative to WORKDIR: an archived run resumes anywhere.
+    return {"results": os.path.join("evaluate_rm", "results.json"),
+            "cells": {k: v["seconds"] for k, v in merged["cells"].items()}}
 
   def _dpo(self, stage: str) -> dict:
     s = self.sizes

@@ -27,7 +27,8 @@ def test_the_budget_scales_sizes_to_fit_and_no_budget_is_the_full_run():
   full_hours = sum(pipeline.estimate(full).values()) / 3600
   assert pipeline.plan(full_hours + 1) == full
   before = None
-  for hours in (2.5, 4, 6, 9, full_hours - 0.1):
+  least = sum(pipeline.estimate(pipeline.scaled(0.0)).values()) / 3600
+  for hours in (least + 0.2, 4, 6, 9, full_hours - 0.1):
     sizes = pipeline.plan(hours)
     assert sum(pipeline.estimate(sizes).values()) <= hours * 3600
     # Within 5% of the budget: the search does not leave time unused.
@@ -38,7 +39,6 @@ def test_the_budget_scales_sizes_to_fit_and_no_budget_is_the_full_run():
   # The fixed settings never scale.
   assert (before.samples, before.variants, before.held_out_fraction) == (
       full.samples, full.variants, full.held_out_fraction)
-  least = sum(pipeline.estimate(pipeline.scaled(0.0)).values()) / 3600
   with pytest.raises(ValueError, match=f"needs about {least:.1f} hours"):
     pipeline.plan(least - 0.2)
 
@@ -78,7 +78,7 @@ def test_a_workdir_keeps_the_sizes_it_was_planned_with(tmp_path):
     pipeline._load_plan(work, None, {"rounds": 3})
 
 
-# --- the archive ------------------------------------------------------------------------------------
+# --- the archive ---------------------------------------------------------------------------------
 
 def _tree(root):
   out = {}

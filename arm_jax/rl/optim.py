@@ -87,7 +87,8 @@ def apply_gradients(optimizer: optax.GradientTransformation, grads: Any, opt_sta
   updates, new_state = optimizer.update(grads_cast, opt_state, train)
   new_train = optax.apply_updates(train, updates)
   if finite is not None:
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+    def keep(new, old):
+      return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     new_train, new_state = keep(new_train, train), keep(new_state, opt_state)
   return lora.combine(new_train, frozen), new_state
 
