@@ -434,3 +434,60 @@ def test_checker_labels_a_policys_pairs_as_the_oracle(tmp_path):
   with pytest.raises(ValueError, match=r"reward_model.kind='checker': .*actor.path must name"):
     config.actor.path = ""
     policy_job.build(config_sections.validate(config))
+
+
+@pytest.mark.slow  # 50 s; the default tier resumes a LoRA training run (tests/test_lora.py)
+def test_a_lora_policy_checkpoints_adapters_only_and_resumes_exactly(tmp_path, monkeypatch):
+  """actor.lora_rank: DPO of a tiny pretrained policy (checker-labelled) trains LoRA adapters
+  only; its checkpoints hold them alone (with their optimizer state and the iteration's
+  reference), and a run stopped by SIGTERM mid-DPO resumes to the uninterrupted run's end."""
+  pytest.importorskip("langdetect")
+  import jax  # noqa: PLC0415
+  from arm_jax import assets  # noqa: PLC0415
+  from arm_jax.models import lora  # noqa: PLC0415
+  from arm_jax.tokenizer import load_tokenizer  # noqa: PLC0415
+  from arm_jax.training.checkpoints import TrainCheckpointer  # noqa: PLC0415
+  from test_configs import _tiny_hf_dir  # noqa: PLC0415
+  try:
+    gguf = assets.smollm2_gguf()
+  except FileNotFoundError as err:
+    pytest.skip(str(err))
+  actor = _tiny_hf_dir(tmp_path / "actor", 0, load_tokenizer(gguf))
+  rows = [{"key": i, "prompt": f"Write about topic {i} in at least 7 words.",
+           "instruction_id_list": ["length_constraints:number_words"],
+           "kwargs": [{"relation": "at least", "num_words": 7}]} for i in range(160)]
+  prompts = tmp_path / "prompts.jsonl"
+  prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+  def config():
+    c = config_sections.policy_base()
+    c.method = "dpo"
+    c.reward_model.kind = "checker"
+    c.actor.update(path=actor, lora_rank=4, lora_alpha=8.0)
+    c.prompts.update(source="jsonl", path=str(prompts))
+    c.dpo.update(max_new_tokens=12, temperature=1.0, batch_size=8, max_length=128, epochs=1,
+                 learning_rate=1e-3)
+    c.generate_batch = 16
+    c.eval.update(kind="none")
+    c.checkpoint.every_steps = 1
+    c.log.tensorboard = False
+    return c
+
+  ref_dir, work = str(tmp_path / "ref"), str(tmp_path / "stopped")
+  done = run_policy(config(), ref_dir)
+  steps = [r for r in records(ref_dir) if r["phase"] == "dpo"]
+  assert len(steps) >= 2, "too few kept pairs for a mid-DPO stop"
+  ckpt = TrainCheckpointer(os.path.join(ref_dir, "checkpoints"), create=False)
+  try:
+    saved = ckpt.restore_state(ckpt.latest_step(), None)
+  finally:
+    ckpt.close()
+  names = {str(getattr(p[-1], "key", p[-1]))
+           for p, _ in jax.tree_util.tree_leaves_with_path(saved["policy"])}
+  assert names and all(n.endswith(lora.SUFFIXES) for n in names)
+  _interrupt_at(monkeypatch, steps[0]["global_step"] + 1,  # after the first DPO step
+                lambda: os.kill(os.getpid(), signal.SIGTERM))
+  assert run_policy(config(), work) is None
+  monkeypatch.undo()
+  assert run_policy(config(), work) == done
+  assert trajectory(work) == trajectory(ref_dir)
