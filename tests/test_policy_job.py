@@ -376,13 +376,12 @@ def test_smollm2_policy_config_runs_grpo_on_ifbench_prompts_scored_by_ifeval(tmp
   assert done["phase"] == "done"
 
 
-def test_checker_labels_a_policys_pairs_as_the_oracle(tmp_path):
-  """reward_model.kind='checker': a tiny random policy's sampled pairs on prompts that carry
-  IFEval instructions are labelled by the checker; every kept pair's chosen response follows
-  more instructions than its rejected one (recounted here), ties are dropped, DPO trains."""
+def _tiny_actor_and_prompts(tmp_path, n):
+  """(a tiny random HF policy with SmolLM2's tokenizer, a JSONL of n IFEval-format prompts that
+  ask for at least 7 words: 12 random tokens make 3 to 12 words, so some samples follow it and
+  some do not). Skips without the checker's langdetect or the shipped GGUF."""
   pytest.importorskip("langdetect")
   from arm_jax import assets  # noqa: PLC0415
-  from arm_jax.data import ifeval  # noqa: PLC0415
   from arm_jax.tokenizer import load_tokenizer  # noqa: PLC0415
   from test_configs import _tiny_hf_dir  # noqa: PLC0415
   try:
@@ -390,12 +389,20 @@ def test_checker_labels_a_policys_pairs_as_the_oracle(tmp_path):
   except FileNotFoundError as err:
     pytest.skip(str(err))
   actor = _tiny_hf_dir(tmp_path / "actor", 0, load_tokenizer(gguf))
-  # 12 random tokens make 3 to 12 words: some samples have 7 words, some not.
   rows = [{"key": i, "prompt": f"Write about topic {i} in at least 7 words.",
            "instruction_id_list": ["length_constraints:number_words"],
-           "kwargs": [{"relation": "at least", "num_words": 7}]} for i in range(64)]
+           "kwargs": [{"relation": "at least", "num_words": 7}]} for i in range(n)]
   prompts = tmp_path / "prompts.jsonl"
   prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  return actor, prompts
+
+
+def test_checker_labels_a_policys_pairs_as_the_oracle(tmp_path):
+  """reward_model.kind='checker': a tiny random policy's sampled pairs on prompts that carry
+  IFEval instructions are labelled by the checker; every kept pair's chosen response follows
+  more instructions than its rejected one (recounted here), ties are dropped, DPO trains."""
+  from arm_jax.data import ifeval  # noqa: PLC0415
+  actor, prompts = _tiny_actor_and_prompts(tmp_path, 64)
   config = config_sections.policy_base()
   config.method = "dpo"
   config.reward_model.kind = "checker"
@@ -441,23 +448,10 @@ def test_a_lora_policy_checkpoints_adapters_only_and_resumes_exactly(tmp_path, m
   """actor.lora_rank: DPO of a tiny pretrained policy (checker-labelled) trains LoRA adapters
   only; its checkpoints hold them alone (with their optimizer state and the iteration's
   reference), and a run stopped by SIGTERM mid-DPO resumes to the uninterrupted run's end."""
-  pytest.importorskip("langdetect")
   import jax  # noqa: PLC0415
-  from arm_jax import assets  # noqa: PLC0415
   from arm_jax.models import lora  # noqa: PLC0415
-  from arm_jax.tokenizer import load_tokenizer  # noqa: PLC0415
   from arm_jax.training.checkpoints import TrainCheckpointer  # noqa: PLC0415
-  from test_configs import _tiny_hf_dir  # noqa: PLC0415
-  try:
-    gguf = assets.smollm2_gguf()
-  except FileNotFoundError as err:
-    pytest.skip(str(err))
-  actor = _tiny_hf_dir(tmp_path / "actor", 0, load_tokenizer(gguf))
-  rows = [{"key": i, "prompt": f"Write about topic {i} in at least 7 words.",
-           "instruction_id_list": ["length_constraints:number_words"],
-           "kwargs": [{"relation": "at least", "num_words": 7}]} for i in range(160)]
-  prompts = tmp_path / "prompts.jsonl"
-  prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  actor, prompts = _tiny_actor_and_prompts(tmp_path, 160)
 
   def config():
     c = config_sections.policy_base()
