@@ -109,6 +109,9 @@ _DATA = {
         "held_out_fraction": F(0.05, "share of instructions held out (by a hash of the text)"),
         "seed": F(0, "the world's seed"),
         "kinds": F((), "constraint kinds used; () = all (arm_jax.toy.world.KINDS)"),
+        "max_constraints": F(4, "constraints per instruction: 2 to this (at most 4)"),
+        "max_words": F(12, "response length: 2 words to this"),
+        "constraint_words": F(8, "how many words word constraints draw from (2 to 8)"),
     },
     "dataset": {  # a directory built by `python -m arm_jax.data.build`
         "kind": F("dataset", "data source"),

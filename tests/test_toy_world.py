@@ -89,6 +89,53 @@ def test_preferred_response_meets_strictly_more_constraints(instances):
   assert np.mean(np.array(gaps) == 1) > 0.3  # many pairs differ by a single constraint
 
 
+def _digest(instances):
+  import hashlib  # noqa: PLC0415
+  rows = [(i.instruction, i.response_a, i.response_b, i.label) for i in instances]
+  return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+
+
+def test_the_default_shape_is_the_world_as_it_was():
+  """Digests of the first 400 instances (seed 0) recorded from the world before Shape existed:
+  the defaults draw the same instances, so every earlier run and figure stands."""
+  assert _digest(toy.make_instances(400, seed=0)) == "32a04fc1beb5fd4b"
+  assert _digest(toy.make_instances(400, seed=0, kinds=("include", "avoid", "start"))) == (
+      "1e4906b08a8b2935")
+
+
+def test_a_smaller_shape_bounds_instances_and_keeps_labels_true():
+  from arm_jax.toy import world  # noqa: PLC0415
+  shape = world.Shape(max_constraints=2, max_words=6, constraint_words=3)
+  instances = world.make_instances(300, seed=1, kinds=("include", "avoid", "start"),
+                                   shape=shape)
+  for inst in instances:
+    assert len(inst.constraints) == 2
+    assert {c.word for c in inst.constraints} <= set(world.CONSTRAINT_WORDS[:3])
+    scores = [sum(world.satisfied(inst.constraints, r)) for r in (inst.response_a,
+                                                                  inst.response_b)]
+    assert scores[inst.label] > scores[1 - inst.label]
+    assert all(2 <= len(r.split()) <= 6 for r in (inst.response_a, inst.response_b))
+  # Length kinds whose counts do not fit are drawn again, never an impossible instance.
+  for inst in world.make_instances(100, seed=2, shape=world.Shape(max_words=6)):
+    assert all(len(r.split()) <= 6 for r in (inst.response_a, inst.response_b))
+  for bad, field in ((dict(max_constraints=5), "max_constraints"),
+                     (dict(constraint_words=9), "constraint_words"),
+                     (dict(max_constraints=4, constraint_words=3), "constraint_words"),
+                     (dict(max_words=4), "max_words")):
+    with pytest.raises(ValueError, match=field):
+      world.Shape(**bad)
+
+
+def test_the_data_section_sets_the_shape_and_names_a_bad_key():
+  from arm_jax import config_sections  # noqa: PLC0415
+  from arm_jax.toy import setup, world  # noqa: PLC0415
+  d = config_sections.data("toy", max_constraints=3, max_words=8, constraint_words=5)
+  assert setup.world_shape(d) == world.Shape(3, 8, 5)
+  assert setup.world_shape(config_sections.data("toy")) == world.WORLD
+  with pytest.raises(ValueError, match=r"data\.max_words=3"):
+    setup.world_shape(config_sections.data("toy", max_words=3))
+
+
 def test_split_is_deterministic_and_disjoint():
   train, held = toy.make_split(300, 60, seed=5)
   assert len(train) == 300 and len(held) == 60

@@ -26,6 +26,17 @@ def _pair(instance: world.ToyInstance) -> PreferencePair:
                         instance.label)
 
 
+def world_shape(data: ml_collections.ConfigDict) -> world.Shape:
+  """The data section's instance size (data.max_constraints, max_words, constraint_words; a
+  config written before they existed: the world's defaults)."""
+  fields = {k: int(data[k]) for k in ("max_constraints", "max_words", "constraint_words")
+            if k in data}
+  try:
+    return world.Shape(**fields)
+  except ValueError as e:
+    raise ValueError(f"data.{e}") from None
+
+
 @register_architecture("toy")
 def toy_architecture(config: ml_collections.ConfigDict):
   m = config.model
@@ -41,7 +52,8 @@ def build_toy(config: ml_collections.ConfigDict, mesh, rules) -> Built:
   d = config.data
   tokenizer = build_tokenizer()
   instances = world.make_instances(d.num_instances, seed=d.seed,
-                                   kinds=tuple(d.kinds) or world.KINDS)  # () = every kind
+                                   kinds=tuple(d.kinds) or world.KINDS,  # () = every kind
+                                   shape=world_shape(d))
   train, held_out = world.split(instances, d.held_out_fraction, seed=d.seed)
   cfg = toy_architecture(config)
   model, params = toy_model.init_model(cfg, seed=config.seed, mesh=mesh, rules=rules)

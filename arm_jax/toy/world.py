@@ -125,6 +125,34 @@ def parse_instruction(instruction: str) -> tuple[str, tuple[Constraint, ...]]:
 
 
 @dataclasses.dataclass(frozen=True)
+class Shape:
+  """How large an instance may be; the defaults are the world as it has always been. Smaller
+  shapes make shorter rows (fewer criteria, shorter responses) and an easier reading task (fewer
+  words to track)."""
+  max_constraints: int = 4  # constraints per instruction: 2 to this
+  max_words: int = MAX_WORDS  # response length: MIN_WORDS to this
+  constraint_words: int = len(CONSTRAINT_WORDS)  # the first this many of CONSTRAINT_WORDS
+
+  def __post_init__(self):
+    if not 2 <= self.max_constraints <= 4:
+      raise ValueError(f"max_constraints={self.max_constraints}: need 2 to 4 (distinct kinds)")
+    if not self.max_constraints <= self.constraint_words <= len(CONSTRAINT_WORDS):
+      raise ValueError(f"constraint_words={self.constraint_words}: need max_constraints "
+                       f"({self.max_constraints}) to {len(CONSTRAINT_WORDS)}")
+    least = max(MIN_WORDS, self.max_constraints) + 1
+    if not least <= self.max_words <= 64:
+      raise ValueError(f"max_words={self.max_words}: need {least} to 64 (room for every placed "
+                       "word and a filler)")
+
+  @property
+  def words(self) -> tuple[str, ...]:
+    return CONSTRAINT_WORDS[:self.constraint_words]
+
+
+WORLD = Shape()
+
+
+@dataclasses.dataclass(frozen=True)
 class ToyInstance:
   topic: str
   constraints: tuple[Constraint, ...]
@@ -141,13 +169,14 @@ class ToyInstance:
     return PreferencePair(self.instruction, self.response_a, self.response_b, self.label)
 
 
-def _sample_constraints(rng: np.random.Generator,
-                        allowed: Sequence[str] = KINDS) -> tuple[Constraint, ...]:
-  """2-4 constraints of distinct kinds and distinct words that some response can meet together."""
+def _sample_constraints(rng: np.random.Generator, allowed: Sequence[str] = KINDS,
+                        shape: Shape = WORLD) -> tuple[Constraint, ...]:
+  """2 to shape.max_constraints constraints of distinct kinds and distinct words that some
+  response can meet together."""
   while True:
-    kinds = rng.choice(allowed, size=int(rng.integers(2, min(4, len(allowed)) + 1)),
-                       replace=False)
-    words = rng.choice(CONSTRAINT_WORDS, size=len(kinds), replace=False)
+    kinds = rng.choice(allowed, size=int(rng.integers(
+        2, min(shape.max_constraints, len(allowed)) + 1)), replace=False)
+    words = rng.choice(shape.words, size=len(kinds), replace=False)
     counts = {k: int(rng.integers(MIN_COUNT, MAX_COUNT + 1)) for k in ("at_most", "at_least")}
     if "at_most" in kinds and "at_least" in kinds and counts["at_least"] > counts["at_most"] - 2:
       continue
@@ -155,8 +184,9 @@ def _sample_constraints(rng: np.random.Generator,
                  else Constraint(str(k), count=counts[k]) for k, w in zip(kinds, words))
 
 
-def _length_range(constraints: Sequence[Constraint], meets: Sequence[bool]) -> tuple[int, int]:
-  lo, hi = MIN_WORDS, MAX_WORDS
+def _length_range(constraints: Sequence[Constraint], meets: Sequence[bool],
+                  max_words: int = MAX_WORDS) -> tuple[int, int]:
+  lo, hi = MIN_WORDS, max_words
   for c, ok in zip(constraints, meets):
     if c.kind == "at_most":
       lo, hi = (lo, min(hi, c.count)) if ok else (max(lo, c.count + 1), hi)
@@ -166,14 +196,14 @@ def _length_range(constraints: Sequence[Constraint], meets: Sequence[bool]) -> t
 
 
 def _build_response(constraints: Sequence[Constraint], meets: Sequence[bool],
-                    rng: np.random.Generator) -> str | None:
+                    rng: np.random.Generator, max_words: int = MAX_WORDS) -> str | None:
   """A response meeting exactly the constraints marked in `meets`, or None when none fits.
 
   Filler words avoid every constraint word, so a word constraint is met only where a word is
   placed on purpose: start/end words at the ends, a used word (or a forbidden one, to break
   "do not use") at a free inner position.
   """
-  lo, hi = _length_range(constraints, meets)
+  lo, hi = _length_range(constraints, meets, max_words)
   placed = {c.kind: c.word for c, ok in zip(constraints, meets)
             if (c.kind in ("include", "start", "end") and ok) or (c.kind == "avoid" and not ok)}
   lo = max(lo, len(placed))
@@ -204,20 +234,22 @@ def _pattern(n: int, k: int, rng: np.random.Generator) -> list[bool]:
   return meets
 
 
-def make_instance(seed: int | Sequence[int], kinds: Sequence[str] = KINDS) -> ToyInstance:
+def make_instance(seed: int | Sequence[int], kinds: Sequence[str] = KINDS,
+                  shape: Shape = WORLD) -> ToyInstance:
   """One instance from its own seed: constraints, a preferred response meeting k of them, a
   rejected one meeting fewer, and a random slot for the preferred one. `kinds` (at least two)
-  restricts the constraint kinds, e.g. to the word checks for a smaller model."""
+  restricts the constraint kinds, e.g. to the word checks for a smaller model; `shape` bounds
+  the instance's size (a length constraint no response within it can meet is drawn again)."""
   if len(kinds) < 2 or not set(kinds) <= set(KINDS):
     raise ValueError(f"kinds={tuple(kinds)}: need at least two of {KINDS}")
   rng = np.random.default_rng(seed)
   while True:
-    constraints = _sample_constraints(rng, kinds)
+    constraints = _sample_constraints(rng, kinds, shape)
     n = len(constraints)
     k_pref = int(rng.integers(1, n + 1))
     k_rej = int(rng.integers(0, k_pref))
-    preferred = _build_response(constraints, _pattern(n, k_pref, rng), rng)
-    rejected = _build_response(constraints, _pattern(n, k_rej, rng), rng)
+    preferred = _build_response(constraints, _pattern(n, k_pref, rng), rng, shape.max_words)
+    rejected = _build_response(constraints, _pattern(n, k_rej, rng), rng, shape.max_words)
     if preferred is not None and rejected is not None:
       break
   words = {c.word for c in constraints}
@@ -228,10 +260,10 @@ def make_instance(seed: int | Sequence[int], kinds: Sequence[str] = KINDS) -> To
 
 
 def make_instances(n: int, seed: int = 0, start: int = 0,
-                   kinds: Sequence[str] = KINDS) -> list[ToyInstance]:
+                   kinds: Sequence[str] = KINDS, shape: Shape = WORLD) -> list[ToyInstance]:
   """Instances start..start+n-1 of the stream for `seed`."""
   kinds = tuple(kinds)
-  return [make_instance((seed, i), kinds) for i in range(start, start + n)]
+  return [make_instance((seed, i), kinds, shape) for i in range(start, start + n)]
 
 
 def split(instances: Sequence[ToyInstance], held_out_fraction: float = 0.2,
