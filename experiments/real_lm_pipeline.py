@@ -112,8 +112,8 @@ OPTIONAL = ("ifeval_prompts",)
 # Seconds per unit on a 2-core AMD EPYC (AVX-512) with SmolLM2-135M, measured by this pipeline's
 # stages (report.md gives each run's own figures; docs/results.md the measured run).
 COSTS = {
-    "sample_prompt": 9.5,  # 4 samples x up to 384 tokens, 16 prompts per call (measured: 9.4-10;
-    # an earlier 6.2 came from four calls of shorter prompts)
+    "sample_prompt": 9.5,  # 4 samples x up to 384 tokens, 16 prompts per call: the lower end of
+    # what calls measured (docs/results.md: they vary with their prompts)
     "sft_judge_step": 45.0,  # 8 rows of ~1100 tokens (estimated: forward+backward of 8 x 512 took
     # 19.5 s here, bench_train_step.py)
     "sft_generator_step": 8.0,  # 8 rows of ~400 tokens
