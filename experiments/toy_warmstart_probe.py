@@ -8,10 +8,14 @@ position mix-up, no negation slip): for each kind of decision token (evidence ta
 marks, the Winner line) the share where the argmax is the target token and the mean probability
 the model gives it (a sampled judgment is about as right as that probability, not the argmax),
 and the share of rows whose every target token is the argmax. One forward pass per probe, no
-generation, so a setting's learning curve costs little more than its SFT steps.
+generation, so a setting's learning curve costs little more than its SFT steps. With --sample K
+(judge only) each probe also samples a judgment at temperature 1 for K held-out pairs shown with
+their exact rubric in a random order, and reports what arm_jax.toy.diagnostics reads in them
+(s_evidence, s_marks, s_restated) and their accuracy (s_accuracy): the confidence RL starts from.
 
   python experiments/toy_warmstart_probe.py --seed 2 --steps 800 [--role judge|generator]
-      [--learning_rate 2e-3] [--batch_size 32] [--length_groups 16 --pad_multiple 32]
+      [--learning_rate 2e-3] [--schedule cosine] [--batch_size 32] [--sample 128]
+      [--length_groups 16 --pad_multiple 32]
       [--set 'data.kinds=("include","avoid")' model.hidden_size=64 ...] [--out curve.jsonl]
 
 --set overrides fields of configs/toy.py (the model, the data, warmstart.* data settings);
@@ -36,9 +40,14 @@ sys.path.insert(0, REPO)
 
 from arm_jax import notebook  # noqa: E402
 from arm_jax.models.decoder import head_weight  # noqa: E402
+from arm_jax.parsing import label_index, parse_verdict  # noqa: E402
+from arm_jax.prompts import render_judge_prompt  # noqa: E402
+from arm_jax.rl.heldout import shown_order  # noqa: E402
 from arm_jax.rl.optim import OptimizerConfig  # noqa: E402
 from arm_jax.rl.sft import pad_rows, run_sft, tokenize_sft  # noqa: E402
-from arm_jax.toy import warmstart, world  # noqa: E402
+from arm_jax.sampling import SamplingParams, completions_text  # noqa: E402
+from arm_jax.toy import diagnostics, warmstart, world  # noqa: E402
+from arm_jax.toy.setup import world_shape  # noqa: E402
 from arm_jax.training import setup as train_setup  # noqa: E402
 from configs import toy  # noqa: E402
 
@@ -98,6 +107,34 @@ def make_probe(policy, rows):
   return probe
 
 
+def sampled_figures(shown, rubrics, texts) -> dict[str, float]:
+  """diagnostics.reading's judge shares (s_restated, s_evidence, s_marks, s_marks_<kind>) and the
+  verdicts' accuracy (s_accuracy; an unparseable verdict is wrong) of judgments `texts` of the
+  pairs as shown with these rubrics."""
+  read = diagnostics.reading(shown, rubrics, texts)
+  right = [parse_verdict(t) is not None and label_index(parse_verdict(t)) == p.label
+           for p, t in zip(shown, texts)]
+  return {"s_" + k.removeprefix("judge_"): round(v, 3) for k, v in read.items()
+          if k != "rubric_exact"} | {"s_accuracy": round(float(np.mean(right)), 3)}
+
+
+def make_sampled_probe(policy, pairs, max_new_tokens: int, seed: int):
+  """probe(params, step): sampled_figures of one judgment per pair sampled at temperature 1,
+  each pair shown in a random order (rl.heldout.shown_order) with its exact rubric."""
+  shown = shown_order(pairs, seed)
+  rubrics = [warmstart.rubric_text(world.parse_instruction(p.instruction)[1]) for p in shown]
+  prompts = policy.encode([render_judge_prompt(policy.template, p.instruction, r, p.response_a,
+                                               p.response_b) for p, r in zip(shown, rubrics)])
+  sampling = SamplingParams(max_new_tokens, temperature=1.0)
+
+  def probe(params, step: int) -> dict[str, float]:
+    texts = completions_text(policy.tokenizer, policy.sampler(
+        params, prompts, sampling, jax.random.key(seed * 100003 + step)))
+    return sampled_figures(shown, rubrics, texts)
+
+  return probe
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--role", default="judge", choices=("judge", "generator"))
@@ -110,6 +147,12 @@ def main():
   p.add_argument("--schedule", default="constant", choices=("constant", "cosine"))
   p.add_argument("--pad_multiple", type=int, default=16)
   p.add_argument("--length_groups", type=int, default=0)
+  p.add_argument("--sample", type=int, default=0,
+                 help="judge only: sample this many held-out judgments at each probe")
+  p.add_argument("--from_generator", type=int, default=0, metavar="N",
+                 help="judge only: start from the generator's weights after N of its warm-start "
+                      "steps (at --generator_learning_rate) instead of the shared random init")
+  p.add_argument("--generator_learning_rate", type=float, default=1e-3)
   p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
   p.add_argument("--out", default="")
   args = p.parse_args()
@@ -123,13 +166,18 @@ def main():
   policy = getattr(built, args.role)
   d, w = config.data, config.warmstart
   _, held_out = world.split(world.make_instances(d.num_instances, seed=d.seed,
-                                                 kinds=tuple(d.kinds) or world.KINDS),
+                                                 kinds=tuple(d.kinds) or world.KINDS,
+                                                 shape=world_shape(d)),
                             d.held_out_fraction, seed=d.seed)
   exact = warmstart.WarmStart(imperfect_rate=0.0, judge_accuracy=1.0, negation_slip=0.0)
   make = warmstart.judge_examples if args.role == "judge" else warmstart.rubric_examples
   rows, _ = tokenize_sft(policy.tokenizer, make(held_out[:PROBE_ROWS], exact),
                          max_length=w.max_length)
   probe = make_probe(policy, rows)
+  if args.sample and args.role != "judge":
+    p.error("--sample measures sampled judgments: use it with --role judge")
+  sampled = (make_sampled_probe(policy, [i.pair for i in held_out[:args.sample]],
+                                  config.judge.max_new_tokens, args.seed) if args.sample else None)
   out = open(args.out, "w", encoding="utf-8") if args.out else None  # noqa: SIM115
   start = time.perf_counter()
   sft_seconds = [0.0]
@@ -140,6 +188,8 @@ def main():
       record = dict(step=step + 1, sft_seconds=round(sft_seconds[0], 1),
                     seconds=round(time.perf_counter() - start, 1),
                     nll=round(metrics["nll_per_token"], 4), **probe(params))
+      if sampled is not None:
+        record.update(sampled(params, step + 1))
       print(json.dumps(record), flush=True)
       if out:
         out.write(json.dumps(record) + "\n")
@@ -147,8 +197,24 @@ def main():
     return False
 
   optimizer = OptimizerConfig(learning_rate=args.learning_rate, max_grad_norm=w.max_grad_norm,
-                              warmup_steps=args.warmup_steps, schedule=args.schedule)
-  run_sft(policy.model, jax.tree.map(jnp.copy, policy.params), policy.tokenizer,
+                              warmup_steps=args.warmup_steps, schedule=args.schedule,
+                              total_steps=args.steps)
+  start_params = jax.tree.map(jnp.copy, policy.params)
+  if args.from_generator:
+    if args.role != "judge":
+      p.error("--from_generator starts the judge: use it with --role judge")
+    gen = built.generator
+    start_params = run_sft(
+        gen.model, jax.tree.map(jnp.copy, gen.params), gen.tokenizer,
+        built.sft_examples["generator"], optimizer_config=OptimizerConfig(
+            learning_rate=args.generator_learning_rate, max_grad_norm=w.max_grad_norm,
+            warmup_steps=args.warmup_steps, schedule=args.schedule,
+            total_steps=args.from_generator),
+        sft_config=built.sft_config, batch_size=args.batch_size, max_length=w.max_length,
+        pad_multiple=args.pad_multiple, steps=args.from_generator, seed=args.seed,
+        log_fn=lambda _: None)[0]
+    start = time.perf_counter()
+  run_sft(policy.model, start_params, policy.tokenizer,
           built.sft_examples[args.role], optimizer_config=optimizer,
           sft_config=built.sft_config, batch_size=args.batch_size, max_length=w.max_length,
           pad_multiple=args.pad_multiple, steps=args.steps, seed=args.seed,

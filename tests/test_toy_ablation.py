@@ -117,3 +117,36 @@ def test_a_finished_run_is_reused_with_the_wall_time_of_the_command_that_finishe
   assert records == [{"phase": "done"}] and seconds >= 0.0
   assert "--config.seed=1" in calls[0] and "--config.schedule.rounds=0" in calls[0]
   assert json.loads((tmp_path / "fresh" / "wall_seconds.json").read_text())["seconds"] == seconds
+
+
+def test_sampled_probe_figures_score_judgments_against_the_world():
+  """Judgments written from the world's truth score 1 on every reading share and on accuracy;
+  the same judgments naming the other winner keep the reading shares and score 0 accuracy; a
+  judgment whose evidence tags are exchanged scores 0 evidence."""
+  from arm_jax.rl.heldout import shown_order
+  from arm_jax.toy import warmstart, world
+
+  instances = world.make_instances(24, seed=5, kinds=("include", "avoid"))
+  shown = shown_order([i.pair for i in instances], seed=1)
+  assert any(p.label == 1 for p in shown) and any(p.label == 0 for p in shown)
+  criteria = [world.parse_instruction(p.instruction)[1] for p in shown]
+  rubrics = [warmstart.rubric_text(c) for c in criteria]
+
+  def judged(winner_of, swapped=False):
+    return [warmstart.judgment_text(c, p.response_a, p.response_b, winner_of(p), swapped=swapped)
+            for c, p in zip(criteria, shown)]
+
+  right = warmstart_probe.sampled_figures(shown, rubrics, judged(lambda p: p.label))
+  assert right["s_accuracy"] == 1.0
+  assert right["s_restated"] == right["s_evidence"] == right["s_marks"] == 1.0
+  assert right["s_marks_avoid"] == right["s_marks_include"] == 1.0
+  flipped = warmstart_probe.sampled_figures(shown, rubrics, judged(lambda p: 1 - p.label))
+  assert flipped["s_accuracy"] == 0.0 and flipped["s_evidence"] == 1.0
+  exchanged = warmstart_probe.sampled_figures(shown, rubrics, judged(lambda p: p.label, True))
+  # An occurrence in both or neither response reads the same exchanged: only [A] / [B] flip.
+  where = [warmstart.WHERE[warmstart.evidence(c, p.response_a.split()),
+                           warmstart.evidence(c, p.response_b.split())]
+           for cs, p in zip(criteria, shown) for c in cs]
+  one_sided = sum(w in (" [A]", " [B]") for w in where) / len(where)
+  assert 0 < one_sided < 1
+  assert exchanged["s_evidence"] == round(1 - one_sided, 3)
