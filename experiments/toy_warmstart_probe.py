@@ -15,7 +15,7 @@ their exact rubric in a random order, and reports what arm_jax.toy.diagnostics r
 
   python experiments/toy_warmstart_probe.py --seed 2 --steps 800 [--role judge|generator]
       [--learning_rate 2e-3] [--schedule cosine] [--batch_size 32] [--sample 128]
-      [--length_groups 16 --pad_multiple 32]
+      [--from_generator 300] [--gatekeeper_first] [--length_groups 16 --pad_multiple 32]
       [--set 'data.kinds=("include","avoid")' model.hidden_size=64 ...] [--out curve.jsonl]
 
 --set overrides fields of configs/toy.py (the model, the data, warmstart.* data settings);
@@ -28,6 +28,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import sys
 import time
 
@@ -52,6 +53,7 @@ from arm_jax.training import setup as train_setup  # noqa: E402
 from configs import toy  # noqa: E402
 
 PROBE_ROWS = 256
+GATE = re.compile(r"^(Identified Gatekeeper Criterion: Criterion )\d+$", re.M)
 
 
 def set_field(config, assignment: str) -> None:
@@ -153,6 +155,9 @@ def main():
                  help="judge only: start from the generator's weights after N of its warm-start "
                       "steps (at --generator_learning_rate) instead of the shared random init")
   p.add_argument("--generator_learning_rate", type=float, default=1e-3)
+  p.add_argument("--gatekeeper_first", action="store_true",
+                 help="judge only: every judgment names Criterion 1 its gatekeeper (a rubric "
+                      "property) instead of the first criterion whose marks differ")
   p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
   p.add_argument("--out", default="")
   args = p.parse_args()
@@ -171,7 +176,13 @@ def main():
                             d.held_out_fraction, seed=d.seed)
   exact = warmstart.WarmStart(imperfect_rate=0.0, judge_accuracy=1.0, negation_slip=0.0)
   make = warmstart.judge_examples if args.role == "judge" else warmstart.rubric_examples
-  rows, _ = tokenize_sft(policy.tokenizer, make(held_out[:PROBE_ROWS], exact),
+  examples = built.sft_examples[args.role]
+  probe_examples = make(held_out[:PROBE_ROWS], exact)
+  if args.gatekeeper_first:
+    examples, probe_examples = (
+        [e._replace(target=GATE.sub(r"\g<1>1", e.target)) for e in rows_of]
+        for rows_of in (examples, probe_examples))
+  rows, _ = tokenize_sft(policy.tokenizer, probe_examples,
                          max_length=w.max_length)
   probe = make_probe(policy, rows)
   if args.sample and args.role != "judge":
@@ -215,7 +226,7 @@ def main():
         log_fn=lambda _: None)[0]
     start = time.perf_counter()
   run_sft(policy.model, start_params, policy.tokenizer,
-          built.sft_examples[args.role], optimizer_config=optimizer,
+          examples, optimizer_config=optimizer,
           sft_config=built.sft_config, batch_size=args.batch_size, max_length=w.max_length,
           pad_multiple=args.pad_multiple, steps=args.steps, seed=args.seed,
           log_fn=lambda _: None, on_step=on_step, length_groups=args.length_groups)

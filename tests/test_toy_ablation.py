@@ -150,3 +150,16 @@ def test_sampled_probe_figures_score_judgments_against_the_world():
   one_sided = sum(w in (" [A]", " [B]") for w in where) / len(where)
   assert 0 < one_sided < 1
   assert exchanged["s_evidence"] == round(1 - one_sided, 3)
+
+
+def test_gatekeeper_first_rewrites_only_the_gatekeeper_line():
+  from arm_jax.toy import warmstart, world
+
+  inst = next(i for i in world.make_instances(40, seed=1, kinds=("include", "avoid"))
+              if "Gatekeeper Criterion: Criterion 2" in warmstart.judgment_text(
+                  i.constraints, i.response_a, i.response_b, i.label))
+  text = warmstart.judgment_text(inst.constraints, inst.response_a, inst.response_b, inst.label)
+  rewritten = warmstart_probe.GATE.sub(r"\g<1>1", text)
+  changed = [(a, b) for a, b in zip(text.splitlines(), rewritten.splitlines()) if a != b]
+  assert changed == [("Identified Gatekeeper Criterion: Criterion 2",
+                      "Identified Gatekeeper Criterion: Criterion 1")]
