@@ -179,6 +179,8 @@ def main():
   examples = built.sft_examples[args.role]
   probe_examples = make(held_out[:PROBE_ROWS], exact)
   if args.gatekeeper_first:
+    if args.role != "judge":
+      p.error("--gatekeeper_first rewrites judgments: use it with --role judge")
     examples, probe_examples = (
         [e._replace(target=GATE.sub(r"\g<1>1", e.target)) for e in rows_of]
         for rows_of in (examples, probe_examples))
