@@ -109,8 +109,8 @@ DPO_FLAGS = ("--config.dpo.learning_rate=5e-6", "--config.dpo.epochs=2")
 # Sizes that may be 0: no IFEval-verified benchmark (the evaluation reads the held-out pairs only).
 OPTIONAL = ("ifeval_prompts",)
 
-# Seconds per unit on a 2-core AMD EPYC (AVX-512) with SmolLM2-135M, measured by this pipeline's
-# stages (report.md gives each run's own figures; docs/results.md the measured run).
+# Seconds per unit with SmolLM2-135M on the 2-core CPUs of docs/results.md (AMD EPYC, Intel
+# Xeon), from this pipeline's stages (report.md gives each run's own figures).
 COSTS = {
     "sample_prompt": 9.5,  # 4 samples x up to 384 tokens, 16 prompts per call: the lower end of
     # what calls measured (docs/results.md: they vary with their prompts)

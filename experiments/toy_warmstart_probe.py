@@ -161,6 +161,10 @@ def main():
   p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
   p.add_argument("--out", default="")
   args = p.parse_args()
+  for flag, given in (("--sample", args.sample), ("--from_generator", args.from_generator),
+                      ("--gatekeeper_first", args.gatekeeper_first)):
+    if given and args.role != "judge":
+      p.error(f"{flag} is about the judge: use it with --role judge")
 
   config = toy.get_config()
   config.seed = config.data.seed = args.seed
@@ -179,16 +183,12 @@ def main():
   examples = built.sft_examples[args.role]
   probe_examples = make(held_out[:PROBE_ROWS], exact)
   if args.gatekeeper_first:
-    if args.role != "judge":
-      p.error("--gatekeeper_first rewrites judgments: use it with --role judge")
     examples, probe_examples = (
         [e._replace(target=GATE.sub(r"\g<1>1", e.target)) for e in rows_of]
         for rows_of in (examples, probe_examples))
   rows, _ = tokenize_sft(policy.tokenizer, probe_examples,
                          max_length=w.max_length)
   probe = make_probe(policy, rows)
-  if args.sample and args.role != "judge":
-    p.error("--sample measures sampled judgments: use it with --role judge")
   sampled = (make_sampled_probe(policy, [i.pair for i in held_out[:args.sample]],
                                   config.judge.max_new_tokens, args.seed) if args.sample else None)
   out = open(args.out, "w", encoding="utf-8") if args.out else None  # noqa: SIM115
@@ -209,29 +209,23 @@ def main():
         out.flush()
     return False
 
-  optimizer = OptimizerConfig(learning_rate=args.learning_rate, max_grad_norm=w.max_grad_norm,
-                              warmup_steps=args.warmup_steps, schedule=args.schedule,
-                              total_steps=args.steps)
-  start_params = jax.tree.map(jnp.copy, policy.params)
+  def sft(role_policy, params, examples, learning_rate, steps, **extra):
+    optimizer = OptimizerConfig(learning_rate=learning_rate, max_grad_norm=w.max_grad_norm,
+                                warmup_steps=args.warmup_steps, schedule=args.schedule,
+                                total_steps=steps)
+    return run_sft(role_policy.model, params, role_policy.tokenizer, examples,
+                   optimizer_config=optimizer, sft_config=built.sft_config,
+                   batch_size=args.batch_size, max_length=w.max_length,
+                   pad_multiple=args.pad_multiple, steps=steps, seed=args.seed,
+                   log_fn=lambda _: None, length_groups=args.length_groups, **extra)[0]
+
+  params = jax.tree.map(jnp.copy, policy.params)
   if args.from_generator:
-    if args.role != "judge":
-      p.error("--from_generator starts the judge: use it with --role judge")
     gen = built.generator
-    start_params = run_sft(
-        gen.model, jax.tree.map(jnp.copy, gen.params), gen.tokenizer,
-        built.sft_examples["generator"], optimizer_config=OptimizerConfig(
-            learning_rate=args.generator_learning_rate, max_grad_norm=w.max_grad_norm,
-            warmup_steps=args.warmup_steps, schedule=args.schedule,
-            total_steps=args.from_generator),
-        sft_config=built.sft_config, batch_size=args.batch_size, max_length=w.max_length,
-        pad_multiple=args.pad_multiple, steps=args.from_generator, seed=args.seed,
-        log_fn=lambda _: None)[0]
+    params = sft(gen, jax.tree.map(jnp.copy, gen.params), built.sft_examples["generator"],
+                 args.generator_learning_rate, args.from_generator)
     start = time.perf_counter()
-  run_sft(policy.model, start_params, policy.tokenizer,
-          examples, optimizer_config=optimizer,
-          sft_config=built.sft_config, batch_size=args.batch_size, max_length=w.max_length,
-          pad_multiple=args.pad_multiple, steps=args.steps, seed=args.seed,
-          log_fn=lambda _: None, on_step=on_step, length_groups=args.length_groups)
+  sft(policy, params, examples, args.learning_rate, args.steps, on_step=on_step)
   if out:
     out.close()
 

@@ -121,8 +121,9 @@ def test_a_finished_run_is_reused_with_the_wall_time_of_the_command_that_finishe
 
 def test_sampled_probe_figures_score_judgments_against_the_world():
   """Judgments written from the world's truth score 1 on every reading share and on accuracy;
-  the same judgments naming the other winner keep the reading shares and score 0 accuracy; a
-  judgment whose evidence tags are exchanged scores 0 evidence."""
+  the same judgments naming the other winner keep the reading shares and score 0 accuracy;
+  judgments whose evidence tags are exchanged get right exactly the tags that exchanging leaves
+  unchanged ([both] and [none])."""
   from arm_jax.rl.heldout import shown_order
   from arm_jax.toy import warmstart, world
 
