@@ -11,10 +11,11 @@ and the share of rows whose every target token is the argmax. One forward pass p
 generation, so a setting's learning curve costs little more than its SFT steps. With --sample K
 (judge only) each probe also samples a judgment at temperature 1 for K held-out pairs shown with
 their exact rubric in a random order, and reports what arm_jax.toy.diagnostics reads in them
-(s_evidence, s_marks, s_restated) and their accuracy (s_accuracy): the confidence RL starts from.
+(s_evidence, s_marks, s_restated) and their accuracy (s_accuracy): the confidence RL starts from;
+--greedy adds the same figures for greedy judgments of those pairs (g_*).
 
   python experiments/toy_warmstart_probe.py --seed 2 --steps 800 [--role judge|generator]
-      [--learning_rate 2e-3] [--schedule cosine] [--batch_size 32] [--sample 128]
+      [--learning_rate 2e-3] [--schedule cosine] [--batch_size 32] [--sample 128 --greedy]
       [--from_generator 300] [--gatekeeper_first] [--length_groups 16 --pad_multiple 32]
       [--set 'data.kinds=("include","avoid")' model.hidden_size=64 ...] [--out curve.jsonl]
 
@@ -109,20 +110,21 @@ def make_probe(policy, rows):
   return probe
 
 
-def sampled_figures(shown, rubrics, texts) -> dict[str, float]:
+def sampled_figures(shown, rubrics, texts, prefix: str = "s_") -> dict[str, float]:
   """diagnostics.reading's judge shares (s_restated, s_evidence, s_marks, s_marks_<kind>) and the
   verdicts' accuracy (s_accuracy; an unparseable verdict is wrong) of judgments `texts` of the
   pairs as shown with these rubrics."""
   read = diagnostics.reading(shown, rubrics, texts)
   right = [parse_verdict(t) is not None and label_index(parse_verdict(t)) == p.label
            for p, t in zip(shown, texts)]
-  return {"s_" + k.removeprefix("judge_"): round(v, 3) for k, v in read.items()
-          if k != "rubric_exact"} | {"s_accuracy": round(float(np.mean(right)), 3)}
+  return {prefix + k.removeprefix("judge_"): round(v, 3) for k, v in read.items()
+          if k != "rubric_exact"} | {prefix + "accuracy": round(float(np.mean(right)), 3)}
 
 
-def make_sampled_probe(policy, pairs, max_new_tokens: int, seed: int):
+def make_sampled_probe(policy, pairs, max_new_tokens: int, seed: int, greedy: bool = False):
   """probe(params, step): sampled_figures of one judgment per pair sampled at temperature 1,
-  each pair shown in a random order (rl.heldout.shown_order) with its exact rubric."""
+  each pair shown in a random order (rl.heldout.shown_order) with its exact rubric; greedy=True
+  adds the same figures of greedy judgments of those prompts (prefix g_)."""
   shown = shown_order(pairs, seed)
   rubrics = [warmstart.rubric_text(world.parse_instruction(p.instruction)[1]) for p in shown]
   prompts = policy.encode([render_judge_prompt(policy.template, p.instruction, r, p.response_a,
@@ -132,7 +134,12 @@ def make_sampled_probe(policy, pairs, max_new_tokens: int, seed: int):
   def probe(params, step: int) -> dict[str, float]:
     texts = completions_text(policy.tokenizer, policy.sampler(
         params, prompts, sampling, jax.random.key(seed * 100003 + step)))
-    return sampled_figures(shown, rubrics, texts)
+    figures = sampled_figures(shown, rubrics, texts)
+    if greedy:
+      texts = completions_text(policy.tokenizer, policy.sampler(
+          params, prompts, SamplingParams(max_new_tokens, greedy=True), jax.random.key(0)))
+      figures |= sampled_figures(shown, rubrics, texts, prefix="g_")
+    return figures
 
   return probe
 
@@ -151,6 +158,8 @@ def main():
   p.add_argument("--length_groups", type=int, default=0)
   p.add_argument("--sample", type=int, default=0,
                  help="judge only: sample this many held-out judgments at each probe")
+  p.add_argument("--greedy", action="store_true",
+                 help="with --sample: also score greedy judgments of the same pairs (g_*)")
   p.add_argument("--from_generator", type=int, default=0, metavar="N",
                  help="judge only: start from the generator's weights after N of its warm-start "
                       "steps (at --generator_learning_rate) instead of the shared random init")
@@ -190,7 +199,8 @@ def main():
                          max_length=w.max_length)
   probe = make_probe(policy, rows)
   sampled = (make_sampled_probe(policy, [i.pair for i in held_out[:args.sample]],
-                                  config.judge.max_new_tokens, args.seed) if args.sample else None)
+                                  config.judge.max_new_tokens, args.seed, args.greedy)
+             if args.sample else None)
   out = open(args.out, "w", encoding="utf-8") if args.out else None  # noqa: SIM115
   start = time.perf_counter()
   sft_seconds = [0.0]

@@ -141,6 +141,8 @@ def test_sampled_probe_figures_score_judgments_against_the_world():
   assert right["s_accuracy"] == 1.0
   assert right["s_restated"] == right["s_evidence"] == right["s_marks"] == 1.0
   assert right["s_marks_avoid"] == right["s_marks_include"] == 1.0
+  greedy = warmstart_probe.sampled_figures(shown, rubrics, judged(lambda p: p.label), prefix="g_")
+  assert greedy == {"g_" + k[2:]: v for k, v in right.items()}
   flipped = warmstart_probe.sampled_figures(shown, rubrics, judged(lambda p: 1 - p.label))
   assert flipped["s_accuracy"] == 0.0 and flipped["s_evidence"] == 1.0
   exchanged = warmstart_probe.sampled_figures(shown, rubrics, judged(lambda p: p.label, True))
