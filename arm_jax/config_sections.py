@@ -161,6 +161,9 @@ _TRAIN_SECTIONS = {
         "imperfect_rate": F(0.3, "toy: share of rubrics and judgments with a flaw"),
         "judge_accuracy": F(1.0, "toy: share of synthetic judgments naming the right winner"),
         "negation_slip": F(0.0, "toy: share of judgments that read 'does not use' as 'uses'"),
+        "gatekeeper": F("separating", "toy: the criterion a judgment's gatekeeper line names: "
+                        "the first that separates the responses, or the rubric's first",
+                        ("separating", "rubric")),
     },
     "schedule": {  # Stage II, docs/method.md §4
         "rounds": F(3, "alternating rounds; 0 = stop after the warm start"),

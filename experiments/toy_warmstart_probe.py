@@ -12,11 +12,14 @@ generation, so a setting's learning curve costs little more than its SFT steps. 
 (judge only) each probe also samples a judgment at temperature 1 for K held-out pairs shown with
 their exact rubric in a random order, and reports what arm_jax.toy.diagnostics reads in them
 (s_evidence, s_marks, s_restated) and their accuracy (s_accuracy): the confidence RL starts from;
---greedy adds the same figures for greedy judgments of those pairs (g_*).
+--greedy adds the same figures for greedy judgments of those pairs (g_*), how often the greedy
+gatekeeper line is right and the evidence written after a right and a wrong one
+(g_gatekeeper, g_evidence_gate_right / _wrong), and the figures of greedy judgments given the
+right first three lines (f_*: the gatekeeper line written for them).
 
   python experiments/toy_warmstart_probe.py --seed 2 --steps 800 [--role judge|generator]
       [--learning_rate 2e-3] [--schedule cosine] [--batch_size 32] [--sample 128 --greedy]
-      [--from_generator 300] [--gatekeeper_first] [--length_groups 16 --pad_multiple 32]
+      [--from_generator 300] [--length_groups 16 --pad_multiple 32]
       [--set 'data.kinds=("include","avoid")' model.hidden_size=64 ...] [--out curve.jsonl]
 
 --set overrides fields of configs/toy.py (the model, the data, warmstart.* data settings);
@@ -29,7 +32,6 @@ import argparse
 import ast
 import json
 import os
-import re
 import sys
 import time
 
@@ -54,7 +56,6 @@ from arm_jax.training import setup as train_setup  # noqa: E402
 from configs import toy  # noqa: E402
 
 PROBE_ROWS = 256
-GATE = re.compile(r"^(Identified Gatekeeper Criterion: Criterion )\d+$", re.M)
 
 
 def set_field(config, assignment: str) -> None:
@@ -121,14 +122,39 @@ def sampled_figures(shown, rubrics, texts, prefix: str = "s_") -> dict[str, floa
           if k != "rubric_exact"} | {prefix + "accuracy": round(float(np.mean(right)), 3)}
 
 
-def make_sampled_probe(policy, pairs, max_new_tokens: int, seed: int, greedy: bool = False):
+def gatekeeper_split(shown, rubrics, texts, headers) -> dict[str, float]:
+  """How the gatekeeper line a judge writes before reading steers the evidence it then writes:
+  g_gatekeeper, the share of judgments `texts` whose gatekeeper line is the one in `headers`
+  (each pair's correct judgment's first three lines); g_evidence_gate_right / _wrong, the
+  evidence share (diagnostics.reading) of those that named it and of those that did not."""
+  named = [t.split("\n")[1:2] == h.split("\n")[1:2] for t, h in zip(texts, headers)]
+  out = {"g_gatekeeper": round(float(np.mean(named)), 3)}
+  for suffix, want in (("right", True), ("wrong", False)):
+    idx = [i for i, n in enumerate(named) if n == want]
+    if idx:
+      out[f"g_evidence_gate_{suffix}"] = round(diagnostics.reading(
+          [shown[i] for i in idx], [rubrics[i] for i in idx],
+          [texts[i] for i in idx])["judge_evidence"], 3)
+  return out
+
+
+def make_sampled_probe(policy, pairs, max_new_tokens: int, seed: int, greedy: bool = False,
+                       gatekeeper: str = "separating"):
   """probe(params, step): sampled_figures of one judgment per pair sampled at temperature 1,
   each pair shown in a random order (rl.heldout.shown_order) with its exact rubric; greedy=True
-  adds the same figures of greedy judgments of those prompts (prefix g_)."""
+  adds the same figures of greedy judgments of those prompts (prefix g_), gatekeeper_split of
+  them, and the figures of greedy judgments that continue the correct first three lines (the
+  `gatekeeper` rule's gatekeeper given; prefix f_)."""
   shown = shown_order(pairs, seed)
-  rubrics = [warmstart.rubric_text(world.parse_instruction(p.instruction)[1]) for p in shown]
+  criteria = [world.parse_instruction(p.instruction)[1] for p in shown]
+  rubrics = [warmstart.rubric_text(c) for c in criteria]
   prompts = policy.encode([render_judge_prompt(policy.template, p.instruction, r, p.response_a,
                                                p.response_b) for p, r in zip(shown, rubrics)])
+  headers = ["\n".join(warmstart.judgment_text(c, p.response_a, p.response_b, p.label,
+                                               gatekeeper=gatekeeper).split("\n")[:3]) + "\n"
+             for c, p in zip(criteria, shown)]
+  forced = [ids + policy.tokenizer.encode(h, add_special_tokens=False)
+            for ids, h in zip(prompts, headers)]
   sampling = SamplingParams(max_new_tokens, temperature=1.0)
 
   def probe(params, step: int) -> dict[str, float]:
@@ -136,9 +162,15 @@ def make_sampled_probe(policy, pairs, max_new_tokens: int, seed: int, greedy: bo
         params, prompts, sampling, jax.random.key(seed * 100003 + step)))
     figures = sampled_figures(shown, rubrics, texts)
     if greedy:
-      texts = completions_text(policy.tokenizer, policy.sampler(
-          params, prompts, SamplingParams(max_new_tokens, greedy=True), jax.random.key(0)))
+      argmax = SamplingParams(max_new_tokens, greedy=True)
+      texts = completions_text(policy.tokenizer, policy.sampler(params, prompts, argmax,
+                                                                jax.random.key(0)))
       figures |= sampled_figures(shown, rubrics, texts, prefix="g_")
+      figures |= gatekeeper_split(shown, rubrics, texts, headers)
+      texts = completions_text(policy.tokenizer, policy.sampler(params, forced, argmax,
+                                                                jax.random.key(0)))
+      figures |= sampled_figures(shown, rubrics, [h + t for h, t in zip(headers, texts)],
+                                 prefix="f_")
     return figures
 
   return probe
@@ -164,14 +196,10 @@ def main():
                  help="judge only: start from the generator's weights after N of its warm-start "
                       "steps (at --generator_learning_rate) instead of the shared random init")
   p.add_argument("--generator_learning_rate", type=float, default=1e-3)
-  p.add_argument("--gatekeeper_first", action="store_true",
-                 help="judge only: every judgment names Criterion 1 its gatekeeper (a rubric "
-                      "property) instead of the first criterion whose marks differ")
   p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
   p.add_argument("--out", default="")
   args = p.parse_args()
-  for flag, given in (("--sample", args.sample), ("--from_generator", args.from_generator),
-                      ("--gatekeeper_first", args.gatekeeper_first)):
+  for flag, given in (("--sample", args.sample), ("--from_generator", args.from_generator)):
     if given and args.role != "judge":
       p.error(f"{flag} is about the judge: use it with --role judge")
 
@@ -187,19 +215,17 @@ def main():
                                                  kinds=tuple(d.kinds) or world.KINDS,
                                                  shape=world_shape(d)),
                             d.held_out_fraction, seed=d.seed)
-  exact = warmstart.WarmStart(imperfect_rate=0.0, judge_accuracy=1.0, negation_slip=0.0)
+  exact = warmstart.WarmStart(imperfect_rate=0.0, judge_accuracy=1.0, negation_slip=0.0,
+                              gatekeeper=w.gatekeeper)
   make = warmstart.judge_examples if args.role == "judge" else warmstart.rubric_examples
   examples = built.sft_examples[args.role]
   probe_examples = make(held_out[:PROBE_ROWS], exact)
-  if args.gatekeeper_first:
-    examples, probe_examples = (
-        [e._replace(target=GATE.sub(r"\g<1>1", e.target)) for e in rows_of]
-        for rows_of in (examples, probe_examples))
   rows, _ = tokenize_sft(policy.tokenizer, probe_examples,
                          max_length=w.max_length)
   probe = make_probe(policy, rows)
   sampled = (make_sampled_probe(policy, [i.pair for i in held_out[:args.sample]],
-                                  config.judge.max_new_tokens, args.seed, args.greedy)
+                                  config.judge.max_new_tokens, args.seed, args.greedy,
+                                  w.gatekeeper)
              if args.sample else None)
   out = open(args.out, "w", encoding="utf-8") if args.out else None  # noqa: SIM115
   start = time.perf_counter()

@@ -155,14 +155,35 @@ def test_sampled_probe_figures_score_judgments_against_the_world():
   assert exchanged["s_evidence"] == round(1 - one_sided, 3)
 
 
-def test_gatekeeper_first_rewrites_only_the_gatekeeper_line():
+def test_gatekeeper_split_counts_the_named_gatekeeper_and_the_evidence_after_it():
+  """Half the judgments are right; the other half name a gatekeeper that is not the right one
+  and exchange the evidence: the split scores the first half 1 and the second exactly the
+  share of their tags that exchanging leaves unchanged ([both] and [none])."""
+  from arm_jax.rl.heldout import shown_order
   from arm_jax.toy import warmstart, world
 
-  inst = next(i for i in world.make_instances(40, seed=1, kinds=("include", "avoid"))
-              if "Gatekeeper Criterion: Criterion 2" in warmstart.judgment_text(
-                  i.constraints, i.response_a, i.response_b, i.label))
-  text = warmstart.judgment_text(inst.constraints, inst.response_a, inst.response_b, inst.label)
-  rewritten = warmstart_probe.GATE.sub(r"\g<1>1", text)
-  changed = [(a, b) for a, b in zip(text.splitlines(), rewritten.splitlines()) if a != b]
-  assert changed == [("Identified Gatekeeper Criterion: Criterion 2",
-                      "Identified Gatekeeper Criterion: Criterion 1")]
+  instances = world.make_instances(40, seed=6, kinds=("include", "avoid"))
+  shown = shown_order([i.pair for i in instances], seed=2)
+  criteria = [world.parse_instruction(p.instruction)[1] for p in shown]
+  rubrics = [warmstart.rubric_text(c) for c in criteria]
+  right = [warmstart.judgment_text(c, p.response_a, p.response_b, p.label)
+           for c, p in zip(criteria, shown)]
+  headers = ["\n".join(t.split("\n")[:3]) + "\n" for t in right]
+
+  def misnamed(text):
+    line = text.split("\n")[1]
+    other = "2" if line.endswith("1") else "1"
+    return text.replace(line, line[:-1] + other, 1)
+
+  half = len(shown) // 2
+  texts = right[:half] + [misnamed(warmstart.judgment_text(c, p.response_a, p.response_b,
+                                                           1 - p.label, swapped=True))
+                          for c, p in zip(criteria[half:], shown[half:])]
+  split = warmstart_probe.gatekeeper_split(shown, rubrics, texts, headers)
+  where = [warmstart.WHERE[warmstart.evidence(c, p.response_a.split()),
+                           warmstart.evidence(c, p.response_b.split())]
+           for cs, p in zip(criteria[half:], shown[half:]) for c in cs]
+  unchanged = sum(w in (" [both]", " [none]") for w in where) / len(where)
+  assert 0 < unchanged < 1
+  assert split == {"g_gatekeeper": 0.5, "g_evidence_gate_right": 1.0,
+                   "g_evidence_gate_wrong": round(unchanged, 3)}

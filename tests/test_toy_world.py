@@ -293,3 +293,29 @@ def test_tiny_decoder_initialises_and_runs(tokenizer):
   logp = jax.nn.log_softmax(logits[0, :-1])
   nll = -jnp.take_along_axis(logp, ids[0, 1:, None], axis=-1).mean()
   assert abs(float(nll) - np.log(len(tokenizer))) < 0.5
+
+
+def test_gatekeeper_names_the_first_separating_criterion_or_the_rubrics_first(instances):
+  """The same judgments under both settings but for the gatekeeper line: "separating" names the
+  first criterion whose marks (read back from the judgment's own lines) differ between A and B,
+  "rubric" always Criterion 1."""
+  rows = instances[:400]
+  kept = dict(imperfect_rate=0.3, judge_accuracy=0.65, negation_slip=0.6, seed=3)
+  separating = toy.judge_examples(rows, toy.WarmStart(**kept))
+  rubric = toy.judge_examples(rows, toy.WarmStart(**kept, gatekeeper="rubric"))
+  gate = re.compile(r"^Identified Gatekeeper Criterion: Criterion (\d+)$", re.M)
+  named_later = 0
+  for sep, rub in zip(separating, rubric):
+    assert sep.prompt == rub.prompt
+    changed = [(a, b) for a, b in zip(sep.target.splitlines(), rub.target.splitlines()) if a != b]
+    assert len(sep.target.splitlines()) == len(rub.target.splitlines())
+    assert all(a.startswith("Identified Gatekeeper") for a, _ in changed)
+    assert int(gate.search(rub.target).group(1)) == 1
+    marks = [[m for _, _, m in _lines(sep.target, s)] for s in "AB"]
+    differ = [i for i, (a, b) in enumerate(zip(*marks), 1) if a != b]
+    assert int(gate.search(sep.target).group(1)) == (differ[0] if differ else 1)
+    named_later += bool(differ) and differ[0] > 1
+  assert named_later > 40  # the two settings differ on many rows
+  with pytest.raises(ValueError, match="gatekeeper='first'"):
+    toy.judgment_text(rows[0].constraints, rows[0].response_a, rows[0].response_b, 0,
+                      gatekeeper="first")

@@ -60,7 +60,8 @@ def build_toy(config: ml_collections.ConfigDict, mesh, rules) -> Built:
   rubric_t, judge_t = warmstart.templates()
   ws = warmstart.WarmStart(imperfect_rate=config.warmstart.imperfect_rate,
                            judge_accuracy=config.warmstart.judge_accuracy,
-                           negation_slip=config.warmstart.negation_slip, seed=config.seed)
+                           negation_slip=config.warmstart.negation_slip,
+                           gatekeeper=config.warmstart.gatekeeper, seed=config.seed)
   sft = {"generator": warmstart.rubric_examples(train, ws, rubric_t),
          "judge": warmstart.judge_examples(train, ws, judge_t)}
   policies = {role: Policy(role, model, tokenizer, t, params)

@@ -106,6 +106,14 @@ def evidence(criterion: Constraint, words: Sequence[str]) -> bool:
   return criterion.holds(words)
 
 
+# Which criterion a judgment's `Identified Gatekeeper Criterion` line names. "separating": the
+# first whose marks differ, an answer that needs both responses read, written before the
+# analysis that reads them; a judge that samples a wrong one writes the evidence that fits it
+# (docs/results.md). "rubric": the rubric's first criterion, named from the rubric alone, as
+# the paper's "most important objective criterion" is (docs/method.md §2).
+GATEKEEPERS = ("separating", "rubric")
+
+
 def judgment_marks(criteria: Sequence[Constraint], response_a: str, response_b: str,
                    swapped: bool = False, negation_slip: bool = False):
   """(evidence, marks) a judgment writes: evidence[i] = (A shows it, B shows it) for criterion
@@ -124,17 +132,22 @@ def judgment_marks(criteria: Sequence[Constraint], response_a: str, response_b: 
 
 
 def judgment_text(criteria: Sequence[Constraint], response_a: str, response_b: str, winner: int,
-                  swapped: bool = False, negation_slip: bool = False) -> str:
+                  swapped: bool = False, negation_slip: bool = False,
+                  gatekeeper: str = "separating") -> str:
   """A judge output in the docs/method.md §2 format for these criteria and responses, naming
   `winner`, with the evidence and marks of `judgment_marks`.
 
   Each criterion line's justification restates the criterion, says which responses show its
   evidence ([A], [B], [both] or [none]) and ends with this response's yes/no: every step is
-  local, which is what lets a small decoder learn to judge. The first criterion that separates
-  the responses is the gatekeeper and the final justification counts the yeses.
+  local, which is what lets a small decoder learn to judge. The gatekeeper (`GATEKEEPERS`) is
+  the first criterion that separates the responses or the rubric's first, and the final
+  justification counts the yeses.
   """
+  if gatekeeper not in GATEKEEPERS:
+    raise ValueError(f"gatekeeper={gatekeeper!r}; expected one of {sorted(GATEKEEPERS)}")
   found, marks = judgment_marks(criteria, response_a, response_b, swapped, negation_slip)
-  gate = next((i for i, (a, b) in enumerate(zip(marks["A"], marks["B"]), 1) if a != b), 1)
+  gate = 1 if gatekeeper == "rubric" else next(
+      (i for i, (a, b) in enumerate(zip(marks["A"], marks["B"]), 1) if a != b), 1)
   lines = ["--- Compliance Check ---", f"Identified Gatekeeper Criterion: Criterion {gate}",
            "--- Analysis ---"]
   for slot in "AB":
@@ -151,21 +164,22 @@ def judgment_text(criteria: Sequence[Constraint], response_a: str, response_b: s
 
 def synthetic_judgment(instance: ToyInstance, criteria: Sequence[Constraint],
                        rng: np.random.Generator, accuracy: float = 0.65,
-                       negation_slip: float = 0.0) -> str:
+                       negation_slip: float = 0.0, gatekeeper: str = "separating") -> str:
   """With probability 1 - `accuracy` the evidence of A and B is exchanged and the unpreferred
   response named the winner; independently, with probability `negation_slip` the judgment
   drops the negation of "does not use" criteria and names the winner its own marks give; when
-  they tie it names Response A (a judge without the label falls back on position)."""
+  they tie it names Response A (a judge without the label falls back on position). `gatekeeper`
+  says which criterion the gatekeeper line names (GATEKEEPERS)."""
   slip = bool(negation_slip) and rng.random() < negation_slip
   a, b = instance.response_a, instance.response_b
   if rng.random() >= accuracy:
-    return judgment_text(criteria, a, b, 1 - instance.label, swapped=True)
+    return judgment_text(criteria, a, b, 1 - instance.label, swapped=True, gatekeeper=gatekeeper)
   if not slip or not any(c.kind == "avoid" for c in criteria):  # nothing to slip on
-    return judgment_text(criteria, a, b, instance.label)
+    return judgment_text(criteria, a, b, instance.label, gatekeeper=gatekeeper)
   _, marks = judgment_marks(criteria, a, b, negation_slip=True)
   met = sum(marks["A"]), sum(marks["B"])
   winner = 0 if met[0] == met[1] else int(met[1] > met[0])
-  return judgment_text(criteria, a, b, winner, negation_slip=True)
+  return judgment_text(criteria, a, b, winner, negation_slip=True, gatekeeper=gatekeeper)
 
 
 # --- SFT examples ------------------------------------------------------------------------------
@@ -175,6 +189,7 @@ class WarmStart:
   imperfect_rate: float = 0.3  # share of rubrics that drop a constraint or add a distractor
   judge_accuracy: float = 0.65  # share of judgments without a position mix-up
   negation_slip: float = 0.0  # share of judgments that read "does not use" as "uses"
+  gatekeeper: str = "separating"  # which criterion the gatekeeper line names (GATEKEEPERS)
   seed: int = 0
 
 
@@ -201,5 +216,5 @@ def judge_examples(instances: Sequence[ToyInstance], cfg: WarmStart = WarmStart(
     prompt = render_judge_prompt(template, inst.instruction, rubric_text(criteria),
                                  inst.response_a, inst.response_b)
     examples.append(SFTExample(prompt, synthetic_judgment(inst, criteria, rng, cfg.judge_accuracy,
-                                                          cfg.negation_slip)))
+                                                          cfg.negation_slip, cfg.gatekeeper)))
   return examples
