@@ -26,7 +26,7 @@ from test_train_resume import OVERRIDES, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A decoder and warm start big enough for the judge to write whole judgments (verdicts in about
-# 97% of its sampled judgments) in about a minute; 67 held-out pairs, each judged 8 times by the
+# 97% of its sampled judgments) in about a minute; 75 held-out pairs, each judged 8 times by the
 # run's eval; one round of 2 + 2 RL steps.
 RUN = dict(OVERRIDES, **{
     "model.num_layers": 2, "model.hidden_size": 64, "model.num_heads": 2,
@@ -37,7 +37,7 @@ RUN = dict(OVERRIDES, **{
     "eval.max_pairs": 0, "eval.samples": 8, "eval.batch_size": 32,
     "checkpoint.every_steps": 50, "checkpoint.max_to_keep": 1})
 SFT = RUN["warmstart.steps"] + RUN["warmstart.generator_steps"]
-PAIRS = 67  # held-out instructions of the 600 instances
+PAIRS = 75  # held-out instructions of the 600 instances in configs/toy.py's world shape
 
 
 def _evaluate_toy_config(workdir: str):

@@ -33,6 +33,7 @@ OVERRIDES = {
     # phases change the parameters (with 3 steps every reward was 0 and RL moved nothing).
     "data.num_instances": 40, "warmstart.steps": 40, "warmstart.generator_steps": 40,
     "warmstart.batch_size": 8, "warmstart.learning_rate": 1e-2, "warmstart.warmup_steps": 2,
+    "warmstart.generator_learning_rate": -1.0,  # the generator at 1e-2 too
     "schedule.rounds": 1, "schedule.steps_per_phase": 2,
     "judge.group_size": 2, "judge.prompts_per_step": 4, "judge.max_new_tokens": 144,
     "generator.group_size": 2, "generator.prompts_per_step": 4, "generator.max_new_tokens": 48,
