@@ -150,11 +150,12 @@ def make_sampled_probe(policy, pairs, max_new_tokens: int, seed: int, greedy: bo
   rubrics = [warmstart.rubric_text(c) for c in criteria]
   prompts = policy.encode([render_judge_prompt(policy.template, p.instruction, r, p.response_a,
                                                p.response_b) for p, r in zip(shown, rubrics)])
-  headers = ["\n".join(warmstart.judgment_text(c, p.response_a, p.response_b, p.label,
-                                               gatekeeper=gatekeeper).split("\n")[:3]) + "\n"
-             for c, p in zip(criteria, shown)]
-  forced = [ids + policy.tokenizer.encode(h, add_special_tokens=False)
-            for ids, h in zip(prompts, headers)]
+  if greedy:  # each pair's correct first three lines, and its prompt continued by them
+    headers = ["\n".join(warmstart.judgment_text(c, p.response_a, p.response_b, p.label,
+                                                 gatekeeper=gatekeeper).split("\n")[:3]) + "\n"
+               for c, p in zip(criteria, shown)]
+    forced = [ids + policy.tokenizer.encode(h, add_special_tokens=False)
+              for ids, h in zip(prompts, headers)]
   sampling = SamplingParams(max_new_tokens, temperature=1.0)
 
   def probe(params, step: int) -> dict[str, float]:
