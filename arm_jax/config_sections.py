@@ -59,7 +59,8 @@ _POLICY = {
     "temperature": F(1.0, "rollout temperature"),
     "top_p": F(1.0, "rollout nucleus mass"),
     "top_k": F(0, "rollout top-k; 0 = off"),
-    "learning_rate": F(1e-6, "AdamW learning rate (constant)"),
+    "learning_rate": F(1e-6, "AdamW learning rate (constant after the warmup)"),
+    "warmup_steps": F(0, "updates over which the rate rises linearly from 0 (each of mu counts)"),
     "weight_decay": F(0.0, "AdamW weight decay"),
     "max_grad_norm": F(1.0, "global gradient clipping norm"),
 }
@@ -152,8 +153,10 @@ _TRAIN_SECTIONS = {
         "length_groups": F(0, "0 = random batches; k > 1: rows are sorted by length within "
                               "random runs of k batches (less padding; HF's group_by_length)"),
         "learning_rate": F(5e-6, "AdamW peak learning rate"),
-        "schedule": F("constant", "learning-rate schedule; cosine decays to 0 over each policy's "
-                                  "own steps", ("constant", "cosine")),
+        "schedule": F("constant", "learning-rate schedule; cosine decays over each policy's own "
+                                  "steps", ("constant", "cosine")),
+        "final_learning_rate_fraction": F(0.0, "cosine: the rate at the last step, as a "
+                                               "fraction of the peak"),
         "warmup_steps": F(0, "linear warmup steps"),
         "max_grad_norm": F(1.0, "global gradient clipping norm"),
         "prompt_loss_weight": F(0.0, "NLL weight of prompt tokens (0 = target tokens only)"),

@@ -4,6 +4,7 @@ qwen3_8b is checked at paper scale without a download or a pod: the Qwen3-8B arc
 its public config.json, the train state as jax.eval_shape, the config's mesh as an AbstractMesh.
 """
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -507,3 +508,39 @@ def test_evaluate_smollm2_is_prompted_and_direct_smollm2_on_ifeval_pairs(tmp_pat
   config.benchmark_specs.ifeval_verified.path = str(tmp_path / "nowhere")
   with pytest.raises(FileNotFoundError, match=r"nowhere.*build_offline_data\.py --out"):
     benchmark_names(config)
+
+
+def test_rate_schedules_follow_their_config_keys():
+  """judge / generator / grpo.warmup_steps and warmstart.final_learning_rate_fraction reach the
+  optimizers: linear warmup from 0 (hand values), a cosine warm start that ends at the fraction
+  of its peak (optax's formula by hand), and a policy job whose first GRPO update is zero."""
+  c = _module("toy").get_config()
+  c.judge.update(learning_rate=1e-3, warmup_steps=4)
+  c.generator.warmup_steps = 0
+  c.warmstart.update(schedule="cosine", warmup_steps=10, final_learning_rate_fraction=0.25)
+  c = config_sections.validate(c)
+  tc = train_setup.trainer_config(c)
+  judge = optim.learning_rate_schedule(tc.judge_optimizer)
+  assert [float(judge(k)) for k in (0, 1, 2, 4, 50)] == pytest.approx(
+      [0.0, 2.5e-4, 5e-4, 1e-3, 1e-3])
+  generator = optim.learning_rate_schedule(tc.generator_optimizer)
+  assert float(generator(0)) == pytest.approx(c.generator.learning_rate)
+  sft = dataclasses.replace(train_setup.sft_optimizer_config(c.warmstart, "judge"),
+                            total_steps=110)
+  peak, end = c.warmstart.learning_rate, 0.25 * c.warmstart.learning_rate
+  cosine = optim.learning_rate_schedule(sft)
+  for step in (10, 35, 60, 110):
+    want = end + (peak - end) * 0.5 * (1 + math.cos(math.pi * (step - 10) / 100))
+    assert float(cosine(step)) == pytest.approx(want, rel=1e-5), step
+  with pytest.raises(ValueError, match="final_fraction"):
+    optim.learning_rate_schedule(dataclasses.replace(sft, final_fraction=1.5))
+  p = _module("policy_toy").get_config("grpo")
+  p.grpo.warmup_steps = 3
+  opt = policy_job.optimizer(config_sections.validate(p))
+  params = {"w": np.ones((2, 3), np.float32)}
+  updates, _ = opt.update({"w": np.full((2, 3), 0.5, np.float32)}, opt.init(params), params)
+  assert not np.any(np.asarray(updates["w"]))
+  p.grpo.warmup_steps = 0
+  opt = policy_job.optimizer(config_sections.validate(p))
+  updates, _ = opt.update({"w": np.full((2, 3), 0.5, np.float32)}, opt.init(params), params)
+  assert np.all(np.asarray(updates["w"]) < 0)

@@ -5,6 +5,8 @@ tokens and the vocabulary at ~450, so both runs take seconds; the phases themsel
 ones a pretrained model runs.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -138,3 +140,36 @@ def test_eight_devices_equal_one(tokenizer, single):
     for a, b in zip(jax.tree.leaves(trainer8.policies[role].params),
                     jax.tree.leaves(trainer1.policies[role].params)):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+def test_judge_warmup_starts_its_updates_at_rate_zero(tokenizer):
+  """optimizer warmup_steps (config judge.warmup_steps): the rate rises linearly from 0 over the
+  first updates, so with one update per step and a 2-update warmup the judge is unchanged by its
+  first step (rate 0) and moved by its second (rate 1e-3 / 2); without warmup the first step
+  moves it. Each policy keeps its own schedule: the generator, without warmup, moves at once."""
+  def judge_after_each_step(warmup):
+    gen = _policy("generator", tokenizer, "rubric", 0)
+    judge = _policy("judge", tokenizer, "judge", 1)
+    grpo = GRPOConfig(group_size=4, beta=0.01, mu=1)
+    cfg = dataclasses.replace(
+        _config(), judge=PhaseConfig(grpo, SamplingParams(max_new_tokens=12), 2),
+        judge_optimizer=optim.OptimizerConfig(learning_rate=1e-3, warmup_steps=warmup))
+    snapshots = [jax.tree.map(np.asarray, {"judge": judge.params, "generator": gen.params})]
+    trainer = AlternatingTrainer(gen, judge, cfg)
+
+    def on_step(phase, step):
+      snapshots.append(jax.tree.map(np.asarray, {r: trainer.policies[r].params
+                                                 for r in ("judge", "generator")}))
+      return False
+    trainer.run(PAIRS, jax.random.key(0), on_step=on_step)
+    return snapshots  # start, after judge steps 0 and 1, after generator steps 0 and 1
+
+  def moved(a, b, role):
+    return max(float(np.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a[role]),
+                                                          jax.tree.leaves(b[role])))
+  warm = judge_after_each_step(2)
+  assert moved(warm[0], warm[1], "judge") == 0.0
+  assert moved(warm[1], warm[2], "judge") > 0.0
+  assert moved(warm[2], warm[3], "generator") > 0.0
+  cold = judge_after_each_step(0)
+  assert moved(cold[0], cold[1], "judge") > 0.0

@@ -327,7 +327,7 @@ def optimizer(config: ml_collections.ConfigDict):
     g = config.grpo
     return optim.make_optimizer(optim.OptimizerConfig(
         learning_rate=g.learning_rate, weight_decay=g.weight_decay,
-        max_grad_norm=g.max_grad_norm))
+        max_grad_norm=g.max_grad_norm, warmup_steps=g.warmup_steps))
   return optim.make_optimizer(iteration_config(config).optimizer)
 
 

@@ -20,6 +20,7 @@ class OptimizerConfig:
   schedule: str = "constant"  # constant | cosine (with linear warmup)
   warmup_steps: int = 0
   total_steps: int = 0  # cosine only
+  final_fraction: float = 0.0  # cosine only: the last step's rate over the peak
   b1: float = 0.9
   b2: float = 0.999
   eps: float = 1e-8
@@ -36,8 +37,11 @@ def learning_rate_schedule(cfg: OptimizerConfig) -> optax.Schedule:
     if cfg.total_steps <= cfg.warmup_steps:
       raise ValueError(f"cosine schedule needs total_steps > warmup_steps, got "
                        f"{cfg.total_steps} <= {cfg.warmup_steps}")
+    if not 0.0 <= cfg.final_fraction <= 1.0:
+      raise ValueError(f"cosine final_fraction={cfg.final_fraction}; expected 0 to 1")
     return optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, cfg.warmup_steps,
-                                              cfg.total_steps)
+                                              cfg.total_steps,
+                                              end_value=cfg.final_fraction * cfg.learning_rate)
   raise ValueError(f"schedule={cfg.schedule!r}; expected 'constant' or 'cosine'")
 
 

@@ -109,7 +109,7 @@ def phase_config(c: ml_collections.ConfigDict) -> phases.PhaseConfig:
 
 def _optimizer(c: ml_collections.ConfigDict) -> optim.OptimizerConfig:
   return optim.OptimizerConfig(learning_rate=c.learning_rate, weight_decay=c.weight_decay,
-                               max_grad_norm=c.max_grad_norm)
+                               max_grad_norm=c.max_grad_norm, warmup_steps=c.warmup_steps)
 
 
 def trainer_config(config: ml_collections.ConfigDict) -> TrainerConfig:
@@ -166,7 +166,8 @@ def sft_optimizer_config(warmstart: ml_collections.ConfigDict, role: str) -> opt
   w = warmstart
   return optim.OptimizerConfig(learning_rate=sft_settings(w, role).learning_rate,
                                max_grad_norm=w.max_grad_norm, warmup_steps=w.warmup_steps,
-                               schedule=w.schedule)
+                               schedule=w.schedule,
+                               final_fraction=w.final_learning_rate_fraction)
 
 
 def sft_steps(warmstart: ml_collections.ConfigDict, role: str) -> int:
