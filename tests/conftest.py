@@ -34,6 +34,16 @@ def pytest_collection_modifyitems(config, items):
       item.add_marker(skip)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+  """Drops JAX's compiled programs after each test module. XLA:CPU maps each program's code into
+  its own memory regions, and the whole default tier in one process reached Linux's limit of
+  65530 regions per process (vm.max_map_count): the next compilation segfaulted."""
+  yield
+  import jax  # noqa: PLC0415
+  jax.clear_caches()
+
+
 @pytest.fixture(scope="session")
 def tiny_toy_run(tmp_path_factory):
   """(workdir, "done" record) of the tiny toy run (test_train_resume.OVERRIDES) on this process's
