@@ -534,6 +534,10 @@ def test_rate_schedules_follow_their_config_keys():
     assert float(cosine(step)) == pytest.approx(want, rel=1e-5), step
   with pytest.raises(ValueError, match="final_fraction"):
     optim.learning_rate_schedule(dataclasses.replace(sft, final_fraction=1.5))
+  with pytest.raises(ValueError, match="final_fraction=0.25 needs the cosine"):
+    optim.learning_rate_schedule(dataclasses.replace(sft, schedule="constant"))
+  with pytest.raises(ValueError, match="warmup_steps=-1"):
+    optim.learning_rate_schedule(dataclasses.replace(tc.judge_optimizer, warmup_steps=-1))
   p = _module("policy_toy").get_config("grpo")
   p.grpo.warmup_steps = 3
   opt = policy_job.optimizer(config_sections.validate(p))

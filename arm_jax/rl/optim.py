@@ -29,6 +29,11 @@ class OptimizerConfig:
 
 
 def learning_rate_schedule(cfg: OptimizerConfig) -> optax.Schedule:
+  if cfg.warmup_steps < 0:
+    raise ValueError(f"warmup_steps={cfg.warmup_steps}; expected 0 or more")
+  if cfg.final_fraction and cfg.schedule != "cosine":
+    raise ValueError(f"final_fraction={cfg.final_fraction} needs the cosine schedule, not "
+                     f"{cfg.schedule!r}")
   if cfg.schedule == "constant":
     if cfg.warmup_steps:
       return optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
