@@ -146,6 +146,10 @@ _TRAIN_SECTIONS = {
         "judge_batch_size": F(0, "the judge's rows per step; 0 = batch_size"),
         "generator_max_length": F(0, "the generator's tokens per row; 0 = max_length"),
         "judge_max_length": F(0, "the judge's tokens per row; 0 = max_length"),
+        "micro_batches": F(1, "gradient accumulation steps per update (exact); the rows of a "
+                              "step go through the backward pass this many at a time"),
+        "generator_micro_batches": F(0, "the generator's micro_batches; 0 = micro_batches"),
+        "judge_micro_batches": F(0, "the judge's micro_batches; 0 = micro_batches"),
         "path": F("", "SFT JSONL (role, prompt, target); '' = none (the toy makes its own)"),
         "batch_size": F(8, "rows per step"),
         "max_length": F(2048, "tokens per row; longer examples are truncated or skipped"),

@@ -367,8 +367,8 @@ def programs(config: ml_collections.ConfigDict, cfgs: dict[str, DecoderConfig], 
       sft_opt = optim.make_optimizer(train_setup.sft_optimizer_config(w, role))
       ss = train_setup.sft_settings(w, role)
       opt_state, o_sh = abstract_opt_state(sft_opt, m, mesh)
-      update = make_sft_update(m.model, SFTConfig(prompt_loss_weight=w.prompt_loss_weight),
-                               sft_opt, shardings=(m.param_shardings, o_sh))
+      update = make_sft_update(m.model, ss.sft_config, sft_opt,
+                               shardings=(m.param_shardings, o_sh))
       batch = _seq(mesh, rules, ss.batch_size, 0, ss.max_length)
       batch = SequenceBatch(batch.tokens, batch.attention, batch.loss_mask, score_from=1)
       out.append(Program(f"{role}.sft", lambda u=update, p=m.params, o=opt_state, b=batch:

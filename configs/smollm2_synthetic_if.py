@@ -34,12 +34,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.warmstart.update(path="runs/real_lm/split/sft.jsonl", steps=200, batch_size=8,
                      max_length=2048, generator_max_length=1024, learning_rate=2e-4,
                      schedule="cosine", warmup_steps=10,
-                     length_groups=16)  # judge rows run 400-1500 tokens: batch alike lengths
+                     length_groups=16)  # judge rows run 400-1900 tokens: batch alike lengths
+  # 8 judge rows of 1920 tokens need 20.4 GB of temporaries (XLA's memory_analysis; killed on a
+  # 24 GiB machine): two exact halves of 4 rows (docs/results.md, "the data so far").
+  c.warmstart.judge_micro_batches = 2
   c.schedule.update(rounds=2, steps_per_phase=10)
   # G 4 (the paper's 6 / 7) and 2 instances per step: 8 rollouts per update on two cores.
   # LoRA RL at 1e-5 (5x the 2e-6 this config set for full fine-tuning).
+  # The judge's 8 rollouts run up to ~1900 tokens too: its update in two halves as well.
   c.judge = config_sections.policy(group_size=4, mu=1, prompts_per_step=2, max_new_tokens=320,
-                                   learning_rate=1e-5)
+                                   learning_rate=1e-5, micro_batches=2)
   c.generator = config_sections.policy(group_size=4, mu=1, prompts_per_step=2,
                                        max_new_tokens=192, learning_rate=1e-5)
   # Greedy judgments for the per-round curve; the full evaluation samples (arm_jax.evaluate).

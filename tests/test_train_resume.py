@@ -424,3 +424,42 @@ def test_sigkill_mid_phase_then_same_command_matches_uninterrupted(reference, tm
   assert records(workdir)[-1]["generator_checksum"] == ref_done["generator_checksum"]
   assert records(workdir)[-1]["judge_checksum"] == ref_done["judge_checksum"]
   assert trajectory(workdir) == trajectory(ref_dir)
+
+
+def test_warm_start_micro_batches_are_per_role_and_exact(tmp_path, monkeypatch):
+  """warmstart.judge_micro_batches splits only the judge's warm-start steps into micro-batches
+  (less memory per step), and the split is exact: each step's loss matches the unsplit run's to
+  float rounding, the generator's records are identical, and a split that does not divide the
+  batch names its config key before anything trains."""
+  def warm_only(**extra):
+    c = tiny_config({**OVERRIDES, "warmstart.steps": 4, "warmstart.generator_steps": 3,
+                     "schedule.rounds": 0, **extra})
+    return c
+
+  def sft(workdir, role):
+    return [r for r in records(workdir) if r["phase"] == "sft" and r["role"] == role]
+
+  plain, split = str(tmp_path / "plain"), str(tmp_path / "split")
+  run_train(warm_only(), plain)
+  seen = []
+
+  def spy(model, params, tokenizer, examples, **kw):
+    seen.append((examples[0].prompt[:20], kw["sft_config"].micro_batches))
+    return run_sft(model, params, tokenizer, examples, **kw)
+
+  run_sft = train.run_sft
+  monkeypatch.setattr(train, "run_sft", spy)
+  run_train(warm_only(**{"warmstart.judge_micro_batches": 4}), split)
+  assert [m for _, m in seen] == [1, 4], seen  # the generator's warm start, then the judge's
+  strip = lambda rs: [{k: v for k, v in r.items() if not k.startswith("seconds")} for r in rs]  # noqa: E731
+  assert strip(sft(split, "generator")) == strip(sft(plain, "generator"))
+  a, b = sft(plain, "judge"), sft(split, "judge")
+  assert len(a) == len(b) == 4
+  for x, y in zip(a, b):
+    assert x["tokens"] == y["tokens"] > 0
+    assert y["loss"] == pytest.approx(x["loss"], rel=1e-5)
+  assert a[-1]["loss"] != a[0]["loss"]  # the steps moved the judge
+  for key, value in (("warmstart.judge_micro_batches", 3), ("warmstart.micro_batches", 5)):
+    with pytest.raises(ValueError, match=key.replace(".", r"\.") + f"={value}: the "
+                       r"\w+'s warm-start batch of 8 rows"):
+      run_train(warm_only(**{key: value}), str(tmp_path / f"bad{value}"))

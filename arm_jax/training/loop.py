@@ -383,7 +383,7 @@ class _Run(RunBase):
     policy.params, _, _ = run_sft(
         policy.model, params, policy.tokenizer, self.setup.sft_examples[role],
         optimizer_config=train_setup.sft_optimizer_config(s, role),
-        sft_config=self.setup.sft_config, batch_size=settings.batch_size,
+        sft_config=settings.sft_config, batch_size=settings.batch_size,
         max_length=settings.max_length, pad_multiple=s.pad_multiple,
         steps=steps, seed=int(self.config.seed),
         mesh=policy.model.mesh, rules=policy.model.rules, log_fn=logging.info,

@@ -90,7 +90,6 @@ class TrainSetup:
   # round_end_steps[R]: the global step at which R rounds are complete (R = 0: the warm start's
   # end), the checkpoints that stay when checkpoint.keep_rounds is set.
   round_end_steps: tuple[int, ...] = ()
-  sft_config: SFTConfig = SFTConfig()
   eval_diagnostics: Optional[Callable[..., dict]] = None  # see Built
   policy_oracle: Optional[Callable[..., dict]] = None  # see Built
   # Pairs skipped at load because their prompts do not fit (drop_too_long): train, held out.
@@ -151,14 +150,27 @@ class SFTSettings:
   learning_rate: float
   batch_size: int
   max_length: int
+  micro_batches: int = 1
+  prompt_loss_weight: float = 0.0
+
+  @property
+  def sft_config(self) -> SFTConfig:
+    return SFTConfig(micro_batches=self.micro_batches, prompt_loss_weight=self.prompt_loss_weight)
 
 
 def sft_settings(warmstart: ml_collections.ConfigDict, role: str) -> SFTSettings:
   w = warmstart
   lr = w[f"{role}_learning_rate"]
-  return SFTSettings(learning_rate=w.learning_rate if lr < 0 else lr,
-                     batch_size=w[f"{role}_batch_size"] or w.batch_size,
-                     max_length=w[f"{role}_max_length"] or w.max_length)
+  batch = w[f"{role}_batch_size"] or w.batch_size
+  own = w[f"{role}_micro_batches"]
+  key = f"warmstart.{role}_micro_batches" if own else "warmstart.micro_batches"
+  micro = own or w.micro_batches
+  if micro < 1 or batch % micro:
+    raise ValueError(f"{key}={micro}: the {role}'s warm-start batch of {batch} rows must split "
+                     "into that many equal micro-batches")
+  return SFTSettings(learning_rate=w.learning_rate if lr < 0 else lr, batch_size=batch,
+                     max_length=w[f"{role}_max_length"] or w.max_length, micro_batches=micro,
+                     prompt_loss_weight=w.prompt_loss_weight)
 
 
 def sft_optimizer_config(warmstart: ml_collections.ConfigDict, role: str) -> optim.OptimizerConfig:
@@ -314,6 +326,9 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
   rl_steps = sum(p.steps for p in planned)
   w = config.warmstart
   warm_steps = sum(max(sft_steps(w, r), 0) for r in ROLES)
+  for r in ROLES:  # a bad warm-start setting is reported now, not after the other's SFT
+    if sft_steps(w, r) > 0:
+      sft_settings(w, r)
   sft_cfg = sft_optimizer_config(w, ROLES[0])
   # The SFT optimizer here gives the state's structure (checkpoint templates); run_sft spans a
   # cosine schedule over each policy's own warm-start steps (total_steps=0).
@@ -323,6 +338,5 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
                     built.sft_examples, optim.make_optimizer(like_cfg), tc,
                     total_steps=warm_steps + rl_steps, direct_template=built.direct_template,
                     round_end_steps=round_end_steps(warm_steps, planned),
-                    sft_config=SFTConfig(prompt_loss_weight=w.prompt_loss_weight),
                     eval_diagnostics=built.eval_diagnostics, policy_oracle=built.policy_oracle,
                     too_long=(too_long_train, too_long_held_out))
