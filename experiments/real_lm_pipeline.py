@@ -233,13 +233,24 @@ def sync_archive(workdir: str, archive: str, max_mb: float = ARCHIVE_MAX_MB) -> 
   gives the same bytes, so a version-controlled archive does not churn), with a manifest of
   each file's size and sha256. Files over `max_mb` are skipped and named in the result, as are
   temporary files; files the archive holds but the workdir no longer has are removed.
-  Returns {"copied", "unchanged", "removed", "skipped": {rel: reason}, "bytes"}."""
+  Returns {"copied", "unchanged", "removed", "skipped": {rel: reason}, "bytes"}.
+
+  Safe against a machine that stops mid-sync: the manifest is rewritten after each file it
+  names is replaced, so an archive always restores (each file either its old or its new
+  version); a file that vanishes while it is read (a checkpoint the trainer prunes) is skipped
+  and its archived copy kept."""
   import gzip  # pylint: disable=import-outside-toplevel
   manifest_path = os.path.join(archive, ARCHIVE_MANIFEST)
   old = {}
   if os.path.isfile(manifest_path):
     with open(manifest_path, encoding="utf-8") as f:
       old = json.load(f)["files"]
+  current = dict(old)  # what the archive holds right now, as the manifest says
+
+  def write_manifest(entries):
+    _write_atomic(manifest_path, json.dumps({"files": dict(sorted(entries.items()))},
+                                            indent=0).encode())
+
   files, skipped, copied, unchanged = {}, {}, 0, 0
   for root, dirs, names in os.walk(workdir):
     dirs.sort()
@@ -249,12 +260,16 @@ def sync_archive(workdir: str, archive: str, max_mb: float = ARCHIVE_MAX_MB) -> 
       if name.endswith(".tmp") or ".orbax-checkpoint-tmp" in rel:
         skipped[rel] = "temporary"
         continue
-      size = os.path.getsize(src)
-      if size > max_mb * 1e6:
-        skipped[rel] = f"{size / 1e6:.1f} MB > {max_mb:g} MB"
+      try:
+        size = os.path.getsize(src)
+        if size > max_mb * 1e6:
+          skipped[rel] = f"{size / 1e6:.1f} MB > {max_mb:g} MB"
+          continue
+        with open(src, "rb") as f:
+          data = f.read()
+      except FileNotFoundError:
+        skipped[rel] = "vanished during the sync"
         continue
-      with open(src, "rb") as f:
-        data = f.read()
       if rel.endswith(".jsonl"):  # a running stage may be mid-line: its complete lines only
         data = data[:data.rfind(b"\n") + 1]
       import hashlib  # pylint: disable=import-outside-toplevel
@@ -266,18 +281,17 @@ def sync_archive(workdir: str, archive: str, max_mb: float = ARCHIVE_MAX_MB) -> 
       if dest.endswith(".gz") and not rel.endswith(".gz"):
         data = gzip.compress(data, compresslevel=9, mtime=0)
       _write_atomic(dest, data)
+      current[rel] = files[rel]
+      write_manifest(current)
       copied += 1
+  kept = {**{r: old[r] for r in old if r in skipped}, **files}
+  write_manifest(kept)  # before any removal: a listed file is always there
   removed = 0
-  for rel in set(old) - set(files):
-    if rel in skipped:
-      continue  # still in the workdir, now too large or mid-write: keep the archived copy
+  for rel in set(old) - set(kept):
     dest = os.path.join(archive, _archived_name(rel))
     if os.path.isfile(dest):
       os.remove(dest)
       removed += 1
-  kept = {**{r: old[r] for r in old if r in skipped}, **files}
-  _write_atomic(manifest_path, json.dumps({"files": dict(sorted(kept.items()))}, indent=0)
-                .encode())
   total = sum(os.path.getsize(os.path.join(archive, _archived_name(r))) for r in kept
               if os.path.isfile(os.path.join(archive, _archived_name(r))))
   return dict(copied=copied, unchanged=unchanged, removed=removed, skipped=skipped, bytes=total)
@@ -870,6 +884,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   "run) that keeps the run's durable files: restored into WORKDIR at start, "
                   "brought up to date after each stage and at exit, so that a fresh machine "
                   "resumes the run where it stopped")
+  ap.add_argument("--archive_every_min", type=float, default=10.0, help="also bring --archive "
+                  "up to date every this many minutes while a stage runs (a reclaimed machine "
+                  "never reaches the stage's end or the exit); 0 = only then")
   ap.add_argument("--archive_only", action="store_true", help="bring --archive up to date from "
                   "WORKDIR and exit (safe while the pipeline runs in another process)")
   args = ap.parse_args(argv)
@@ -879,8 +896,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     raise SystemExit(f"error: {err}") from None
 
 
+_SYNC_LOCK = threading.Lock()  # the periodic sync and a stage's own never overlap
+
+
+class PeriodicSync:
+  """Runs `sync` every `every_s` seconds on a daemon thread until stopped, so that a machine
+  reclaimed mid-stage (no exit, no stage end) loses at most that much of the stage's output.
+  An error in one sync is printed and the next one tries again."""
+
+  def __init__(self, sync: Callable[[], None], every_s: float):
+    self._sync, self._every_s = sync, every_s
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._loop, name="archive-sync", daemon=True)
+
+  def _loop(self) -> None:
+    while not self._stop.wait(self._every_s):
+      try:
+        self._sync()
+      except Exception as err:  # pylint: disable=broad-except
+        print(f"[archive] periodic sync failed: {type(err).__name__}: {err}", flush=True)
+
+  def __enter__(self) -> "PeriodicSync":
+    if self._every_s > 0:
+      self._thread.start()
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self._stop.set()
+    if self._thread.is_alive():
+      self._thread.join()
+
+
 def _sync(args: argparse.Namespace) -> None:
-  out = sync_archive(args.workdir, args.archive)
+  with _SYNC_LOCK:
+    out = sync_archive(args.workdir, args.archive)
   skipped = "; ".join(f"{k} ({v})" for k, v in out["skipped"].items() if v != "temporary")
   print(f"[archive] {args.archive}: {out['copied']} files written, {out['unchanged']} unchanged, "
         f"{out['removed']} removed, {out['bytes'] / 1e6:.1f} MB in all"
@@ -898,8 +947,13 @@ def _main(args: argparse.Namespace) -> int:
     out = restore_archive(args.workdir, args.archive)
     print(f"[archive] {args.archive}: {out['restored']} files restored into {args.workdir} "
           f"({out['present']} already there)", flush=True)
+  if args.archive_every_min < 0:
+    raise ValueError(f"--archive_every_min={args.archive_every_min:g}: must be >= 0 "
+                     "(0 = sync only after each stage and at exit)")
   try:
-    return _run(args)
+    every_s = 60.0 * args.archive_every_min if args.archive and not args.dry_run else 0.0
+    with PeriodicSync(lambda: _sync(args), every_s):
+      return _run(args)
   finally:
     if args.archive and not args.dry_run:
       _sync(args)

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sys
+import time
 
 import pytest
 
@@ -135,6 +136,76 @@ def test_an_archive_restores_a_workdir_on_a_fresh_machine_and_does_not_churn(tmp
     f.write(b"X")
   with pytest.raises(ValueError, match="array.bin: content does not match"):
     pipeline.restore_archive(str(tmp_path / "fresh2"), archive)
+
+
+def test_a_machine_stopped_mid_sync_leaves_an_archive_that_restores(tmp_path, monkeypatch):
+  work, archive = str(tmp_path / "w"), str(tmp_path / "archive")
+  os.makedirs(os.path.join(work, "stages"))
+  paths = {rel: os.path.join(work, rel) for rel in ("a.jsonl", "stages/b.json")}
+  for rel, path in paths.items():
+    with open(path, "w") as f:
+      f.write(f"{rel} v1\n")
+  pipeline.sync_archive(work, archive)
+  for rel, path in paths.items():
+    with open(path, "w") as f:
+      f.write(f"{rel} v2\n")
+  real, calls = pipeline._write_atomic, []
+
+  def dies_on_third_write(path, data):  # a.jsonl.gz, the manifest, then b.json.gz: stop there
+    calls.append(path)
+    if len(calls) == 3:
+      raise KeyboardInterrupt("machine reclaimed")
+    real(path, data)
+
+  monkeypatch.setattr(pipeline, "_write_atomic", dies_on_third_write)
+  with pytest.raises(KeyboardInterrupt):
+    pipeline.sync_archive(work, archive)
+  monkeypatch.setattr(pipeline, "_write_atomic", real)
+  fresh = str(tmp_path / "fresh")
+  assert pipeline.restore_archive(fresh, archive) == {"restored": 2, "present": 0}
+  back = _tree(fresh)  # the file written before the stop is new, the other still the old one
+  assert back == {"a.jsonl": b"a.jsonl v2\n",
+                  os.path.join("stages", "b.json"): b"stages/b.json v1\n"}
+  # A file that vanishes between the listing and the read is skipped; its copy stays.
+  real_getsize = os.path.getsize
+
+  def vanish(path):
+    if path.endswith("b.json"):
+      raise FileNotFoundError(path)
+    return real_getsize(path)
+
+  monkeypatch.setattr(os.path, "getsize", vanish)
+  out = pipeline.sync_archive(work, archive)
+  assert out["skipped"] == {"stages/b.json": "vanished during the sync"} and out["removed"] == 0
+  monkeypatch.setattr(os.path, "getsize", real_getsize)
+  assert "stages/b.json.gz" in _tree(archive)
+
+
+def test_the_periodic_sync_archives_while_a_stage_runs_and_stops_with_it(tmp_path, capsys):
+  work, archive = str(tmp_path / "w"), str(tmp_path / "archive")
+  os.makedirs(work)
+  failures = []
+
+  def sync():
+    if not failures:  # the first sync fails; the next ones carry on
+      failures.append(1)
+      raise OSError("disk full")
+    pipeline.sync_archive(work, archive)
+
+  with pipeline.PeriodicSync(sync, every_s=0.02):
+    with open(os.path.join(work, "responses.jsonl"), "w") as f:
+      f.write('{"prompt": "a"}\n')
+    deadline = time.time() + 10
+    while "responses.jsonl.gz" not in _tree(archive):  # os.walk of a missing dir: nothing
+      assert time.time() < deadline, "the stage's file never reached the archive"
+      time.sleep(0.01)
+  with open(os.path.join(work, "late.json"), "w") as f:
+    f.write("{}")
+  time.sleep(0.1)  # stopped with the stage: no sync after it
+  assert "late.json.gz" not in _tree(archive)
+  assert "[archive] periodic sync failed: OSError: disk full" in capsys.readouterr().out
+  with pytest.raises(SystemExit, match="--archive_every_min=-1: must be >= 0"):
+    pipeline.main(["--workdir", work, "--archive", archive, "--archive_every_min", "-1"])
 
 
 # --- splits by base instruction -------------------------------------------------------------------
