@@ -79,6 +79,9 @@ def _parse():
   p.add_argument("--skip_torch", action="store_true")
   p.add_argument("--skip_full_logits", action="store_true")
   p.add_argument("--small", action="store_true", help="tiny random model: a smoke test")
+  p.add_argument("--random_smollm2", action="store_true",
+                 help="random weights of SmolLM2-135M's shape instead of the GGUF: the same "
+                      "step cost where the offline package is missing (an accelerator host)")
   p.add_argument("--only", choices=VARIANTS, help=argparse.SUPPRESS)  # child mode
   p.add_argument("--checkpoint", help=argparse.SUPPRESS)  # child mode: GGUF file or HF dir
   args = p.parse_args()
@@ -98,6 +101,7 @@ def _parse():
 
 
 ARGS = _parse()
+CHILD_ENV = dict(os.environ)
 # XLA's CPU client runs one intra-op thread per core; torch gets the same count below.
 os.environ.setdefault("OMP_NUM_THREADS", str(ARGS.threads))
 
@@ -334,15 +338,23 @@ def run_torch() -> dict:
 
 # ----------------------------------------------------------------------------- parent
 
-def tiny_checkpoint(out_dir: str) -> str:
-  """A tiny random Llama with tied embeddings (as SmolLM2), saved as an HF directory."""
+def tiny_checkpoint(out_dir: str, smollm2_shape: bool = False) -> str:
+  """A tiny random Llama with tied embeddings (as SmolLM2), saved as an HF directory; with
+  `smollm2_shape`, SmolLM2-135M-Instruct's dimensions (its GGUF's config)."""
   import jax
 
   from arm_jax.models import Decoder, DecoderConfig, init_params, save_pretrained
 
-  cfg = DecoderConfig(vocab_size=1024, hidden_size=64, intermediate_size=160, num_layers=2,
-                      num_heads=4, num_kv_heads=2, head_dim=16, tie_word_embeddings=True,
-                      rms_norm_eps=1e-5, bos_token_id=1, eos_token_ids=(2,), pad_token_id=0)
+  if smollm2_shape:
+    cfg = DecoderConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30,
+                        num_heads=9, num_kv_heads=3, head_dim=64, rope_theta=100000.0,
+                        tie_word_embeddings=True, rms_norm_eps=1e-5,
+                        max_position_embeddings=8192, bos_token_id=1, eos_token_ids=(2,),
+                        pad_token_id=2)
+  else:
+    cfg = DecoderConfig(vocab_size=1024, hidden_size=64, intermediate_size=160, num_layers=2,
+                        num_heads=4, num_kv_heads=2, head_dim=16, tie_word_embeddings=True,
+                        rms_norm_eps=1e-5, bos_token_id=1, eos_token_ids=(2,), pad_token_id=0)
   model = Decoder(cfg)
   params = init_params(model, jax.random.key(0))
   # init_params draws the embedding from N(0, 1): scale it down to keep logits sane.
@@ -362,7 +374,7 @@ def run_child(variant: str, checkpoint: str) -> dict | None:
     cmd += ["--remat_policy", ARGS.remat_policy]
   print(f"[{variant}] subprocess", flush=True)
   start = time.perf_counter()
-  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1, env=CHILD_ENV)
   result = None
   for line in proc.stdout:
     if line.startswith(RESULT_TAG):
@@ -398,22 +410,26 @@ def main():
     print(RESULT_TAG + json.dumps(result), flush=True)
     return
 
+  # The parent writes the random checkpoints on the CPU, leaving an accelerator's memory to
+  # the children, which see the environment as it was.
+  os.environ["JAX_PLATFORMS"] = "cpu"
   variants = ["grpo", "fwd_bwd"]
   if not ARGS.skip_full_logits:
     variants.append("full_logits")
   if not ARGS.skip_torch:
     variants.append("torch")
   with tempfile.TemporaryDirectory() as tmp:
-    if ARGS.small:
-      checkpoint = tiny_checkpoint(os.path.join(tmp, "tiny"))
-      what = "tiny random Llama (--small)"
+    if ARGS.small or ARGS.random_smollm2:
+      checkpoint = tiny_checkpoint(os.path.join(tmp, "tiny"), smollm2_shape=ARGS.random_smollm2)
+      what = ("random weights of SmolLM2-135M's shape (--random_smollm2)" if ARGS.random_smollm2
+              else "tiny random Llama (--small)")
     else:
       from arm_jax import assets
       checkpoint = assets.smollm2_gguf()
       what = os.path.basename(checkpoint)
     print(f"model: {what}; batch {ARGS.batch} x {ARGS.seq_len} tokens ({ARGS.prompt_len} prompt + "
-          f"{ARGS.seq_len - ARGS.prompt_len} scored), f32, {ARGS.repeats} repeats, "
-          f"threads {ARGS.threads} (cpu_count {os.cpu_count()})", flush=True)
+          f"{ARGS.seq_len - ARGS.prompt_len} scored), {ARGS.compute_dtype} matmuls, "
+          f"{ARGS.repeats} repeats, threads {ARGS.threads} (cpu_count {os.cpu_count()})", flush=True)
     results = {v: run_child(v, checkpoint) for v in variants}
 
   print()
