@@ -45,6 +45,7 @@ import datetime
 import json
 import math
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -214,11 +215,27 @@ def write_jsonl(path: str, rows: Sequence[dict]) -> None:
 # Files an archive stores gzipped (text); anything else is stored as it is.
 _TEXT = (".jsonl", ".json", ".log", ".md", ".txt", ".csv")
 ARCHIVE_MANIFEST = "MANIFEST.json"
-ARCHIVE_MAX_MB = 25.0  # larger files (a full model's checkpoint) are skipped and named
+# Larger files (a full model's checkpoint: 0.5 GB and more for SmolLM2) are skipped and named,
+# and with them the rest of their checkpoint step, which could not be restored without them.
+ARCHIVE_MAX_MB = 100.0
+# Stored files over this are split into parts (a LoRA run's checkpoint holds one 48 MB data
+# file): every stored file stays small enough for any git host.
+ARCHIVE_PART_MB = 20.0
+_STEP_DIR = re.compile(r"^(.*/)?checkpoints/\d+/")
 
 
 def _archived_name(rel: str) -> str:
   return rel + ".gz" if rel.endswith(_TEXT) else rel
+
+
+def _stored_names(rel: str, entry: dict) -> list[str]:
+  """The archive's files that hold `rel`: one, or its parts, named by the content's sha256 so
+  that a sync stopped midway never overwrites the parts the manifest still names."""
+  name = _archived_name(rel)
+  parts = entry.get("parts", 0)
+  if not parts:
+    return [name]
+  return [f"{name}.{entry['sha256'][:16]}.part{i:03d}" for i in range(parts)]
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -228,11 +245,14 @@ def _write_atomic(path: str, data: bytes) -> None:
   os.replace(path + ".tmp", path)
 
 
-def sync_archive(workdir: str, archive: str, max_mb: float = ARCHIVE_MAX_MB) -> dict:
+def sync_archive(workdir: str, archive: str, max_mb: float = ARCHIVE_MAX_MB,
+                 part_mb: float = ARCHIVE_PART_MB) -> dict:
   """Copies WORKDIR's files into ARCHIVE (text gzipped, deterministically: an unchanged file
   gives the same bytes, so a version-controlled archive does not churn), with a manifest of
-  each file's size and sha256. Files over `max_mb` are skipped and named in the result, as are
-  temporary files; files the archive holds but the workdir no longer has are removed.
+  each file's size and sha256. A stored file over `part_mb` is split into parts. Files over
+  `max_mb` are skipped and named in the result, with the rest of their checkpoint step
+  (`.../checkpoints/<step>/`), as are temporary files; files the archive holds but the workdir
+  no longer has are removed.
   Returns {"copied", "unchanged", "removed", "skipped": {rel: reason}, "bytes"}.
 
   Safe against a machine that stops mid-sync: the manifest is rewritten after each file it
@@ -240,6 +260,7 @@ def sync_archive(workdir: str, archive: str, max_mb: float = ARCHIVE_MAX_MB) -> 
   version); a file that vanishes while it is read (a checkpoint the trainer prunes) is skipped
   and its archived copy kept."""
   import gzip  # pylint: disable=import-outside-toplevel
+  import hashlib  # pylint: disable=import-outside-toplevel
   manifest_path = os.path.join(archive, ARCHIVE_MANIFEST)
   old = {}
   if os.path.isfile(manifest_path):
@@ -251,7 +272,7 @@ def sync_archive(workdir: str, archive: str, max_mb: float = ARCHIVE_MAX_MB) -> 
     _write_atomic(manifest_path, json.dumps({"files": dict(sorted(entries.items()))},
                                             indent=0).encode())
 
-  files, skipped, copied, unchanged = {}, {}, 0, 0
+  listed, skipped = [], {}
   for root, dirs, names in os.walk(workdir):
     dirs.sort()
     for name in sorted(names):
@@ -262,38 +283,63 @@ def sync_archive(workdir: str, archive: str, max_mb: float = ARCHIVE_MAX_MB) -> 
         continue
       try:
         size = os.path.getsize(src)
-        if size > max_mb * 1e6:
-          skipped[rel] = f"{size / 1e6:.1f} MB > {max_mb:g} MB"
-          continue
-        with open(src, "rb") as f:
-          data = f.read()
       except FileNotFoundError:
         skipped[rel] = "vanished during the sync"
         continue
-      if rel.endswith(".jsonl"):  # a running stage may be mid-line: its complete lines only
-        data = data[:data.rfind(b"\n") + 1]
-      import hashlib  # pylint: disable=import-outside-toplevel
-      files[rel] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-      dest = os.path.join(archive, _archived_name(rel))
-      if old.get(rel) == files[rel] and os.path.isfile(dest):
-        unchanged += 1
+      if size > max_mb * 1e6:
+        skipped[rel] = f"{size / 1e6:.1f} MB > {max_mb:g} MB"
         continue
-      if dest.endswith(".gz") and not rel.endswith(".gz"):
-        data = gzip.compress(data, compresslevel=9, mtime=0)
-      _write_atomic(dest, data)
-      current[rel] = files[rel]
-      write_manifest(current)
-      copied += 1
-  kept = {**{r: old[r] for r in old if r in skipped}, **files}
+      listed.append((rel, src))
+  # A checkpoint step without one of its files cannot be restored: it goes whole or not at all.
+  too_big = {m.group(0) for rel, why in skipped.items() if why.endswith(" MB")
+             for m in [_STEP_DIR.match(rel)] if m}
+  files, copied, unchanged = {}, 0, 0
+  for rel, src in listed:
+    step = _STEP_DIR.match(rel)
+    if step and step.group(0) in too_big:
+      skipped[rel] = f"its checkpoint step {step.group(0)} has a file over {max_mb:g} MB"
+      continue
+    try:
+      with open(src, "rb") as f:
+        data = f.read()
+    except FileNotFoundError:
+      skipped[rel] = "vanished during the sync"
+      continue
+    if rel.endswith(".jsonl"):  # a running stage may be mid-line: its complete lines only
+      data = data[:data.rfind(b"\n") + 1]
+    entry = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    stored = data
+    if _archived_name(rel) != rel:
+      stored = gzip.compress(data, compresslevel=9, mtime=0)
+    part = int(part_mb * 1e6)
+    if len(stored) > part:
+      entry["parts"] = -(-len(stored) // part)
+    files[rel] = entry
+    names = _stored_names(rel, entry)
+    if old.get(rel) == entry and all(os.path.isfile(os.path.join(archive, n)) for n in names):
+      unchanged += 1
+      continue
+    for i, n in enumerate(names):
+      _write_atomic(os.path.join(archive, n), stored[i * part:(i + 1) * part] if
+                    entry.get("parts") else stored)
+    current[rel] = entry
+    write_manifest(current)
+    if rel in old:  # the old version's parts, if it had parts under other names
+      for n in set(_stored_names(rel, old[rel])) - set(names):
+        if os.path.isfile(os.path.join(archive, n)):
+          os.remove(os.path.join(archive, n))
+    copied += 1
+  dropped = {r for r, why in skipped.items() if "checkpoint step" in why or why.endswith(" MB")}
+  kept = {**{r: old[r] for r in old if r in skipped and r not in dropped}, **files}
   write_manifest(kept)  # before any removal: a listed file is always there
   removed = 0
   for rel in set(old) - set(kept):
-    dest = os.path.join(archive, _archived_name(rel))
-    if os.path.isfile(dest):
-      os.remove(dest)
-      removed += 1
-  total = sum(os.path.getsize(os.path.join(archive, _archived_name(r))) for r in kept
-              if os.path.isfile(os.path.join(archive, _archived_name(r))))
+    for n in _stored_names(rel, old[rel]):
+      if os.path.isfile(os.path.join(archive, n)):
+        os.remove(os.path.join(archive, n))
+    removed += 1
+  total = sum(os.path.getsize(os.path.join(archive, n)) for r, e in kept.items()
+              for n in _stored_names(r, e) if os.path.isfile(os.path.join(archive, n)))
   return dict(copied=copied, unchanged=unchanged, removed=removed, skipped=skipped, bytes=total)
 
 
@@ -303,6 +349,7 @@ def restore_archive(workdir: str, archive: str) -> dict:
   content does not match its manifest entry is an error naming it. Returns {"restored",
   "present"}."""
   import gzip  # pylint: disable=import-outside-toplevel
+  import hashlib  # pylint: disable=import-outside-toplevel
   manifest_path = os.path.join(archive, ARCHIVE_MANIFEST)
   if not os.path.isfile(manifest_path):
     return dict(restored=0, present=0)
@@ -314,14 +361,17 @@ def restore_archive(workdir: str, archive: str) -> dict:
     if os.path.exists(dest):
       present += 1
       continue
+    chunks = []
+    for n in _stored_names(rel, entry):
+      src = os.path.join(archive, n)
+      if not os.path.isfile(src):
+        raise FileNotFoundError(f"{manifest_path}: lists {rel} but {src} is missing")
+      with open(src, "rb") as f:
+        chunks.append(f.read())
+    data = b"".join(chunks)
     src = os.path.join(archive, _archived_name(rel))
-    if not os.path.isfile(src):
-      raise FileNotFoundError(f"{manifest_path}: lists {rel} but {src} is missing")
-    with open(src, "rb") as f:
-      data = f.read()
-    if src.endswith(".gz") and not rel.endswith(".gz"):
+    if _archived_name(rel) != rel:
       data = gzip.decompress(data)
-    import hashlib  # pylint: disable=import-outside-toplevel
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
       raise ValueError(f"{src}: content does not match {manifest_path}'s sha256 for {rel}")
     _write_atomic(dest, data)

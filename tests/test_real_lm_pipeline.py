@@ -3,6 +3,7 @@ bookkeeping (skip, resume, wall time over attempts, failures), the report's IFEv
 against a plain recount, and (slow tier) every stage end to end with a tiny random model."""
 
 import dataclasses
+import functools
 import importlib.util
 import json
 import os
@@ -97,20 +98,29 @@ def test_an_archive_restores_a_workdir_on_a_fresh_machine_and_does_not_churn(tmp
            "pairs/responses.jsonl": b'{"prompt": "a"}\n{"prompt": "b"}\n{"pro',  # mid-line
            "train/checkpoints/7/state/array.bin": bytes(range(256)) * 40,
            "train/checkpoints/7.orbax-checkpoint-tmp/x": b"partial save",
-           "dpo_rl/checkpoints/9/big.bin": b"\0" * 3_000_000}
+           "dpo_rl/checkpoints/9/big.bin": b"\0" * 3_000_000,
+           "dpo_rl/checkpoints/9/meta.json": b"{}"}
   for rel, data in files.items():
     os.makedirs(os.path.dirname(os.path.join(work, rel)), exist_ok=True)
     with open(os.path.join(work, rel), "wb") as f:
       f.write(data)
-  out = pipeline.sync_archive(work, archive, max_mb=2.0)
+  # 4 KB parts: the 10 KB array goes in three; the big file's whole checkpoint step is left out
+  # (a step missing a file could not be restored).
+  sync = functools.partial(pipeline.sync_archive, max_mb=2.0, part_mb=0.004)
+  out = sync(work, archive)
   assert out["copied"] == 4 and out["skipped"] == {
       "train/checkpoints/7.orbax-checkpoint-tmp/x": "temporary",
-      "dpo_rl/checkpoints/9/big.bin": "3.0 MB > 2 MB"}
+      "dpo_rl/checkpoints/9/big.bin": "3.0 MB > 2 MB",
+      "dpo_rl/checkpoints/9/meta.json": "its checkpoint step dpo_rl/checkpoints/9/ has a file "
+                                        "over 2 MB"}
   stored = _tree(archive)
   assert "pairs/responses.jsonl.gz" in stored and "plan.json.gz" in stored
-  assert "train/checkpoints/7/state/array.bin" in stored  # binary: as it is
+  parts = sorted(n for n in stored if n.startswith("train/checkpoints/7/state/array.bin"))
+  assert [n.rsplit(".", 1)[1] for n in parts] == ["part000", "part001", "part002"]
+  assert b"".join(stored[n] for n in parts) == files["train/checkpoints/7/state/array.bin"]
+  assert max(map(len, stored.values())) <= 4000
   # Unchanged files give the same bytes (gzip without a timestamp): nothing to commit.
-  again = pipeline.sync_archive(work, archive, max_mb=2.0)
+  again = sync(work, archive)
   assert again["copied"] == 0 and again["unchanged"] == 4 and _tree(archive) == stored
   restored = pipeline.restore_archive(fresh, archive)
   assert restored == {"restored": 4, "present": 0}
@@ -128,11 +138,16 @@ def test_an_archive_restores_a_workdir_on_a_fresh_machine_and_does_not_churn(tmp
   assert pipeline.restore_archive(fresh, archive)["restored"] == 1  # only the partial comes back
   assert _tree(fresh)["plan.json"] == b"mine"
   os.remove(os.path.join(fresh, "stages/pairs.partial.json"))
-  out = pipeline.sync_archive(fresh, archive, max_mb=2.0)
+  out = sync(fresh, archive)
   assert out["removed"] == 1 and "stages/pairs.partial.json.gz" not in _tree(archive)
   assert "stages/pairs.json.gz" in _tree(archive)
-  # A corrupted archive file is named, not restored.
-  with open(os.path.join(archive, "train/checkpoints/7/state/array.bin"), "r+b") as f:
+  # A changed file's new parts replace the old ones; a corrupted part is named, not restored.
+  with open(os.path.join(fresh, "train/checkpoints/7/state/array.bin"), "r+b") as f:
+    f.write(b"Y")
+  sync(fresh, archive)
+  new_parts = sorted(n for n in _tree(archive) if n.startswith("train/checkpoints/7/state/"))
+  assert len(new_parts) == 3 and not set(new_parts) & set(parts)
+  with open(os.path.join(archive, new_parts[1]), "r+b") as f:
     f.write(b"X")
   with pytest.raises(ValueError, match="array.bin: content does not match"):
     pipeline.restore_archive(str(tmp_path / "fresh2"), archive)
