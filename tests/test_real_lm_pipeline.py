@@ -400,6 +400,11 @@ def test_the_report_compares_each_dpo_policy_with_the_base_on_the_same_prompts(t
   assert sft["vs_checker"]["average"]["difference"] == pytest.approx(-rl["average"]["difference"])
   text = pipeline.report_markdown(report)
   assert "| rl | 46.7 [" in text and "| +11.7 [" in text and "| total | 103 |" in text
+  # The RL-labelled policy equals the checker's here; the SFT-labelled one is 11.7 below it.
+  lines = {line.split(" | ")[0]: line for line in text.splitlines()}
+  assert lines["| rl"].endswith("| +11.7 [+3.3, +23.3] | +0.0 [+0.0, +0.0] |")
+  assert lines["| sft"].endswith("| +0.0 [+0.0, +0.0] | -11.7 [-23.3, -3.3] |")
+  assert lines["| base"].endswith("|  |  |")
 
 
 def test_reward_model_rows_take_mixed_voting_orders_and_bias_from_the_evaluators_results():
