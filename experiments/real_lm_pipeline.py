@@ -65,6 +65,7 @@ DEPENDS = {"prompts": (), "pairs": ("prompts",), "ifeval_pairs": (), "split": ("
            "dpo_checker": ("prompts",), "dpo_sft": ("train",), "dpo_rl": ("train",),
            "report": ()}
 HEARTBEAT_SECONDS = 60.0  # how often a running stage writes its time so far
+STAGE_TICK_SECONDS = 1.0  # how often its clock looks whether its command is stopped
 LABELLERS = {"dpo_checker": "checker", "dpo_sft": "sft", "dpo_rl": "rl"}
 # The reward-model table's rows (configs/evaluate_synthetic_if.py), one evaluator run each.
 EVAL_SYSTEMS = ("trained", "sft", "prompted", "direct")
@@ -381,6 +382,50 @@ def restore_archive(workdir: str, archive: str) -> dict:
 
 # --- running stages -------------------------------------------------------------------------------
 
+def process_stopped(pid: int) -> bool:
+  """Whether process `pid` is stopped (SIGSTOP, Ctrl-Z): its state in /proc is T or t. False
+  where /proc is missing (not Linux) or the process is gone."""
+  try:
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+      stat = f.read()
+  except OSError:
+    return False
+  return stat[stat.rfind(")") + 2:][:1] in ("T", "t")
+
+
+class StageClock:
+  """The seconds a stage has run: wall time less the time its command was stopped (a SIGSTOP
+  while something else used the cores, Ctrl-Z) and the gaps in which this process itself did
+  not run (it was stopped too, or the machine slept). Each such interval is logged and left
+  out, so that a stage's recorded time is what it took to compute. tick() is called every
+  `tick_s` seconds; a gap is an interval over `gap_s`."""
+
+  def __init__(self, log: Callable[[str], None], tag: str, tick_s: float = 1.0,
+               gap_s: float = 10.0):
+    self.log, self.tag, self.tick_s, self.gap_s = log, tag, tick_s, gap_s
+    self.seconds = 0.0
+    self.child: Optional[int] = None  # the running command's pid
+    self._last = time.monotonic()
+    self._stopped_since: Optional[float] = None
+
+  def tick(self) -> None:
+    now = time.monotonic()
+    dt, self._last = now - self._last, now
+    if dt > self.gap_s:
+      self.log(f"[{self.tag}] {dt:.0f} s in which this process did not run: not counted")
+      return
+    child = self.child
+    if child is not None and process_stopped(child):
+      if self._stopped_since is None:
+        self._stopped_since = now - dt
+      return
+    if self._stopped_since is not None:
+      self.log(f"[{self.tag}] its command was stopped for {now - dt - self._stopped_since:.0f} "
+               "s: not counted")
+      self._stopped_since = None
+    self.seconds += dt
+
+
 class Pipeline:
   """The stages of one WORKDIR: what each runs, its bookkeeping, the report."""
 
@@ -392,6 +437,7 @@ class Pipeline:
     self.model = model
     self.flags = {k: list(v) for k, v in (flags or {}).items()}  # extra --config. flags by job
     self.log = log
+    self.clock: Optional[StageClock] = None  # the running stage's
     for sub in ("stages", "logs"):
       os.makedirs(self.path(sub), exist_ok=True)
 
@@ -427,13 +473,18 @@ class Pipeline:
       self.log(f"[{stage}] done earlier ({record['seconds']:.0f} s); skipped")
       return record
     before = self._partial_seconds(stage)
-    start = time.perf_counter()
+    self.clock = clock = StageClock(self.log, stage, tick_s=STAGE_TICK_SECONDS)
     ok = False
     stop = threading.Event()
 
     def heartbeat():  # a SIGKILL (or a lost machine) loses at most HEARTBEAT_SECONDS of time
-      while not stop.wait(HEARTBEAT_SECONDS):
-        self._write_partial(stage, before + time.perf_counter() - start)
+      since = 0.0
+      while not stop.wait(clock.tick_s):
+        clock.tick()
+        since += clock.tick_s
+        if since >= HEARTBEAT_SECONDS:
+          self._write_partial(stage, before + clock.seconds)
+          since = 0.0
 
     beat = threading.Thread(target=heartbeat, daemon=True)
     beat.start()
@@ -443,7 +494,9 @@ class Pipeline:
     finally:
       stop.set()
       beat.join()
-      seconds = before + time.perf_counter() - start
+      clock.tick()
+      seconds = before + clock.seconds
+      self.clock = None
       if not ok:
         self._write_partial(stage, seconds)
     record = dict(stage=stage, seconds=seconds, attempts_seconds_before=before,
@@ -466,8 +519,18 @@ class Pipeline:
       f.write(f"\n=== {datetime.datetime.now(datetime.timezone.utc).isoformat()} "
               f"{shlex.join(argv)}\n")
       f.flush()
-      rc = subprocess.call(argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
-                           env=dict(os.environ, PYTHONUNBUFFERED="1"))
+      proc = subprocess.Popen(argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
+                              env=dict(os.environ, PYTHONUNBUFFERED="1"))
+      clock = getattr(self, "clock", None)
+      if clock is not None:
+        clock.child = proc.pid  # its stopped time is not the stage's
+      try:
+        rc = proc.wait()
+      finally:
+        if clock is not None:
+          clock.child = None
+        if proc.poll() is None:  # interrupted here (KeyboardInterrupt): the command goes too
+          _end(proc)
     if rc:
       with open(log_path, encoding="utf-8", errors="replace") as f:
         tail = "".join(f.readlines()[-25:])
@@ -902,13 +965,27 @@ def _load_plan(workdir: str, budget_hours: Optional[float], overrides: dict[str,
   return sizes
 
 
+COMMAND_GRACE_SECONDS = 600.0  # a training step, then its checkpoint, before SIGKILL
+
+
+def _end(proc: subprocess.Popen, grace_s: float = COMMAND_GRACE_SECONDS) -> None:
+  """SIGTERM (main.py finishes its step, saves and exits), then SIGKILL after `grace_s`."""
+  proc.terminate()
+  try:
+    proc.wait(timeout=grace_s)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    proc.wait()
+
+
 def _interrupt(signum, frame):  # noqa: ARG001
   raise KeyboardInterrupt(f"signal {signum}")
 
 
 def install_signal_handlers() -> None:
   """SIGTERM (a scheduler, `kill`) and SIGINT, which a shell's background job ignores, stop the
-  running stage the way Ctrl-C does: its command is killed and its time so far is kept."""
+  running stage the way Ctrl-C does: its command gets SIGTERM (a training run saves a checkpoint
+  and exits; SIGKILL after COMMAND_GRACE_SECONDS) and the stage's time so far is kept."""
   signal.signal(signal.SIGTERM, _interrupt)
   signal.signal(signal.SIGINT, _interrupt)
 

@@ -286,19 +286,67 @@ class _Fake(pipeline.Pipeline):
 
 def test_a_stage_resumes_after_an_interruption_and_counts_every_attempts_time(tmp_path,
                                                                               monkeypatch):
-  clock = iter([100.0, 130.0, 200.0, 210.0])  # attempt 1: 30 s; attempt 2: 10 s
-  monkeypatch.setattr(pipeline.time, "perf_counter", lambda: next(clock))
+  clock = iter([100.0, 103.0, 200.0, 201.0])  # attempt 1: 3 s; attempt 2: 1 s
+  monkeypatch.setattr(pipeline, "STAGE_TICK_SECONDS", 60.0)  # no tick but the last
+  monkeypatch.setattr(pipeline.time, "monotonic", lambda: next(clock))
   p = _Fake(str(tmp_path), pipeline.Sizes())
   with pytest.raises(KeyboardInterrupt):
     p.run("prompts")
   assert p.done("prompts") is None
   record = p.run("prompts")
-  assert record["seconds"] == 40.0 and record["outputs"] == {"attempt": 2}
-  assert record["attempts_seconds_before"] == 30.0
+  assert record["seconds"] == 4.0 and record["outputs"] == {"attempt": 2}
+  assert record["attempts_seconds_before"] == 3.0
   assert not os.path.exists(tmp_path / "stages" / "prompts.partial.json")
   assert p.run("prompts") == record and p.calls == 2  # done: skipped, not rerun
   with pytest.raises(ValueError, match="unknown stage 'sample'"):
     p.run("sample")
+
+
+def test_a_stages_time_leaves_out_its_stopped_command_and_gaps(tmp_path, monkeypatch):
+  """SIGSTOP of a stage's command (the test suite borrowing the cores) and a gap in which the
+  pipeline itself did not run are logged and left out of the stage's time."""
+  import signal  # noqa: PLC0415
+  import threading  # noqa: PLC0415
+  monkeypatch.setattr(pipeline, "STAGE_TICK_SECONDS", 0.05)
+  logs = []
+
+  class P(pipeline.Pipeline):
+    def stage_prompts(self):
+      # 2 s of 0.05 s naps: a stopped process's nap ends while it is stopped, not its loop.
+      self.command("prompts", ["-c", "import time\nfor _ in range(40): time.sleep(0.05)"])
+      return {}
+
+  p = P(str(tmp_path), pipeline.Sizes(), log=logs.append)
+
+  def pause():
+    while p.clock is None or p.clock.child is None:
+      time.sleep(0.01)
+    time.sleep(0.5)
+    child = p.clock.child
+    os.kill(child, signal.SIGSTOP)
+    time.sleep(0.3)
+    assert pipeline.process_stopped(child)
+    time.sleep(2.7)  # 3 s stopped
+    os.kill(child, signal.SIGCONT)
+
+  t = threading.Thread(target=pause)
+  start = time.monotonic()
+  t.start()
+  record = p.run("prompts")
+  wall = time.monotonic() - start
+  t.join()
+  assert wall >= 4.5
+  assert 1.5 <= record["seconds"] <= wall - 2.5, (record["seconds"], wall)
+  assert any(line.startswith("[prompts] its command was stopped for 3 s") for line in logs), logs
+  assert not pipeline.process_stopped(os.getpid())
+  # A gap: 0.5 s counted, then 30 s in which the ticks did not come, then 0.5 s more.
+  stamps = iter([0.0, 0.5, 30.5, 31.0])
+  monkeypatch.setattr(pipeline.time, "monotonic", lambda: next(stamps))
+  clock = pipeline.StageClock(logs.append, "train")
+  for _ in range(3):
+    clock.tick()
+  assert clock.seconds == 1.0
+  assert logs[-1] == "[train] 30 s in which this process did not run: not counted"
 
 
 def test_a_failing_command_names_its_stage_and_shows_its_log(tmp_path):
@@ -314,8 +362,11 @@ def test_sigterm_stops_a_stage_kills_its_command_and_keeps_its_time(tmp_path):
   import signal  # noqa: PLC0415
   import subprocess  # noqa: PLC0415
   import time  # noqa: PLC0415
+  # Started as a shell's background job would be: SIGINT ignored (set in the child itself: no
+  # preexec_fn, which forks a process that may have JAX's threads).
   script = f"""
-import importlib.util, sys
+import importlib.util, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 spec = importlib.util.spec_from_file_location("real_lm_pipeline", {_PATH!r})
 m = importlib.util.module_from_spec(spec); sys.modules["real_lm_pipeline"] = m
 spec.loader.exec_module(m)
@@ -326,9 +377,7 @@ class P(m.Pipeline):
 m.install_signal_handlers()
 P({str(tmp_path)!r}, m.Sizes()).run("prompts")
 """
-  # Started as a shell's background job would be: SIGINT ignored.
-  proc = subprocess.Popen([sys.executable, "-c", script], preexec_fn=lambda: signal.signal(
-      signal.SIGINT, signal.SIG_IGN))
+  proc = subprocess.Popen([sys.executable, "-c", script])
   log = tmp_path / "logs" / "prompts.log"
   deadline = time.time() + 60
   while time.time() < deadline and not (log.exists() and log.read_text().strip().split(
