@@ -200,6 +200,9 @@ _TRAIN_SECTIONS = {
         "every_steps": F(50, "save every N global steps; 0 = at stage / phase ends and on SIGTERM"),
         "max_to_keep": F(2, "the newest N checkpoints stay"),
         "keep_rounds": F(True, "the checkpoints after the warm start and each round stay too"),
+        "kept_params_only": F(True, "a kept checkpoint (keep_rounds) keeps the two policies "
+                                    "only once a newer one is saved: its optimizer states and "
+                                    "KL references, needed only to resume from it, go"),
         "max_nonfinite_updates": F(10, "updates in a row with a non-finite loss or gradient "
                                    "(each skipped: parameters unchanged) before the run stops"),
     },
@@ -515,10 +518,12 @@ def generate_base() -> ml_collections.ConfigDict:
 # in "." stands for its whole section.
 RESUMABLE_KEYS = (
     "log.", "device.", "checkpoint.every_steps", "checkpoint.max_to_keep",
-    "checkpoint.keep_rounds", "checkpoint.max_nonfinite_updates",
+    "checkpoint.keep_rounds", "checkpoint.kept_params_only", "checkpoint.max_nonfinite_updates",
     "mesh_shape", "mesh_axes", "rules", "model.remat_policy", "actor.remat_policy",
     "offload_idle_optimizer",
     "judge.micro_batches", "generator.micro_batches", "dpo.micro_batches", "grpo.micro_batches",
+    "warmstart.micro_batches", "warmstart.generator_micro_batches",
+    "warmstart.judge_micro_batches",
     "data.build_hint",
 )
 

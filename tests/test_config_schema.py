@@ -105,7 +105,7 @@ def test_missing_fields_are_completed_with_their_defaults():
   done = config_sections.validate(config)
   assert done.eval.samples == 1
   assert done.checkpoint.to_dict() == dict(every_steps=5, max_to_keep=2, keep_rounds=True,
-                                         max_nonfinite_updates=10)
+                                         kept_params_only=True, max_nonfinite_updates=10)
   assert "samples" not in config.eval  # the given config is left as it was
 
 

@@ -191,3 +191,30 @@ def test_no_readable_checkpoint_is_an_error_naming_each(tmp_path):
       run._restore(("seed",), lambda meta: _state(0.0))
   finally:
     run.close()
+
+
+def test_reduce_keeps_the_named_entries_of_a_kept_step_and_nothing_else(tmp_path):
+  """TrainCheckpointer.reduce (checkpoint.kept_params_only): step 3 is rewritten with its
+  policy only, read back equal, its meta replaced, its files smaller; step 5 is untouched."""
+  directory = str(tmp_path / "checkpoints")
+  rng = np.random.default_rng(0)
+  big = {"judge": {"w": jnp.asarray(rng.standard_normal((64, 64)), jnp.float32)},
+         "judge_opt": {"mu": jnp.asarray(rng.standard_normal((64, 64)), jnp.float32),
+                       "nu": jnp.asarray(rng.standard_normal((64, 64)), jnp.float32)}}
+  ckpt = TrainCheckpointer(directory, max_to_keep=1, keep_steps=(3,))
+  ckpt.save(3, big, dict(_meta(3, "round end"), state_keys=sorted(big)))
+  ckpt.save(5, _state(5.0), _meta(5, "newest"))
+
+  def size(step):
+    root = os.path.join(directory, str(step))
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
+
+  before = size(3)
+  ckpt.reduce(3, {"judge": big["judge"]}, dict(_meta(3, "reduced"), state_keys=["judge"]))
+  assert ckpt.all_steps() == [3, 5] and size(3) < 0.5 * before
+  assert ckpt.restore_meta(3)["tag"] == "reduced"
+  state = ckpt.restore_state(3, {"judge": big["judge"]})  # a full restore: nothing else is left
+  np.testing.assert_array_equal(np.asarray(state["judge"]["w"]), np.asarray(big["judge"]["w"]))
+  assert float(np.asarray(ckpt.restore_state(5, _state(0.0))["w"])[0, 0]) == 5.0
+  assert sorted(os.listdir(directory)) == ["3", "5"]  # no side directory left
+  ckpt.close()

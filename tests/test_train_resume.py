@@ -18,9 +18,14 @@ import subprocess
 import sys
 import time
 
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
+from arm_jax.training import checkpoints
 from arm_jax.training import loop as train, setup as train_setup
+from arm_jax.training.checkpoints import TrainCheckpointer
 from arm_jax.training.loop import run_train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -463,3 +468,70 @@ def test_warm_start_micro_batches_are_per_role_and_exact(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=key.replace(".", r"\.") + f"={value}: the "
                        r"\w+'s warm-start batch of 8 rows"):
       run_train(warm_only(**{key: value}), str(tmp_path / f"bad{value}"))
+
+
+@pytest.mark.slow  # three tiny runs (~45 s); test_train_checkpoints.py tests reduce() itself
+def test_kept_round_ends_keep_the_policies_only_and_a_resume_from_one_warns(tmp_path, caplog):
+  """checkpoint.kept_params_only (the default): once round 2 saves, round 1's kept end holds
+  the two policies only, equal to the same checkpoint of a run that keeps everything, and the
+  newest is left as it is. A resume that has only the reduced one (the newer ones lost) warns
+  and runs to the end."""
+  quick = dict(OVERRIDES, **{"warmstart.steps": 2, "warmstart.generator_steps": 2,
+                             "schedule.rounds": 2, "schedule.steps_per_phase": 1,
+                             "checkpoint.every_steps": 0, "checkpoint.max_to_keep": 1,
+                             "eval.enabled": False})
+  full, slim = str(tmp_path / "full"), str(tmp_path / "slim")
+  done_full = run_train(tiny_config(dict(quick, **{"checkpoint.kept_params_only": False})), full)
+  done_slim = run_train(tiny_config(quick), slim)
+  assert done_slim == done_full  # the same run; only what stays on disk differs
+  warm, round1, round2 = 4, 6, 8  # 2 + 2 warm-start steps, then one judge and one generator step
+  assert checkpoints.resolve(slim, "round:1") == round1
+  assert checkpoints.resolve(slim, "latest") == round2
+
+  def opened(workdir, step):
+    ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"), create=False)
+    try:
+      return ckpt.restore_meta(step)
+    finally:
+      ckpt.close()
+
+  full_keys = ["generator", "generator_opt", "generator_ref", "judge", "judge_opt", "judge_ref"]
+  assert opened(full, round1)["state_keys"] == full_keys
+  meta = opened(slim, round1)
+  assert meta["state_keys"] == ["generator", "judge"]
+  assert meta["dropped_keys"] == ["generator_opt", "generator_ref", "judge_opt", "judge_ref"]
+  # The newest is never reduced (a finished run's holds the policies only: nothing resumes
+  # after it); the warm start's end had nothing to drop.
+  newest = opened(slim, round2)
+  assert newest["state_keys"] == opened(full, round2)["state_keys"]
+  assert "dropped_keys" not in newest
+  assert opened(slim, warm)["state_keys"] == ["generator", "judge"]
+
+  def arrays(workdir, step):
+    path = os.path.join(workdir, "checkpoints", str(step), "state")
+    checkpointer = ocp.PyTreeCheckpointer()
+    tree = checkpointer.metadata(path).item_metadata.tree
+    return checkpointer.restore(path, restore_args=jax.tree.map(
+        lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree))
+
+  a, b = arrays(slim, round1), arrays(full, round1)
+  assert sorted(a) == ["generator", "judge"]
+  for role in ("generator", "judge"):
+    leaves_a, leaves_b = jax.tree.leaves(a[role]), jax.tree.leaves(b[role])
+    assert len(leaves_a) == len(leaves_b) > 0
+    for x, y in zip(leaves_a, leaves_b):
+      np.testing.assert_array_equal(x, y)
+
+  def size(workdir, step):
+    root = os.path.join(workdir, "checkpoints", str(step))
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
+
+  assert size(slim, round1) < 0.6 * size(full, round1)
+  shutil.rmtree(os.path.join(slim, "checkpoints", str(round2)))  # the newest is lost
+  with caplog.at_level("WARNING"):
+    again = run_train(tiny_config(quick), slim)
+  assert "resuming from checkpoint 6, which keeps the policies only" in caplog.text, (
+      caplog.text[-3000:])
+  assert again["phase"] == "done" and sorted(again) == sorted(done_full)
+  assert checkpoints.resolve(slim, "latest") == round2  # round 2 ran again to its end
+  assert "dropped_keys" not in opened(slim, round2)  # the run's own checkpoints hold everything

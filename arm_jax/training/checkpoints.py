@@ -64,6 +64,22 @@ def quiet_orbax() -> None:
     logger.addFilter(_keep_warnings)
 
 
+def _not_a_read_only_note(record: py_logging.LogRecord) -> bool:
+  return not ("/orbax/" in record.pathname and "read only" in record.getMessage().replace(
+      "_", " "))
+
+
+@contextlib.contextmanager
+def _no_read_only_notes() -> Iterator[None]:
+  """Drops orbax's two warnings that a read-only manager is read-only (reduce opens one)."""
+  logger = py_logging.getLogger("absl")
+  logger.addFilter(_not_a_read_only_note)
+  try:
+    yield
+  finally:
+    logger.removeFilter(_not_a_read_only_note)
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
   """quiet_orbax for one block (the evaluator's reads), leaving the logger as it was."""
@@ -87,6 +103,7 @@ class TrainCheckpointer:
     if max_to_keep < 1:
       raise ValueError(f"checkpoint.max_to_keep={max_to_keep}; expected 1 or more")
     self._directory = os.path.abspath(directory)
+    self.keep_steps = tuple(keep_steps)
     self._preservation = preservation.AnyPreservationPolicy([
         preservation.LatestN(max_to_keep), preservation.CustomSteps(keep_steps)])
     self._writable = create
@@ -155,6 +172,20 @@ class TrainCheckpointer:
     _barrier("arm_jax_resave")
     self._manager.reload()
 
+  def reduce(self, step: int, like: Any, meta: dict) -> None:
+    """Rewrites checkpoint `step` with `like`'s entries only (read from it, placed like `like`)
+    and `meta`: the rest of its arrays go. Crash-safe as save's re-save of a step is."""
+    # A manager of its own: this one's "state" handler is StandardSave's once it has saved,
+    # and orbax refuses a partial (PyTree) restore through it.
+    with _quiet(), _no_read_only_notes():
+      reader = ocp.CheckpointManager(self._directory, options=ocp.CheckpointManagerOptions(
+          read_only=True, create=False), item_names=("state", "meta"))
+      try:
+        state = _partial_restore(reader, step, abstract_like(like))
+      finally:
+        reader.close()
+    self.save(step, state, meta)
+
   def set_aside(self, step: int) -> str:
     """Moves checkpoint `step` out of the run (a checkpoint that cannot be read) to
     `corrupt-<step>` beside the others, where orbax no longer sees it; returns the new path."""
@@ -181,12 +212,16 @@ class TrainCheckpointer:
     if not partial:
       return self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(target)))["state"]
-    return self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True)))["state"]
+    return _partial_restore(self._manager, step, target)
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _partial_restore(manager: ocp.CheckpointManager, step: int, target: Any) -> Any:
+  return manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True)))["state"]
 
 
 # --- the run directory ---------------------------------------------------------------------------

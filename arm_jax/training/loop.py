@@ -285,6 +285,26 @@ class _Run(RunBase):
       self.meta["rubric_cache"] = None if cache is None else sorted(cache.items())
     self.meta["round_end_steps"] = list(self.setup.round_end_steps)  # for the evaluator
     self._save_state(self._state())
+    if self.config.checkpoint.kept_params_only:
+      self._reduce_kept()
+
+  def _reduce_kept(self) -> None:
+    """The kept checkpoints (warm start, round ends) older than the newest keep the two policies
+    only: the optimizer states and KL references of a round end are for resuming from it, and a
+    resume takes the newest, which has them (a quarter of an RL checkpoint with Adam's two
+    moments and a KL reference: 64 MB -> 17 MB for SmolLM2's LoRA pair). The evaluator and
+    init_from_checkpoint read policies only."""
+    newest = self.meta["global_step"]
+    like = {role: lora.trainable(p.params) for role, p in self.policies.items()}
+    for step in self.ckpt.all_steps():
+      if step == newest or step not in self.ckpt.keep_steps:
+        continue
+      meta = self.ckpt.restore_meta(step)
+      extra = sorted(set(meta["state_keys"]) - set(like))
+      if extra:
+        self.ckpt.reduce(step, like, dict(meta, state_keys=sorted(like), dropped_keys=extra))
+        logging.info("checkpoint %d keeps the policies only (checkpoint.kept_params_only); "
+                     "dropped %s", step, ", ".join(extra))
 
   def _like(self, meta: dict) -> dict:
     """The arrays a checkpoint with this meta holds, as live arrays to restore into."""
@@ -309,6 +329,13 @@ class _Run(RunBase):
     if found is None:
       return False
     step, meta, state = found
+    # self.meta is `meta` now; the run's own checkpoints from here hold everything.
+    dropped = self.meta.pop("dropped_keys", None)
+    if dropped:
+      logging.warning("resuming from checkpoint %d, which keeps the policies only "
+                      "(checkpoint.kept_params_only dropped %s): the optimizer states restart "
+                      "and the KL reference is the restored policy; the run goes on, but not as "
+                      "an uninterrupted one would", step, ", ".join(dropped))
     for role, p in self.policies.items():
       frozen = lora.split(p.params)[1]
       p.params = lora.combine(state[role], frozen)
