@@ -42,6 +42,8 @@ import argparse
 import collections
 import dataclasses
 import datetime
+import gzip
+import hashlib
 import json
 import math
 import os
@@ -260,8 +262,6 @@ def sync_archive(workdir: str, archive: str, max_mb: float = ARCHIVE_MAX_MB,
   names is replaced, so an archive always restores (each file either its old or its new
   version); a file that vanishes while it is read (a checkpoint the trainer prunes) is skipped
   and its archived copy kept."""
-  import gzip  # pylint: disable=import-outside-toplevel
-  import hashlib  # pylint: disable=import-outside-toplevel
   manifest_path = os.path.join(archive, ARCHIVE_MANIFEST)
   old = {}
   if os.path.isfile(manifest_path):
@@ -349,8 +349,6 @@ def restore_archive(workdir: str, archive: str) -> dict:
   resumes where the archived run stopped); files WORKDIR has are its own and stay. A file whose
   content does not match its manifest entry is an error naming it. Returns {"restored",
   "present"}."""
-  import gzip  # pylint: disable=import-outside-toplevel
-  import hashlib  # pylint: disable=import-outside-toplevel
   manifest_path = os.path.join(archive, ARCHIVE_MANIFEST)
   if not os.path.isfile(manifest_path):
     return dict(restored=0, present=0)

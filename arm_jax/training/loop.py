@@ -291,9 +291,8 @@ class _Run(RunBase):
   def _reduce_kept(self) -> None:
     """The kept checkpoints (warm start, round ends) older than the newest keep the two policies
     only: the optimizer states and KL references of a round end are for resuming from it, and a
-    resume takes the newest, which has them (a quarter of an RL checkpoint with Adam's two
-    moments and a KL reference: 64 MB -> 17 MB for SmolLM2's LoRA pair). The evaluator and
-    init_from_checkpoint read policies only."""
+    resume takes the newest, which has them (what it saves: docs/results.md, "the data so
+    far"). The evaluator and init_from_checkpoint read policies only."""
     newest = self.meta["global_step"]
     like = {role: lora.trainable(p.params) for role, p in self.policies.items()}
     for step in self.ckpt.all_steps():
