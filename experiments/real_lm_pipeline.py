@@ -225,6 +225,9 @@ ARCHIVE_MAX_MB = 100.0
 # file): every stored file stays small enough for any git host.
 ARCHIVE_PART_MB = 20.0
 _STEP_DIR = re.compile(r"^(.*/)?checkpoints/\d+/")
+# The compilation cache under WORKDIR: compiled for this machine's CPU and rebuilt on any other
+# (and large: tens of MB per training program), so never archived.
+COMPILATION_CACHE = "xla_cache"
 
 
 def _archived_name(rel: str) -> str:
@@ -255,7 +258,7 @@ def sync_archive(workdir: str, archive: str, max_mb: float = ARCHIVE_MAX_MB,
   each file's size and sha256. A stored file over `part_mb` is split into parts. Files over
   `max_mb` are skipped and named in the result, with the rest of their checkpoint step
   (`.../checkpoints/<step>/`), as are temporary files; files the archive holds but the workdir
-  no longer has are removed.
+  no longer has are removed. WORKDIR/xla_cache (the compilation cache) is left out.
   Returns {"copied", "unchanged", "removed", "skipped": {rel: reason}, "bytes"}.
 
   Safe against a machine that stops mid-sync: the manifest is rewritten after each file it
@@ -275,6 +278,8 @@ def sync_archive(workdir: str, archive: str, max_mb: float = ARCHIVE_MAX_MB,
 
   listed, skipped = [], {}
   for root, dirs, names in os.walk(workdir):
+    if root == workdir and COMPILATION_CACHE in dirs:
+      dirs.remove(COMPILATION_CACHE)  # not a durable file of the run
     dirs.sort()
     for name in sorted(names):
       src = os.path.join(root, name)
@@ -429,8 +434,13 @@ class Pipeline:
 
   def __init__(self, workdir: str, sizes: Sizes, model: str = "",
                flags: Optional[dict[str, Sequence[str]]] = None,
-               log: Callable[[str], None] = print):
+               log: Callable[[str], None] = print, compilation_cache: Optional[str] = None):
     self.w = os.path.abspath(workdir)
+    # JAX's persistent compilation cache for every command: a stage resumed in a new process
+    # (a train stage spans sessions) loads its programs instead of compiling them again.
+    # None = WORKDIR/xla_cache, '' = off; a JAX_COMPILATION_CACHE_DIR the user set wins.
+    self.compilation_cache = (self.path(COMPILATION_CACHE) if compilation_cache is None
+                              else compilation_cache and os.path.abspath(compilation_cache))
     self.sizes = sizes
     self.model = model
     self.flags = {k: list(v) for k, v in (flags or {}).items()}  # extra --config. flags by job
@@ -507,6 +517,14 @@ class Pipeline:
     self.log(f"[{stage}] finished in {seconds:.0f} s")
     return record
 
+  def command_env(self) -> dict[str, str]:
+    """The environment of a stage's command: this process's, unbuffered, with the compilation
+    cache (unless the user set JAX_COMPILATION_CACHE_DIR)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if self.compilation_cache:
+      env.setdefault("JAX_COMPILATION_CACHE_DIR", self.compilation_cache)
+    return env
+
   def command(self, stage: str, argv: Sequence[str]) -> None:
     """Runs argv (a Python module or script, from the repository root), its output appended to
     logs/<stage>.log; a failure raises with the log's last lines."""
@@ -518,7 +536,7 @@ class Pipeline:
               f"{shlex.join(argv)}\n")
       f.flush()
       proc = subprocess.Popen(argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                              env=self.command_env())
       clock = getattr(self, "clock", None)
       if clock is not None:
         clock.child = proc.pid  # its stopped time is not the stage's
@@ -1010,6 +1028,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument(f"--{job}_flags", default="", help=f"extra --config. flags for {what}, "
                     f"space-separated, after the pipeline's own (write --{job}_flags=\"--config.a=1 "
                     "--config.b=2\")")
+  ap.add_argument("--compilation_cache", default=None, help="JAX's persistent compilation "
+                  "cache for every stage's command, so that a resumed stage does not compile "
+                  "its programs again; default WORKDIR/xla_cache (never archived), '' = off")
   ap.add_argument("--dry_run", action="store_true", help="print the sizes and estimates only")
   ap.add_argument("--archive", default="", help="a directory (results/real_lm for the measured "
                   "run) that keeps the run's durable files: restored into WORKDIR at start, "
@@ -1106,7 +1127,8 @@ def _run(args: argparse.Namespace) -> int:
   bad = [f for fl in flags.values() for f in fl if not f.startswith("--config.")]
   if bad:
     raise ValueError(f"--*_flags take --config.KEY=VALUE flags only; got {bad}")
-  pipeline = Pipeline(args.workdir, sizes, args.model, flags)
+  pipeline = Pipeline(args.workdir, sizes, args.model, flags,
+                      compilation_cache=args.compilation_cache)
   wanted = [s.strip() for s in args.stages.split(",") if s.strip()] or list(STAGES)
   unknown = [s for s in wanted if s not in STAGES]
   if unknown:

@@ -429,6 +429,43 @@ P({str(tmp_path)!r}, m.Sizes()).run("prompts")
   assert not partial.exists()
 
 
+_JIT_PROGRAM = """
+from arm_jax import xla_options
+xla_options.configure_process()
+import jax, jax.numpy as jnp
+def f(x):
+  for _ in range(20):
+    x = jnp.tanh(x @ x.T) @ x
+  return x.sum()
+print(float(jax.jit(jax.grad(f))(jnp.ones((64, 64)) / 64).sum()))
+"""
+
+
+def test_a_commands_programs_go_to_the_compilation_cache_and_a_rerun_loads_them(
+    tmp_path, monkeypatch):
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+  monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # cache every program
+  work, archive = tmp_path / "w", tmp_path / "a"
+  p = pipeline.Pipeline(str(work), pipeline.Sizes(), log=lambda _: None)
+  cache = work / pipeline.COMPILATION_CACHE
+  p.command("prompts", ["-c", _JIT_PROGRAM])
+  entries = sorted(os.listdir(cache))
+  assert entries  # the program was written to WORKDIR/xla_cache
+  stamps = {e: os.path.getmtime(cache / e) for e in entries}
+  p.command("prompts", ["-c", _JIT_PROGRAM])  # a new process: loads what the first compiled
+  assert sorted(os.listdir(cache)) == entries
+  assert {e: os.path.getmtime(cache / e) for e in entries} == stamps
+  out = pipeline.sync_archive(str(work), str(archive))
+  assert not any(rel.startswith("xla_cache") for rel in json.loads(
+      (archive / pipeline.ARCHIVE_MANIFEST).read_text())["files"])
+  assert not any(rel.startswith("xla_cache") for rel in out["skipped"])  # not even named
+  # '' turns it off; a JAX_COMPILATION_CACHE_DIR the user set wins.
+  off = pipeline.Pipeline(str(work), pipeline.Sizes(), log=lambda _: None, compilation_cache="")
+  assert "JAX_COMPILATION_CACHE_DIR" not in off.command_env()
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+  assert p.command_env()["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "mine")
+
+
 def test_stages_that_need_others_say_so(tmp_path):
   work = str(tmp_path / "w")
   with pytest.raises(SystemExit, match="stage train needs split done first"):
