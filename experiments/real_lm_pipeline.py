@@ -1046,6 +1046,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return _main(args)
   except ValueError as err:
     raise SystemExit(f"error: {err}") from None
+  except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM: the stage's time and outputs are kept
+    print(f"[pipeline] stopped ({stop or 'Ctrl-C'}): the same command resumes the run",
+          file=sys.stderr, flush=True)
+    return 130
 
 
 _SYNC_LOCK = threading.Lock()  # the periodic sync and a stage's own never overlap
