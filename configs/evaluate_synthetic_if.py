@@ -34,6 +34,6 @@ def get_config() -> ml_collections.ConfigDict:
                                               checkpoint="warm_start")
   c.systems = ("trained", "sft", "prompted", "direct")
   c.orders = ("mixed", "ord1", "ord2")
-  # Templates and length limits: "" / 0 = the training run's (compact, 192 / 320 tokens).
+  # Templates and length limits: "" / 0 = the training run's (compact, 192 / 384 tokens).
   c.batch_size = 16
   return c

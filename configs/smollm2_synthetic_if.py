@@ -43,13 +43,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.schedule.update(rounds=2, steps_per_phase=10)
   # G 4 (the paper's 6 / 7) and 2 instances per step: 8 rollouts per update on two cores.
   # LoRA RL at 1e-5 (5x the 2e-6 this config set for full fine-tuning).
-  # The judge's 8 rollouts run up to ~1900 tokens too: its update in two halves as well.
-  c.judge = config_sections.policy(group_size=4, mu=1, prompts_per_step=2, max_new_tokens=320,
+  # The judge's 8 rollouts run up to ~2100 tokens too: its update in two halves as well.
+  # 384 judgment tokens: the warm start's judgments of three constraints run to 350 (at 320,
+  # 18% of them would be cut before the verdict; the training log warns of such a cut).
+  c.judge = config_sections.policy(group_size=4, mu=1, prompts_per_step=2, max_new_tokens=384,
                                    learning_rate=1e-5, micro_batches=2)
   c.generator = config_sections.policy(group_size=4, mu=1, prompts_per_step=2,
                                        max_new_tokens=192, learning_rate=1e-5)
   # Greedy judgments for the per-round curve; the full evaluation samples (arm_jax.evaluate).
-  c.eval.update(max_pairs=32, rubric_max_new_tokens=192, judge_max_new_tokens=320,
+  c.eval.update(max_pairs=32, rubric_max_new_tokens=192, judge_max_new_tokens=384,
                 batch_size=16, judge_temperature=0.0)
   c.checkpoint.update(every_steps=10, max_to_keep=1)  # warm_start and round ends stay too
   return c

@@ -65,3 +65,35 @@ def test_room_leaves_space_for_the_longest_generation():
   text = " ".join(["moon"] * 100)
   n = len(judge.encode([text])[0])
   assert judge.fit([text, text + " moon"], n) == [True, False]  # exact at the boundary
+
+
+def test_warm_start_targets_longer_than_the_sampling_limits_are_counted_and_logged(caplog):
+  setup = train_setup.build(tiny_config())
+  judge_targets = [ex.target for ex in setup.sft_examples["judge"]]
+  assert judge_targets
+  tok = setup.judge.tokenizer
+  lengths = sorted(len(tok(t, add_special_tokens=False)["input_ids"]) + 1  # + the end token
+                   for t in judge_targets)
+  rl_limit, eval_limit = lengths[len(lengths) // 2], lengths[-1] - 1
+  config = tiny_config(dict(OVERRIDES, **{"judge.max_new_tokens": rl_limit,
+                                          "eval.judge_max_new_tokens": eval_limit}))
+  policies = {"generator": setup.generator, "judge": setup.judge}
+  cut = train_setup.warm_start_targets_cut(policies, setup.sft_examples, config)
+  assert cut["judge"] == {"examples": len(lengths), "longest": lengths[-1],
+                          "judge.max_new_tokens": sum(n > rl_limit for n in lengths),
+                          "eval.judge_max_new_tokens": sum(n > eval_limit for n in lengths)}
+  assert 0 < cut["judge"]["judge.max_new_tokens"] < len(lengths)
+  assert cut["judge"]["eval.judge_max_new_tokens"] >= 1  # the longest, at least
+  # Limits that hold every target: nothing to report; nor for a role without a warm start.
+  roomy = tiny_config(dict(OVERRIDES, **{"judge.max_new_tokens": lengths[-1],
+                                         "eval.judge_max_new_tokens": lengths[-1],
+                                         "generator.max_new_tokens": 4096,
+                                         "eval.rubric_max_new_tokens": 4096}))
+  assert train_setup.warm_start_targets_cut(policies, setup.sft_examples, roomy) == {}
+  no_sft = tiny_config(dict(OVERRIDES, **{"warmstart.steps": 0, "warmstart.generator_steps": 0,
+                                          "judge.max_new_tokens": 1}))
+  assert train_setup.warm_start_targets_cut(policies, setup.sft_examples, no_sft) == {}
+  with caplog.at_level("WARNING"):
+    train_setup.build(config)
+  assert any("warm start: of the judge's" in r.getMessage() and
+             f"over judge.max_new_tokens={rl_limit}" in r.getMessage() for r in caplog.records)

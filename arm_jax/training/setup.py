@@ -243,6 +243,30 @@ def drop_too_long(policies: dict[str, Policy], pairs: list[PreferencePair],
   return kept, len(pairs) - len(kept)
 
 
+_LIMIT_KEYS = {"generator": ("generator.max_new_tokens", "eval.rubric_max_new_tokens"),
+               "judge": ("judge.max_new_tokens", "eval.judge_max_new_tokens")}
+
+
+def warm_start_targets_cut(policies: dict[str, Policy],
+                           sft: dict[str, list[SFTExample]],
+                           config: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
+  """Per role with a warm start, its SFT targets that the role's RL sampling or the evaluation
+  would cut before their end (target tokens and the end token over the limit): a judge taught
+  judgments longer than judge.max_new_tokens never reaches its verdict when sampled.
+  {role: {"examples", "longest", <limit key>: how many exceed it, ...}} for roles with any."""
+  out = {}
+  for role in ROLES:
+    if sft_steps(config.warmstart, role) <= 0 or not sft.get(role):
+      continue
+    tok = policies[role].tokenizer
+    lengths = [len(tok.encode(ex.target, add_special_tokens=False)) + 1 for ex in sft[role]]
+    over = {key: sum(n > config[key.split(".")[0]][key.split(".")[1]] for n in lengths)
+            for key in _LIMIT_KEYS[role]}
+    if any(over.values()):
+      out[role] = dict(examples=len(lengths), longest=max(lengths), **over)
+  return out
+
+
 def round_end_steps(warm_steps: int, planned: list[schedule.Phase]) -> tuple[int, ...]:
   """The global step after the warm start (round 0) and after each round's last phase."""
   ends, step = [warm_steps], warm_steps
@@ -320,6 +344,13 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
                     "context with the configured generation lengths", too_long_train,
                     too_long_held_out)
   held_out = held_out[:config.eval.max_pairs] if config.eval.max_pairs else held_out
+  for role, cut in warm_start_targets_cut(policies, built.sft_examples, config).items():
+    limits = ", ".join(f"{n} over {key}={config[key.split('.')[0]][key.split('.')[1]]}"
+                       for key, n in cut.items() if key in _LIMIT_KEYS[role] and n)
+    logging.warning("warm start: of the %s's %d SFT targets (longest %d tokens with the end "
+                    "token), %s: sampled as taught, those outputs are cut before their end "
+                    "(a judgment before its verdict)", role, cut["examples"], cut["longest"],
+                    limits)
   tc = trainer_config(config)
   per_step = {"judge": tc.judge.prompts_per_step, "generator": tc.generator.prompts_per_step}
   planned = schedule.plan(len(train), tc.schedule, per_step)
