@@ -15,7 +15,8 @@ Stages, in order (each runs one command, logged to WORKDIR/logs/<stage>.log; a f
 writes WORKDIR/stages/<stage>.json with its wall time and is skipped afterwards; an interrupted
 one is rerun and resumes where its command resumes: sampling per batch, training and DPO from
 their checkpoints, and its time adds up over attempts: a running stage writes its time so far
-every minute, so even a SIGKILL loses at most that):
+every minute, so even a SIGKILL loses at most that; commands share JAX's persistent compilation
+cache in WORKDIR/xla_cache, so a resumed stage does not compile its programs again):
   prompts       Synthetic-IF prompts (arm_jax.data.synthetic_if), their base instructions split
                 into the reward model's and the policy's (DPO prompts are fresh: no base
                 instruction of theirs is in the reward model's data)
