@@ -52,6 +52,10 @@ _POLICY = {
     "loss_aggregation": F("seq_mean_token_mean", "how token losses become one number",
                           ("seq_mean_token_mean", "token_mean")),
     "micro_batches": F(1, "gradient accumulation steps per update (exact)"),
+    "shared_prefix": F(False, "the update runs each group's prompt once, its keys and values "
+                              "shared by the group's completions (the same gradient to float "
+                              "rounding; far cheaper when prompts are long, as the judge's); a "
+                              "micro-batch must hold whole groups"),
     "prompts_per_step": F(8, "prompts per optimizer step"),
     "max_new_tokens": F(512, "rollout length limit"),
     "max_prompt_tokens": F(0, "longest prompt (the judge's holds the rubric); pairs with a longer "
@@ -511,17 +515,18 @@ def generate_base() -> ml_collections.ConfigDict:
 # --- resuming -------------------------------------------------------------------------------------
 
 # The keys a resumed run (training or policy job) may change: where, how often and how much it
-# saves and logs, the hardware and device layout, and memory knobs that leave the arithmetic as
-# it is (gradient accumulation is exact; the sums may round differently). Every other key is in
-# the run's fingerprint (`fingerprint`), stored in each checkpoint, and a resume with another
-# value is refused before any weights load (arm_jax.training.loop.check_resume). A name ending
-# in "." stands for its whole section.
+# saves and logs, the hardware and device layout, and memory and speed knobs that leave the
+# arithmetic as it is (gradient accumulation and shared prompts are exact; the sums may round
+# differently). Every other key is in the run's fingerprint (`fingerprint`), stored in each
+# checkpoint, and a resume with another value is refused before any weights load
+# (arm_jax.training.loop.check_resume). A name ending in "." stands for its whole section.
 RESUMABLE_KEYS = (
     "log.", "device.", "checkpoint.every_steps", "checkpoint.max_to_keep",
     "checkpoint.keep_rounds", "checkpoint.kept_params_only", "checkpoint.max_nonfinite_updates",
     "mesh_shape", "mesh_axes", "rules", "model.remat_policy", "actor.remat_policy",
     "offload_idle_optimizer",
     "judge.micro_batches", "generator.micro_batches", "dpo.micro_batches", "grpo.micro_batches",
+    "judge.shared_prefix", "generator.shared_prefix", "grpo.shared_prefix",
     "warmstart.micro_batches", "warmstart.generator_micro_batches",
     "warmstart.judge_micro_batches",
     "data.build_hint",

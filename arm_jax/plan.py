@@ -388,7 +388,7 @@ def programs(config: ml_collections.ConfigDict, cfgs: dict[str, DecoderConfig], 
     batch = grpo.RolloutBatch(seq, f32(), f32() if g.beta else None,
                               _data(mesh, rules, (rows,), jnp.float32))
     if g.beta:
-      logprobs = grpo.sequence_logprobs(m.model, g.logprob_chunk)
+      logprobs = grpo.sequence_logprobs(m.model, g.logprob_chunk, g.prefix_rows)
       out.append(Program(f"{role}.reference_logprobs",
                          lambda f=logprobs, p=m.params, s=seq: f.lower(p, s).compile(), "rl", role,
                          (f"{role}.ref",), rows, t))
@@ -518,7 +518,8 @@ def _policy_training_programs(config, cfgs, mesh, rules, models, pol, grpo_metho
     seq = _seq(mesh, rules, rows, bucket, new)
     f32 = lambda: _data(mesh, rules, (rows, t), jnp.float32)  # noqa: E731
     if phase.grpo.beta:
-      logprobs = grpo.sequence_logprobs(pol.model, phase.grpo.logprob_chunk)  # as train_on_rollout
+      logprobs = grpo.sequence_logprobs(pol.model, phase.grpo.logprob_chunk,  # as train_on_rollout
+                                        phase.grpo.prefix_rows)
       out.append(Program("policy.reference_logprobs",
                          lambda f=logprobs, p=pol.params, q=seq: f.lower(p, q).compile(),
                          "policy", "policy", ("policy.ref",), rows, t))

@@ -60,6 +60,12 @@ def _parse():
                  help="unscored leading tokens (default seq_len // 4)")
   p.add_argument("--group_size", type=int, default=0,
                  help="GRPO group size (default: the largest of 8, 4, 2, 1 dividing --batch)")
+  p.add_argument("--shared_prefix", type=int, default=0, choices=(0, 1),
+                 help="1: the arm_jax GRPO update and forward+backward run each group's prompt "
+                      "once (GRPOConfig.shared_prefix); the rows of a group always share their "
+                      "prompt, as rollouts do")
+  p.add_argument("--micro_batches", type=int, default=1,
+                 help="the GRPO update's micro-batches (exact gradient accumulation)")
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--chunk", type=int, default=128, help="time chunk of the log-prob head")
   p.add_argument("--threads", type=int, default=os.cpu_count(),
@@ -143,6 +149,9 @@ def make_tokens(vocab: int):
   rng = np.random.RandomState(0)
   tokens = rng.randint(min(100, vocab // 4), vocab - min(100, vocab // 4),
                        (ARGS.batch, ARGS.seq_len)).astype(np.int32)
+  # A group's rows share their prompt, as a rollout's do.
+  group_first = np.arange(ARGS.batch) // ARGS.group_size * ARGS.group_size
+  tokens[:, :ARGS.prompt_len] = tokens[group_first, :ARGS.prompt_len]
   loss_mask = np.zeros((ARGS.batch, ARGS.seq_len), bool)
   loss_mask[:, ARGS.prompt_len:] = True
   return tokens, loss_mask
@@ -212,16 +221,18 @@ def run_jax(variant: str) -> dict:
   if variant == "grpo":
     gcfg = GRPOConfig(group_size=ARGS.group_size, advantage="grpo", eps_low=0.2, eps_high=0.28,
                       beta=0.001, mu=1, loss_aggregation="seq_mean_token_mean",
-                      micro_batches=1, logprob_chunk=ARGS.chunk)
+                      micro_batches=ARGS.micro_batches, logprob_chunk=ARGS.chunk,
+                      shared_prefix=bool(ARGS.shared_prefix))
     optimizer = make_optimizer(OptimizerConfig(learning_rate=1e-6))
     opt_state = init_state(optimizer, params)  # the adapters' only with --lora_rank
-    logp = sequence_logprobs(model, ARGS.chunk)(params, seq)  # the reference policy = start
+    logp = sequence_logprobs(model, ARGS.chunk, gcfg.prefix_rows)(params, seq)  # the reference
     rng = np.random.RandomState(1)
     noise = jnp.asarray(0.02 * rng.randn(*tokens.shape).astype(np.float32)) * mask_f
     batch = RolloutBatch(seq=seq, old_logp=logp + noise, ref_logp=logp,
                          rewards=jnp.asarray(rng.rand(ARGS.batch).astype(np.float32)))
     jax.block_until_ready((opt_state, batch))
-    print(f"  GRPO: group_size {gcfg.group_size}, mu {gcfg.mu}, beta {gcfg.beta}, micro_batches "
+    print(f"  GRPO: group_size {gcfg.group_size} (shared prompt {gcfg.shared_prefix}), mu {gcfg.mu}, "
+          f"beta {gcfg.beta}, micro_batches "
           f"{gcfg.micro_batches}, chunk {gcfg.logprob_chunk}; AdamW lr 1e-6")
     update = make_update(model, gcfg, optimizer)
     start = time.perf_counter()
@@ -247,7 +258,8 @@ def run_jax(variant: str) -> dict:
     targets = seq.tokens[:, 1:]
     if variant == "fwd_bwd":
       def loss_fn(p):
-        logp = token_logprobs(model, p, seq, chunk=ARGS.chunk)[0]
+        logp = token_logprobs(model, p, seq, chunk=ARGS.chunk,
+                              shared_prefix=ARGS.group_size if ARGS.shared_prefix else 1)[0]
         return -(logp * mask_f).sum() / mask_f.sum()
     else:
       positions = jnp.broadcast_to(jnp.arange(ARGS.seq_len), tokens.shape)
@@ -369,7 +381,8 @@ def run_child(variant: str, checkpoint: str) -> dict | None:
          "--prompt_len", str(ARGS.prompt_len), "--group_size", str(ARGS.group_size),
          "--repeats", str(ARGS.repeats), "--chunk", str(ARGS.chunk),
          "--threads", str(ARGS.threads), "--scan_layers", str(ARGS.scan_layers),
-         "--lora_rank", str(ARGS.lora_rank), "--compute_dtype", ARGS.compute_dtype]
+         "--lora_rank", str(ARGS.lora_rank), "--compute_dtype", ARGS.compute_dtype,
+         "--shared_prefix", str(ARGS.shared_prefix), "--micro_batches", str(ARGS.micro_batches)]
   if ARGS.remat_policy is not None:
     cmd += ["--remat_policy", ARGS.remat_policy]
   print(f"[{variant}] subprocess", flush=True)

@@ -50,3 +50,25 @@ def rollout(model, params, seq, rewards, *, ref_params=None, perturb=0.0, seed=1
   old = old + perturb * jax.random.normal(jax.random.key(seed), old.shape)
   ref = None if ref_params is None else full_logprobs(model, ref_params, seq)[0]
   return RolloutBatch(seq, old, ref, jnp.asarray(rewards, jnp.float32))
+
+
+def grouped_sequences(groups=3, group=4, prompt=6, completion=7, seed=0) -> SequenceBatch:
+  """GRPO's layout: `group` consecutive rows share one left-padded prompt (tokens and
+  attention) in the first `prompt` columns, then completions of varied length; score_from =
+  prompt."""
+  rng = np.random.RandomState(seed)
+  n, t = groups * group, prompt + completion
+  tokens = rng.randint(2, TINY.vocab_size, (n, t)).astype(np.int32)
+  attention = np.zeros((n, t), bool)
+  loss_mask = np.zeros((n, t), bool)
+  for i in range(n):
+    if i % group == 0:
+      p = rng.randint(1, prompt + 1)
+      prompt_tokens = tokens[i, :prompt].copy()
+    tokens[i, :prompt] = prompt_tokens
+    c = rng.randint(1, completion + 1)
+    attention[i, prompt - p:prompt + c] = True
+    loss_mask[i, prompt:prompt + c] = True
+    tokens[i, ~attention[i]] = 0
+  return SequenceBatch(jnp.asarray(tokens), jnp.asarray(attention), jnp.asarray(loss_mask),
+                       score_from=prompt)

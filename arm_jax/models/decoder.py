@@ -380,7 +380,8 @@ class Decoder(nn.Module):
   (logits, updated KVCache). Decoding uses unscanned layers so each per-layer buffer is
   updated in place. `logits_at` [b] selects one position per row, so prefill never builds
   [b, t, vocab] logits. `return_hidden` returns the final-normed hidden states [b, t, embed]
-  instead of logits, for losses that apply the head (`head_weight`) chunk by chunk.
+  instead of logits, for losses that apply the head (`head_weight`) chunk by chunk; with
+  `return_kv` and no cache, (hidden, (k, v)).
   """
 
   config: DecoderConfig
@@ -436,12 +437,12 @@ class Decoder(nn.Module):
       new_k, new_v = tuple(new_k), tuple(new_v)
     x = RMSNorm(cfg.rms_norm_eps, "embed", dt, pdt, name="final_norm")(x)
     if return_hidden:
-      if cfg.tie_word_embeddings:
-        return x
-      # Declare lm_head so init still creates it; the caller applies it (see head_weight).
-      _weight(self, "lm_head", (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), pdt,
-              cfg.weights_out_major)
-      return x
+      if not cfg.tie_word_embeddings:
+        # Declare lm_head so init still creates it; the caller applies it (see head_weight).
+        _weight(self, "lm_head", (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), pdt,
+                cfg.weights_out_major)
+      # With return_kv (no cache): the keys and values too, a prefix shared by later calls.
+      return (x, (new_k, new_v)) if return_kv and cache.k is None else x
     if logits_at is not None:
       x = jnp.take_along_axis(x, logits_at[:, None, None].astype(jnp.int32), axis=1)[:, 0]
     om = cfg.weights_out_major

@@ -42,6 +42,15 @@ class GRPOConfig:
   loss_aggregation: str = "seq_mean_token_mean"  # see losses.AGGREGATIONS
   micro_batches: int = 1
   logprob_chunk: int = 128
+  # Each group's prompt runs once in the update's forward and backward, its keys and values
+  # shared by the group's completions (logprobs.token_logprobs' shared_prefix): the same
+  # gradient to float rounding, for a fraction of the cost when prompts are long.
+  shared_prefix: bool = False
+
+  @property
+  def prefix_rows(self) -> int:
+    """token_logprobs' shared_prefix: the rows that share one prompt (1: none shared)."""
+    return self.group_size if self.shared_prefix else 1
 
   def __post_init__(self):
     if self.advantage not in adv_lib.ADVANTAGES:
@@ -72,7 +81,8 @@ def grpo_loss(model: Decoder, cfg: GRPOConfig, params: Any, micro: RolloutBatch,
               advantages: jax.Array, totals: tuple[jax.Array, jax.Array]):
   """(loss sum, aux) for one micro-batch; aux carries the micro denominator and statistics."""
   aggregate = losses.aggregation(cfg.loss_aggregation)
-  logp, entropy = token_logprobs(model, params, micro.seq, chunk=cfg.logprob_chunk)
+  logp, entropy = token_logprobs(model, params, micro.seq, chunk=cfg.logprob_chunk,
+                                 shared_prefix=cfg.prefix_rows)
   mask = micro.seq.loss_mask
   terms = losses.token_terms(logp, micro.old_logp, micro.ref_logp, advantages, mask,
                              eps_low=cfg.eps_low, eps_high=cfg.eps_high, beta=cfg.beta)
@@ -133,6 +143,10 @@ def make_update(model: Decoder, cfg: GRPOConfig, optimizer: optax.GradientTransf
     n = batch.rewards.shape[0]
     if n % cfg.micro_batches:
       raise ValueError(f"batch of {n} rows does not split into {cfg.micro_batches} micro-batches")
+    if (n // cfg.micro_batches) % cfg.prefix_rows:
+      raise ValueError(f"shared_prefix: a micro-batch of {n // cfg.micro_batches} rows does not "
+                       f"hold whole groups of {cfg.group_size} (micro_batches="
+                       f"{cfg.micro_batches})")
     if (batch.ref_logp is None) != (cfg.beta == 0):
       raise ValueError("pass ref_logp exactly when beta > 0")
     advantages = adv_lib.compute(cfg.advantage, batch.rewards, cfg.group_size, cfg.advantage_eps)
@@ -154,7 +168,9 @@ def make_update(model: Decoder, cfg: GRPOConfig, optimizer: optax.GradientTransf
   return optim.jit_update(update, shardings, donate)
 
 
-def sequence_logprobs(model: Decoder, chunk: int = 128):
-  """Jitted log-probs of a SequenceBatch under some params: old-policy and reference passes."""
+def sequence_logprobs(model: Decoder, chunk: int = 128, shared_prefix: int = 1):
+  """Jitted log-probs of a SequenceBatch under some params: old-policy and reference passes
+  (shared_prefix as token_logprobs')."""
   return jit_training(lambda params, seq: token_logprobs(model, params, seq, chunk=chunk,
-                                                        with_entropy=False)[0])
+                                                        with_entropy=False,
+                                                        shared_prefix=shared_prefix)[0])

@@ -17,7 +17,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from arm_jax.models.decoder import Decoder, head_weight
+from arm_jax.models.decoder import Decoder, KVCache, head_weight
 
 
 @flax.struct.dataclass
@@ -106,23 +106,66 @@ def _head_bwd(with_entropy, residuals, cotangents):
 _head_logprobs.defvjp(_head_fwd, _head_bwd)
 
 
+def _scored_hidden_shared(model: Decoder, params: Any, batch: SequenceBatch,
+                          group: int) -> jax.Array:
+  """hidden[:, score_from - 1:-1] of token_logprobs when every `group` consecutive rows share
+  their first score_from columns (a GRPO group: one prompt, left-padded to one bucket, then G
+  completions). The prompt runs once per group, its keys and values are repeated to the group's
+  rows as a KV cache, and the completions attend to it: the same sums in another order (equal
+  to float rounding), and the prompt's forward and backward cost 1/group of the full pass's.
+  The gradient reaches the prompt's keys and values through the cache."""
+  tokens, attention, first = batch.tokens, batch.attention, batch.score_from
+  n, t = tokens.shape
+  prompt_attn = attention[::group, :first]
+  prompt_pos = jnp.maximum(jnp.cumsum(prompt_attn, axis=-1) - 1, 0)
+  hidden, (k, v) = model.apply({"params": params}, tokens[::group, :first],
+                               attention_mask=prompt_attn, positions=prompt_pos,
+                               return_hidden=True, return_kv=True)
+  new = t - first
+
+  def to_rows(x):  # [..., m, kv_heads, first, d] -> [..., n, kv_heads, first + new, d]
+    x = jnp.repeat(x, group, axis=x.ndim - 4)
+    pad = [(0, 0)] * x.ndim
+    pad[-2] = (0, new)
+    return jnp.pad(x, pad)
+
+  mask = jnp.concatenate([jnp.repeat(prompt_attn, group, axis=0),
+                          jnp.zeros((n, new), bool)], axis=1)
+  cache = KVCache(jax.tree.map(to_rows, k), jax.tree.map(to_rows, v), mask)
+  real = jnp.repeat(prompt_attn.sum(axis=-1), group)[:, None]  # real prompt tokens per row
+  positions = jnp.maximum(real + jnp.cumsum(attention[:, first:], axis=-1) - 1, 0)
+  completion = model.apply({"params": params}, tokens[:, first:],
+                           attention_mask=attention[:, first:], positions=positions,
+                           cache=cache, cache_index=first, return_hidden=True)
+  last_prompt = jnp.repeat(hidden[:, -1:], group, axis=0)  # predicts the first completion token
+  return jnp.concatenate([last_prompt, completion[:, :-1]], axis=1)
+
+
 def token_logprobs(model: Decoder, params: Any, batch: SequenceBatch, *, chunk: int = 128,
-                   with_entropy: bool = True) -> tuple[jax.Array, jax.Array]:
+                   with_entropy: bool = True, shared_prefix: int = 1
+                   ) -> tuple[jax.Array, jax.Array]:
   """log p(tokens[:, i] | tokens[:, :i]) and the entropy of that distribution, [n, t] each.
 
   Positions before batch.score_from (always position 0, which has no prediction) get 0.
-  Entropy is returned without gradient (a metric).
+  Entropy is returned without gradient (a metric). shared_prefix G > 1: every G consecutive
+  rows have the same first score_from columns (tokens and attention), which then run once per
+  group (_scored_hidden_shared); n must be a multiple of G.
   """
   n, t = batch.tokens.shape
-  positions = jnp.maximum(jnp.cumsum(batch.attention, axis=-1) - 1, 0)
-  hidden = model.apply({"params": params}, batch.tokens, attention_mask=batch.attention,
-                       positions=positions, return_hidden=True)
-  head = head_weight(params, model.config, vocab_major=True)
-  # hidden[:, i] predicts tokens[:, i + 1]; only columns >= score_from are scored.
   first = batch.score_from
   if not 1 <= first < t:
     raise ValueError(f"score_from={first} outside [1, {t}) for sequences of length {t}")
-  h = hidden[:, first - 1:-1]
+  if shared_prefix > 1:
+    if n % shared_prefix:
+      raise ValueError(f"shared_prefix={shared_prefix} does not divide the batch's {n} rows")
+    h = _scored_hidden_shared(model, params, batch, shared_prefix)
+  else:
+    positions = jnp.maximum(jnp.cumsum(batch.attention, axis=-1) - 1, 0)
+    hidden = model.apply({"params": params}, batch.tokens, attention_mask=batch.attention,
+                         positions=positions, return_hidden=True)
+    h = hidden[:, first - 1:-1]  # hidden[:, i] predicts tokens[:, i + 1]
+  head = head_weight(params, model.config, vocab_major=True)
+  # Only columns >= score_from are scored.
   targets = batch.tokens[:, first:]
   scored = t - first
   size = min(chunk, scored)

@@ -51,11 +51,11 @@ class RewardConfig:
 _logprob_fns: dict[Any, Callable] = {}
 
 
-def _logprobs(policy: Policy, params, seq, chunk: int):
-  """Old-policy / reference log-probs, one compiled function per (model, chunk)."""
-  key = (policy.model, chunk)
+def _logprobs(policy: Policy, params, seq, chunk: int, shared_prefix: int = 1):
+  """Old-policy / reference log-probs, one compiled function per (model, chunk, sharing)."""
+  key = (policy.model, chunk, shared_prefix)
   if key not in _logprob_fns:
-    _logprob_fns[key] = sequence_logprobs(policy.model, chunk)
+    _logprob_fns[key] = sequence_logprobs(policy.model, chunk, shared_prefix)
   return _logprob_fns[key](params, seq)
 
 
@@ -67,8 +67,9 @@ def train_on_rollout(policy: Policy, cfg: PhaseConfig, update: Callable, prompts
   if cfg.old_logprobs == "sampler":
     old = sampler_logprobs(seq, out)
   else:
-    old = _logprobs(policy, policy.params, seq, g.logprob_chunk)
-  ref = _logprobs(policy, policy.ref_params, seq, g.logprob_chunk) if g.beta else None
+    old = _logprobs(policy, policy.params, seq, g.logprob_chunk, g.prefix_rows)
+  ref = (_logprobs(policy, policy.ref_params, seq, g.logprob_chunk, g.prefix_rows) if g.beta
+         else None)
   if g.beta and policy.ref_params is None:
     raise ValueError(f"{policy.name}: beta={g.beta} needs reference params")
   batch = rollout_batch(seq, old, ref, rewards)

@@ -100,7 +100,8 @@ def phase_config(c: ml_collections.ConfigDict) -> phases.PhaseConfig:
   """A policy section's GRPO and sampling settings (config_sections.policy)."""
   grpo = GRPOConfig(group_size=c.group_size, advantage=c.advantage, eps_low=c.eps_low,
                     eps_high=c.eps_high, beta=c.beta, mu=c.mu,
-                    loss_aggregation=c.loss_aggregation, micro_batches=c.micro_batches)
+                    loss_aggregation=c.loss_aggregation, micro_batches=c.micro_batches,
+                    shared_prefix=c.shared_prefix)
   sampling = SamplingParams(max_new_tokens=c.max_new_tokens, temperature=c.temperature,
                             top_p=c.top_p, top_k=c.top_k)
   return phases.PhaseConfig(grpo, sampling, c.prompts_per_step)
