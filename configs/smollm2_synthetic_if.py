@@ -47,7 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
   # 384 judgment tokens: the warm start's judgments of three constraints run to 350 (at 320,
   # 18% of them would be cut before the verdict; the training log warns of such a cut).
   # Each group's ~1700-token judge prompt runs once in the update, shared by its 4 judgments:
-  # 62 s instead of 89 s and half the memory per micro-batch (docs/results.md).
+  # 41 s instead of 89 s and half the memory per micro-batch (docs/results.md).
   c.judge = config_sections.policy(group_size=4, mu=1, prompts_per_step=2, max_new_tokens=384,
                                    learning_rate=1e-5, micro_batches=2, shared_prefix=True)
   c.generator = config_sections.policy(group_size=4, mu=1, prompts_per_step=2,
