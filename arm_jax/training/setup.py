@@ -349,9 +349,9 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
     limits = ", ".join(f"{n} over {key}={config[key.split('.')[0]][key.split('.')[1]]}"
                        for key, n in cut.items() if key in _LIMIT_KEYS[role] and n)
     logging.warning("warm start: of the %s's %d SFT targets (longest %d tokens with the end "
-                    "token), %s: sampled as taught, those outputs are cut before their end "
-                    "(a judgment before its verdict)", role, cut["examples"], cut["longest"],
-                    limits)
+                    "token), %s: sampled as taught, those outputs are cut before their end%s",
+                    role, cut["examples"], cut["longest"], limits,
+                    " (a judgment before its verdict)" if role == "judge" else "")
   tc = trainer_config(config)
   per_step = {"judge": tc.judge.prompts_per_step, "generator": tc.generator.prompts_per_step}
   planned = schedule.plan(len(train), tc.schedule, per_step)
