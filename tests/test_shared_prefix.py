@@ -12,7 +12,8 @@ from arm_jax.rl.grpo import GRPOConfig, make_update, sequence_logprobs
 from arm_jax.rl.logprobs import token_logprobs
 from rl_fixtures import full_logprobs, grouped_sequences, rollout, tiny_model
 
-VARIANTS = [dict(), dict(lora_rank=4, attention_block=2),
+VARIANTS = [dict(lora_rank=4, attention_block=2),
+            pytest.param(dict(), marks=pytest.mark.slow),
             pytest.param(dict(scan_layers=False), marks=pytest.mark.slow),
             pytest.param(dict(tie_word_embeddings=False, qk_norm=True), marks=pytest.mark.slow)]
 
@@ -26,7 +27,7 @@ def _lora_nonzero(params, seed=5):
   return jax.tree_util.tree_unflatten(treedef, out)
 
 
-@pytest.mark.parametrize("overrides", VARIANTS, ids=["default", "lora_blocked_attention",
+@pytest.mark.parametrize("overrides", VARIANTS, ids=["lora_blocked_attention", "default",
                                                      "unscanned", "untied_qk_norm"])
 def test_shared_prefix_logprobs_and_gradient_equal_the_full_pass(overrides):
   model, params = tiny_model(**overrides)
@@ -66,7 +67,7 @@ def test_a_group_that_does_not_divide_the_rows_is_refused():
       np.asarray(token_logprobs(model, params, seq)[0]), atol=1e-5)
 
 
-@pytest.mark.parametrize("micro_batches", [1, 3])
+@pytest.mark.parametrize("micro_batches", [pytest.param(1, marks=pytest.mark.slow), 3])
 def test_a_grpo_update_with_shared_prompts_equals_the_plain_one(micro_batches):
   model, params = tiny_model()
   _, ref_params = tiny_model(seed=3)
