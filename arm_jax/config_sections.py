@@ -55,7 +55,8 @@ _POLICY = {
     "shared_prefix": F(False, "the update runs each group's prompt once, its keys and values "
                               "shared by the group's completions (the same gradient to float "
                               "rounding; far cheaper when prompts are long, as the judge's); a "
-                              "micro-batch must hold whole groups"),
+                              "micro-batch must hold whole groups, and its groups must split "
+                              "over the mesh's batch axes as its rows do"),
     "prompts_per_step": F(8, "prompts per optimizer step"),
     "max_new_tokens": F(512, "rollout length limit"),
     "max_prompt_tokens": F(0, "longest prompt (the judge's holds the rubric); pairs with a longer "
