@@ -35,8 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
                      max_length=2048, generator_max_length=1024, learning_rate=2e-4,
                      schedule="cosine", warmup_steps=10,
                      length_groups=16,  # judge rows run 400-1900 tokens: batch alike lengths
-                     # 12 judge shapes, not 24, each a 60-165 s compile; ~3% more padding.
-                     pad_multiple=128)
+                     pad_multiple=128)  # half the judge shapes to compile (docs/results.md)
   # 8 judge rows of 1920 tokens need 20.4 GB of temporaries (XLA's memory_analysis; killed on a
   # 24 GiB machine): two exact halves of 4 rows (docs/results.md, "the data so far").
   c.warmstart.judge_micro_batches = 2
@@ -44,10 +43,8 @@ def get_config() -> ml_collections.ConfigDict:
   # G 4 (the paper's 6 / 7) and 2 instances per step: 8 rollouts per update on two cores.
   # LoRA RL at 1e-5 (5x the 2e-6 this config set for full fine-tuning).
   # The judge's 8 rollouts run up to ~2100 tokens too: its update in two halves as well.
-  # 384 judgment tokens: the warm start's judgments of three constraints run to 350 (at 320,
-  # 18% of them would be cut before the verdict; the training log warns of such a cut).
-  # Each group's ~1700-token judge prompt runs once in the update, shared by its 4 judgments:
-  # 41 s instead of 89 s and half the memory per micro-batch (docs/results.md).
+  # 384 judgment tokens: the warm start's judgments must fit before their verdict, and a
+  # group's long judge prompt runs once in the update (shared_prefix; docs/results.md).
   c.judge = config_sections.policy(group_size=4, mu=1, prompts_per_step=2, max_new_tokens=384,
                                    learning_rate=1e-5, micro_batches=2, shared_prefix=True)
   c.generator = config_sections.policy(group_size=4, mu=1, prompts_per_step=2,

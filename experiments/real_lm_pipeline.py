@@ -226,8 +226,8 @@ ARCHIVE_MAX_MB = 100.0
 # file): every stored file stays small enough for any git host.
 ARCHIVE_PART_MB = 20.0
 _STEP_DIR = re.compile(r"^(.*/)?checkpoints/\d+/")
-# The compilation cache under WORKDIR: compiled for this machine's CPU and rebuilt on any other
-# (and large: tens of MB per training program), so never archived.
+# The compilation cache under WORKDIR: compiled for this machine's CPU and rebuilt on any other,
+# so never archived.
 COMPILATION_CACHE = "xla_cache"
 
 

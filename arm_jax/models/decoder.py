@@ -286,8 +286,8 @@ def _attend_cache(qg: Array, cache_k: Array, cache_v: Array, valid: Array, scale
                   acc_dtype) -> Array:
   """t > 1 queries over the cache's slots -> [b, kv_heads, group, t, head_dim]: the queries of
   one kv head as one [group * t, d] matrix, as _causal_attention lays them out, so both
-  products are plain batched matmuls (with the decode layout of _cache_scores, 4 x 384 queries
-  over 2048 slots ran their forward and backward 3-4x slower on XLA:CPU). valid [b, t, slots]."""
+  products are plain batched matmuls (the decode layout of _cache_scores is about twice as slow
+  here on XLA:CPU: docs/results.md, the shared-prompt GRPO update). valid [b, t, slots]."""
   b, t, nk, g, d = qg.shape
   q = qg.transpose(0, 2, 3, 1, 4).reshape(b, nk, g * t, d)
   slots = cache_k.shape[2]
