@@ -248,6 +248,11 @@ _LIMIT_KEYS = {"generator": ("generator.max_new_tokens", "eval.rubric_max_new_to
                "judge": ("judge.max_new_tokens", "eval.judge_max_new_tokens")}
 
 
+def _limit(config: ml_collections.ConfigDict, key: str) -> int:
+  section, name = key.split(".")
+  return config[section][name]
+
+
 def warm_start_targets_cut(policies: dict[str, Policy],
                            sft: dict[str, list[SFTExample]],
                            config: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
@@ -261,8 +266,7 @@ def warm_start_targets_cut(policies: dict[str, Policy],
       continue
     tok = policies[role].tokenizer
     lengths = [len(tok.encode(ex.target, add_special_tokens=False)) + 1 for ex in sft[role]]
-    over = {key: sum(n > config[key.split(".")[0]][key.split(".")[1]] for n in lengths)
-            for key in _LIMIT_KEYS[role]}
+    over = {key: sum(n > _limit(config, key) for n in lengths) for key in _LIMIT_KEYS[role]}
     if any(over.values()):
       out[role] = dict(examples=len(lengths), longest=max(lengths), **over)
   return out
@@ -346,7 +350,7 @@ def build(config: ml_collections.ConfigDict) -> TrainSetup:
                     too_long_held_out)
   held_out = held_out[:config.eval.max_pairs] if config.eval.max_pairs else held_out
   for role, cut in warm_start_targets_cut(policies, built.sft_examples, config).items():
-    limits = ", ".join(f"{n} over {key}={config[key.split('.')[0]][key.split('.')[1]]}"
+    limits = ", ".join(f"{n} over {key}={_limit(config, key)}"
                        for key, n in cut.items() if key in _LIMIT_KEYS[role] and n)
     logging.warning("warm start: of the %s's %d SFT targets (longest %d tokens with the end "
                     "token), %s: sampled as taught, those outputs are cut before their end%s",
