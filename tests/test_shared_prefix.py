@@ -18,6 +18,7 @@ VARIANTS = [dict(lora_rank=4, attention_block=2),
             pytest.param(dict(tie_word_embeddings=False, qk_norm=True), marks=pytest.mark.slow)]
 
 
+@jax.jit  # one program, not an eager op per leaf
 def _lora_nonzero(params, seed=5):
   """LoRA's B starts at zero (no change to the model): random B so the adapters matter."""
   leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
@@ -33,11 +34,15 @@ def test_shared_prefix_logprobs_and_gradient_equal_the_full_pass(overrides):
   model, params = tiny_model(**overrides)
   params = _lora_nonzero(params)
   seq = grouped_sequences(groups=3, group=4, prompt=6, completion=7)
-  want, _ = full_logprobs(model, params, seq)
+  # Jitted: eager dispatch of these small programs' ops costs minutes on a 2-core CPU.
+  want, _ = jax.jit(lambda p: full_logprobs(model, p, seq))(params)
   mask = np.asarray(seq.loss_mask)
   for chunk in (3, 64):
-    got, entropy = token_logprobs(model, params, seq, chunk=chunk, shared_prefix=4)
-    plain, plain_entropy = token_logprobs(model, params, seq, chunk=chunk)
+    logprobs = jax.jit(lambda p, g, c=chunk: token_logprobs(model, p, seq, chunk=c,
+                                                           shared_prefix=g),
+                       static_argnums=1)
+    got, entropy = logprobs(params, 4)
+    plain, plain_entropy = logprobs(params, 1)
     np.testing.assert_allclose(np.asarray(got)[mask], np.asarray(want)[mask], rtol=2e-6,
                                atol=1e-5)
     np.testing.assert_allclose(np.asarray(entropy)[mask], np.asarray(plain_entropy)[mask],
@@ -50,7 +55,8 @@ def test_shared_prefix_logprobs_and_gradient_equal_the_full_pass(overrides):
       return jnp.sum(token_logprobs(model, p, seq, chunk=3, shared_prefix=4)[0] * weights)
     return jnp.sum(full_logprobs(model, p, seq)[0] * weights)
 
-  want_g, got_g = jax.grad(loss)(params, False), jax.grad(loss)(params, True)
+  grad = jax.jit(jax.grad(loss), static_argnums=1)
+  want_g, got_g = grad(params, False), grad(params, True)
   for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(got_g), jax.tree.leaves(want_g)):
     scale = float(jnp.max(jnp.abs(w)))
     assert scale > 0, path  # every parameter, the prompt's projections included, gets gradient
