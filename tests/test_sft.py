@@ -10,7 +10,9 @@ from arm_jax import assets, sharding
 from arm_jax.models import Decoder, init_params
 from arm_jax.rl.optim import OptimizerConfig
 from arm_jax.core import SFTExample
-from arm_jax.rl.sft import SFTConfig, encode_sft, make_sft_update, run_sft
+from arm_jax.rl.logprobs import SequenceBatch, token_logprobs
+from arm_jax.rl.sft import (Row, SFTConfig, encode_sft, make_sft_update, pad_rows, run_sft,
+                            target_window)
 from arm_jax.tokenizer import load_tokenizer
 from rl_fixtures import TINY, full_logprobs, sequences, tiny_model
 
@@ -114,6 +116,49 @@ def test_update_gradient_matches_full_logits_reference(tiny, agg, micro_batches)
   assert float(metrics["tokens"]) == float(seq.loss_mask.sum())
 
 
+def _windowed(seq, width):
+  return SequenceBatch(seq.tokens, seq.attention, seq.loss_mask, score_width=width)
+
+
+@pytest.mark.parametrize("width", [7, 9])
+def test_target_window_scores_the_same_and_nothing_else(tiny, width):
+  """score_width: log-probs equal the full logits' on every target token, are 0 outside each
+  row's window (its first target column on, moved left to end at the last column), and the
+  update's gradient is the reference's. The fixture's targets start at column 5 of 12 and run
+  up to 7 tokens: width 9 would run past the end, so its windows start at column 3."""
+  model, params, seq, reference = tiny
+  logp, entropy = token_logprobs(model, params, _windowed(seq, width), chunk=4)
+  full, _ = full_logprobs(model, params, seq)
+  start = min(5, seq.tokens.shape[1] - width)
+  inside = np.zeros(seq.tokens.shape, bool)
+  inside[:, start:start + width] = True
+  np.testing.assert_allclose(np.asarray(logp)[inside], np.asarray(full)[inside], atol=1e-5)
+  assert not np.asarray(logp)[~inside].any() and not np.asarray(entropy)[~inside].any()
+  _, unwindowed = token_logprobs(model, params, seq, chunk=4)
+  np.testing.assert_allclose(np.asarray(entropy)[inside], np.asarray(unwindowed)[inside],
+                             atol=1e-5)
+  loss, want = reference["token_mean"]
+  cfg = SFTConfig(micro_batches=2, logprob_chunk=4)
+  _sgd_step_matches(model, cfg, params, _windowed(seq, width), loss, want)
+  with pytest.raises(ValueError, match="prompt_loss_weight"):
+    make_sft_update(model, SFTConfig(prompt_loss_weight=0.5), optax.sgd(1.0), donate=False)(
+        params, (), _windowed(seq, width))
+  with pytest.raises(ValueError, match="score_width=12"):
+    token_logprobs(model, params, _windowed(seq, 12))
+
+
+def test_pad_rows_window_holds_every_target():
+  """pad_rows keeps a score_width only when it is narrower than the row, and names a row whose
+  target does not fit it; target_window is the longest target rounded up."""
+  rows = [Row([5] * 10 + [6] * 3, 10), Row([5] * 4 + [6] * 9, 4)]
+  assert target_window(rows, 4) == 12 and target_window(rows, 16) == 16
+  assert pad_rows(rows, multiple=16, score_width=12).score_width == 12
+  assert pad_rows(rows, multiple=16, score_width=16).score_width == 0  # all 15 columns from 1
+  assert pad_rows(rows, multiple=16).score_width == 0
+  with pytest.raises(ValueError, match="row 1: its target of 9 tokens does not fit score_width=8"):
+    pad_rows(rows, multiple=16, score_width=8)
+
+
 @pytest.mark.parametrize("agg", AGGREGATIONS)
 def test_prompt_loss_weight_scores_prompt_tokens_after_the_first(tiny, agg):
   """prompt_loss_weight w: completion tokens weigh 1, prompt tokens w, except each row's first
@@ -155,11 +200,13 @@ def test_run_on_8_device_mesh_matches_one_device_and_learns(tokenizer):
   p1 = jax.tree.map(jnp.asarray, jax.device_get(p8))  # the same init on the default device
   examples = [SFTExample(f"Rubric for task {i}?", f"Criterion {i}: be correct and brief.")
               for i in range(9)]
+  logs = []
   kw = dict(optimizer_config=OptimizerConfig(learning_rate=1e-2, eps=1e-6),
             sft_config=SFTConfig(micro_batches=2), batch_size=8, max_length=64, steps=5, seed=3,
-            log_fn=lambda _: None)
+            pad_multiple=16, log_fn=logs.append)  # rows of 48 columns, a 16-column target window
   p1, _, h1 = run_sft(Decoder(cfg), p1, tokenizer, examples, **kw)
   p8, _, h8 = run_sft(eight, p8, tokenizer, examples, mesh=mesh, rules=rules, **kw)
+  assert sum("the head scores a 16-column window per row" in line for line in logs) == 2
   assert h1.rows_dropped_per_epoch == 1 and [s["epoch"] for s in h1.steps] == [0, 1, 2, 3, 4]
   for a, b in zip(h1.steps, h8.steps, strict=True):
     assert np.isfinite(a["loss"]) and a["tokens"] == b["tokens"] > 0

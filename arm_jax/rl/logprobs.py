@@ -29,11 +29,18 @@ class SequenceBatch:
   first column that may be scored: rollouts put every completion after a prompt bucket of
   fixed width, so the head runs only over columns >= score_from and the prompt's logits are
   never computed. loss_mask must be False before it.
+
+  score_width (static) > 0 scores only that many columns of each row: a window that starts at
+  the row's first loss_mask column (moved left where it would run past the last column). SFT
+  rows are right-padded with prompts of different lengths, so no one score_from skips their
+  prompts; the window does, when every row's loss_mask columns lie inside it (pad_rows checks
+  this). Log-probs outside the window are 0.
   """
   tokens: jax.Array
   attention: jax.Array
   loss_mask: jax.Array
   score_from: int = flax.struct.field(pytree_node=False, default=1)
+  score_width: int = flax.struct.field(pytree_node=False, default=0)
 
 
 def _forward_chunk(h, w):
@@ -141,33 +148,11 @@ def _scored_hidden_shared(model: Decoder, params: Any, batch: SequenceBatch,
   return jnp.concatenate([last_prompt, completion[:, :-1]], axis=1)
 
 
-def token_logprobs(model: Decoder, params: Any, batch: SequenceBatch, *, chunk: int = 128,
-                   with_entropy: bool = True, shared_prefix: int = 1
-                   ) -> tuple[jax.Array, jax.Array]:
-  """log p(tokens[:, i] | tokens[:, :i]) and the entropy of that distribution, [n, t] each.
-
-  Positions before batch.score_from (always position 0, which has no prediction) get 0.
-  Entropy is returned without gradient (a metric). shared_prefix G > 1: every G consecutive
-  rows have the same first score_from columns (tokens and attention), which then run once per
-  group (_scored_hidden_shared); n must be a multiple of G.
-  """
-  n, t = batch.tokens.shape
-  first = batch.score_from
-  if not 1 <= first < t:
-    raise ValueError(f"score_from={first} outside [1, {t}) for sequences of length {t}")
-  if shared_prefix > 1:
-    if n % shared_prefix:
-      raise ValueError(f"shared_prefix={shared_prefix} does not divide the batch's {n} rows")
-    h = _scored_hidden_shared(model, params, batch, shared_prefix)
-  else:
-    positions = jnp.maximum(jnp.cumsum(batch.attention, axis=-1) - 1, 0)
-    hidden = model.apply({"params": params}, batch.tokens, attention_mask=batch.attention,
-                         positions=positions, return_hidden=True)
-    h = hidden[:, first - 1:-1]  # hidden[:, i] predicts tokens[:, i + 1]
-  head = head_weight(params, model.config, vocab_major=True)
-  # Only columns >= score_from are scored.
-  targets = batch.tokens[:, first:]
-  scored = t - first
+def _scored_logprobs(h: jax.Array, targets: jax.Array, head: jax.Array, chunk: int,
+                     with_entropy: bool) -> tuple[jax.Array, jax.Array]:
+  """h [n, s, e] (the hidden states that predict targets [n, s]) -> (logp, entropy) [n, s],
+  the head run over time chunks of at most `chunk` columns (_head_logprobs)."""
+  n, scored = targets.shape
   size = min(chunk, scored)
   pad = (-scored) % size  # whole chunks
   h = jnp.pad(h, ((0, 0), (0, pad), (0, 0)))
@@ -178,7 +163,50 @@ def token_logprobs(model: Decoder, params: Any, batch: SequenceBatch, *, chunk: 
   logp, entropy = _head_logprobs(h, head, targets, with_entropy)
   logp = logp.reshape(chunks, n, size).swapaxes(0, 1).reshape(n, -1)[:, :scored]
   entropy = entropy.reshape(chunks, n, size).swapaxes(0, 1).reshape(n, -1)[:, :scored]
+  return logp, jax.lax.stop_gradient(entropy)
+
+
+def token_logprobs(model: Decoder, params: Any, batch: SequenceBatch, *, chunk: int = 128,
+                   with_entropy: bool = True, shared_prefix: int = 1
+                   ) -> tuple[jax.Array, jax.Array]:
+  """log p(tokens[:, i] | tokens[:, :i]) and the entropy of that distribution, [n, t] each.
+
+  Positions before batch.score_from (always position 0, which has no prediction) get 0, as do
+  those outside each row's window when batch.score_width > 0. Entropy is returned without
+  gradient (a metric). shared_prefix G > 1: every G consecutive rows have the same first
+  score_from columns (tokens and attention), which then run once per group
+  (_scored_hidden_shared); n must be a multiple of G.
+  """
+  n, t = batch.tokens.shape
+  first, width = batch.score_from, batch.score_width
+  if not 1 <= first < t:
+    raise ValueError(f"score_from={first} outside [1, {t}) for sequences of length {t}")
+  if width and not 0 < width <= t - first:
+    raise ValueError(f"score_width={width} outside [1, {t - first}] for sequences of length {t} "
+                     f"scored from column {first}")
+  head = head_weight(params, model.config, vocab_major=True)
+  if shared_prefix > 1:
+    if n % shared_prefix:
+      raise ValueError(f"shared_prefix={shared_prefix} does not divide the batch's {n} rows")
+    if width:
+      raise ValueError("score_width windows rows one by one; shared_prefix needs score_from")
+    h = _scored_hidden_shared(model, params, batch, shared_prefix)
+  else:
+    positions = jnp.maximum(jnp.cumsum(batch.attention, axis=-1) - 1, 0)
+    hidden = model.apply({"params": params}, batch.tokens, attention_mask=batch.attention,
+                         positions=positions, return_hidden=True)
+    if width:
+      # Each row's window [start, start + width): from its first loss column, kept within the
+      # sequence. hidden[:, i - 1] predicts tokens[:, i].
+      start = jnp.clip(jnp.argmax(batch.loss_mask, axis=1), first, t - width)
+      cols = start[:, None] + jnp.arange(width)[None, :]
+      rows = jnp.arange(n)[:, None]
+      logp_w, entropy_w = _scored_logprobs(hidden[rows, cols - 1], batch.tokens[rows, cols],
+                                           head, chunk, with_entropy)
+      zero = jnp.zeros((n, t), logp_w.dtype)
+      return zero.at[rows, cols].set(logp_w), zero.at[rows, cols].set(entropy_w)
+    h = hidden[:, first - 1:-1]  # hidden[:, i] predicts tokens[:, i + 1]
+  # Only columns >= score_from are scored.
+  logp, entropy = _scored_logprobs(h, batch.tokens[:, first:], head, chunk, with_entropy)
   zero = jnp.zeros((n, first), logp.dtype)
-  logp = jnp.concatenate([zero, logp], axis=1)
-  entropy = jnp.concatenate([zero, jax.lax.stop_gradient(entropy)], axis=1)
-  return logp, entropy
+  return jnp.concatenate([zero, logp], axis=1), jnp.concatenate([zero, entropy], axis=1)

@@ -136,13 +136,28 @@ def tokenize_sft(tokenizer, examples: Sequence[SFTExample], *, max_length: int, 
   return rows, report
 
 
-def pad_rows(rows: Sequence[Row], *, multiple: int = 64,
-             max_length: int | None = None) -> SequenceBatch:
-  """Right-padded numpy SequenceBatch, length rounded up to `multiple` (capped at max_length)."""
+def target_window(rows: Sequence[Row], multiple: int) -> int:
+  """The longest target among `rows`, rounded up to `multiple`: a score_width that holds every
+  row's target (pad_rows), fixed for a run so that it adds no shapes to compile."""
+  return -(-max(len(r.tokens) - r.prompt_len for r in rows) // multiple) * multiple
+
+
+def pad_rows(rows: Sequence[Row], *, multiple: int = 64, max_length: int | None = None,
+             score_width: int = 0) -> SequenceBatch:
+  """Right-padded numpy SequenceBatch, length rounded up to `multiple` (capped at max_length).
+
+  score_width > 0: the head scores only that many columns from each row's first target token
+  (SequenceBatch.score_width), when that is fewer than the row length's; every row's target
+  must fit in it.
+  """
   longest = max(len(r.tokens) for r in rows)
   length = -(-longest // multiple) * multiple
   if max_length is not None:
     length = max(min(length, max_length), longest)
+  for i, row in enumerate(rows):
+    if score_width and len(row.tokens) - row.prompt_len > score_width:
+      raise ValueError(f"row {i}: its target of {len(row.tokens) - row.prompt_len} tokens does "
+                       f"not fit score_width={score_width}")
   tokens = np.zeros((len(rows), length), np.int32)  # pad ids never matter: attention masks them
   attention = np.zeros((len(rows), length), bool)
   loss_mask = np.zeros((len(rows), length), bool)
@@ -150,7 +165,8 @@ def pad_rows(rows: Sequence[Row], *, multiple: int = 64,
     tokens[i, :len(row.tokens)] = row.tokens
     attention[i, :len(row.tokens)] = True
     loss_mask[i, row.prompt_len:len(row.tokens)] = True
-  return SequenceBatch(tokens, attention, loss_mask)
+  width = score_width if 0 < score_width < length - 1 else 0  # else: every column from 1
+  return SequenceBatch(tokens, attention, loss_mask, score_width=width)
 
 
 def encode_sft(tokenizer, examples: Sequence[SFTExample], *, max_length: int, chat: bool = True,
@@ -198,6 +214,9 @@ def loss_weights(batch: SequenceBatch, prompt_loss_weight: float = 0.0) -> jax.A
 def sft_loss(model: Decoder, cfg: SFTConfig, params: Any, batch: SequenceBatch,
              totals: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
   """(NLL sum of these rows under the aggregation, aux); `totals` are the whole batch's."""
+  if cfg.prompt_loss_weight and batch.score_width:
+    raise ValueError("prompt_loss_weight > 0 scores prompt tokens, which a score_width window "
+                     "leaves out: pad the rows without score_width")
   logp, _ = token_logprobs(model, params, batch, chunk=cfg.logprob_chunk, with_entropy=False)
   weights = loss_weights(batch, cfg.prompt_loss_weight)
   loss_sum, _ = losses.aggregation(cfg.loss_aggregation)(-logp * weights, weights, *totals)
@@ -334,8 +353,13 @@ def run_sft(model: Decoder, params: Any, tokenizer, examples: Sequence[SFTExampl
   update = _SFT_UPDATES[key]
   history = SFTHistory([], report, len(rows) % batch_size)
   lengths = [len(r.tokens) for r in rows] if length_groups > 1 else None
+  # Completion-only loss: the head (vocab-wide logits) runs over a window of each row's target
+  # columns, not its prompt's (SequenceBatch.score_width).
+  window = 0 if sft_config.prompt_loss_weight else target_window(rows, pad_multiple)
   log_fn(f"sft: {report.summary()}; {per_epoch} steps per epoch, "
-         f"{history.rows_dropped_per_epoch} rows per epoch dropped (incomplete batch)")
+         f"{history.rows_dropped_per_epoch} rows per epoch dropped (incomplete batch); "
+         + (f"the head scores a {window}-column window per row" if window else
+            "the head scores every column (prompt_loss_weight > 0)"))
   order, order_epoch = None, -1
   for step in range(start_step, total):
     epoch, k = divmod(step, per_epoch)
@@ -343,7 +367,8 @@ def run_sft(model: Decoder, params: Any, tokenizer, examples: Sequence[SFTExampl
       order, order_epoch = _epoch_order(len(rows), seed, epoch, lengths, batch_size,
                                         length_groups), epoch
     picked = order[k * batch_size:(k + 1) * batch_size]
-    batch = pad_rows([rows[i] for i in picked], multiple=pad_multiple, max_length=max_length)
+    batch = pad_rows([rows[i] for i in picked], multiple=pad_multiple, max_length=max_length,
+                     score_width=window)
     batch = jax.device_put(batch, data) if data is not None else jax.tree.map(jnp.asarray, batch)
     start = time.perf_counter()
     params, opt_state, metrics = update(params, opt_state, batch)
