@@ -9,7 +9,9 @@ a training run's held-out pairs; arm_jax.evaluation.benchmarks) and the decoding
 greedy rubric per prompt (`rubric.max_new_tokens`), judgments sampled at `judge.temperature`
 (docs/method.md §5: 1.0; 0 = greedy), `orders` among mixed / ord1 / ord2. Scoring rules are in
 arm_jax.evaluation.metrics. Outputs in DIR: results.md, results.csv, results.json,
-predictions.jsonl, results.png (arm_jax.evaluation.report).
+predictions.jsonl, results.png (arm_jax.evaluation.report), and generations.jsonl: every
+sampled batch as it finishes, so that the same command after a kill samples only what is
+missing and writes the tables an uninterrupted run would (arm_jax.evaluation.journal).
 
 Generation limits (`rubric.max_new_tokens`, `judge.max_new_tokens`): 0 takes the training run's
 own (its held-out eval's, `eval.rubric_max_new_tokens` / `eval.judge_max_new_tokens`), or the
@@ -25,6 +27,7 @@ checkpoint) is checked before any model loads, with an error that names the prob
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import zlib
 from typing import Optional
@@ -36,6 +39,7 @@ from ml_collections import config_flags
 
 from arm_jax.evaluation import benchmarks as benchmarks_lib
 from arm_jax.evaluation import report
+from arm_jax.evaluation.journal import fingerprint, open_journal
 from arm_jax.evaluation.metrics import ORDERS
 from arm_jax.evaluation.runner import evaluate_examples, policy_judge_fn, policy_rubric_fn
 from arm_jax.evaluation.systems import build_models, system_specs
@@ -68,6 +72,7 @@ def _orders(config: ml_collections.ConfigDict) -> list[str]:
   return orders
 
 
+JOURNAL = "generations.jsonl"  # in the workdir: the sampled batches, for resuming
 PAPER_LIMITS = {"rubric": 1024, "judge": 4096}  # greedy rubrics, sampled judgments (inference)
 
 
@@ -159,6 +164,10 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
                           examples=len(examples[n]),
                           best_of_n=sum(e.best_of_n for e in examples[n])) for n in names},
       systems={})
+  # Every sampled batch is kept in WORKDIR/generations.jsonl: a rerun after a kill samples only
+  # what was missing (arm_jax.evaluation.journal). Its fingerprint: the models and templates.
+  journal = open_journal(os.path.join(workdir, JOURNAL), fingerprint(models.info),
+                         log=lambda m: logging.info("%s", m))
   predictions: list[dict] = []
   rubric_caches: dict[str, dict] = {}  # one rubric per prompt and generator, shared by rows
   for spec in specs:
@@ -169,12 +178,15 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
                   weights=weights, judge_template=judge.template.source, benchmarks={})
     for n in names:
       key = _key(int(config.seed), spec.name, n)
+      scope = {r: None if journal is None else journal.scoped(
+          f"{r}|{'direct' if r == 'judge' and spec.direct else r}|{models.weights(spec, r)}")
+               for r in ("generator", "judge")}
       rubric_fn = None if spec.direct else policy_rubric_fn(
           models.generator(spec), limits["rubric"]["max_new_tokens"], config.batch_size,
-          jax.random.fold_in(key, 0))
+          jax.random.fold_in(key, 0), scope["generator"])
       run = evaluate_examples(
           examples[n], judge_fn=policy_judge_fn(judge, sampling, config.batch_size,
-                                                jax.random.fold_in(key, 1)),
+                                                jax.random.fold_in(key, 1), scope["judge"]),
           rubric_fn=rubric_fn, orders=orders, votes=spec.votes, seed=int(config.seed),
           rubric_cache=rubric_caches.setdefault(weights.get("generator", ""), {}))
       system["benchmarks"][n] = run.metrics
@@ -185,6 +197,10 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
                    table["parse_failure_rate"], run.metrics["seconds"])
     results["systems"][spec.name] = system
   results["seconds_total"] = time.perf_counter() - start
+  if journal is not None:
+    results["journal"] = journal.stats()
+    logging.info("generation journal: %d batches reused, %d sampled", journal.reused,
+                 journal.written)
   results["table"] = report.table_section(results, names, orders)
   if jax.process_index() == 0:
     paths = report.write_outputs(workdir, results, predictions, names, orders)

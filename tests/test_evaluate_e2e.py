@@ -114,6 +114,28 @@ def test_every_output_is_written(evaluated):
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_killed_evaluation_resumes_and_writes_the_same_tables(evaluated, toy_workdir,
+                                                                 fixture_jsonl, tmp_path):
+  """The same command in a copy of the workdir whose generations.jsonl lost its second half (a
+  kill) samples only those batches and writes the same predictions and accuracies."""
+  out, results = evaluated
+  stats = results["journal"]
+  assert stats["batches_reused"] == 0 and stats["batches_sampled"] >= 4
+  with open(os.path.join(out, "generations.jsonl"), encoding="utf-8") as f:
+    lines = f.readlines()
+  assert len(lines) == 1 + stats["batches_sampled"]
+  keep = 1 + stats["batches_sampled"] // 2
+  (tmp_path / "generations.jsonl").write_text("".join(lines[:keep]), encoding="utf-8")
+  again = run_evaluate(_eval_config(toy_workdir[0], fixture_jsonl), str(tmp_path))
+  assert again["journal"]["batches_reused"] == keep - 1
+  assert again["journal"]["batches_sampled"] == stats["batches_sampled"] - (keep - 1)
+  assert _read_jsonl(tmp_path / "predictions.jsonl") == _read_jsonl(
+      os.path.join(out, "predictions.jsonl"))
+  for name, system in results["systems"].items():
+    for bench, m in system["benchmarks"].items():
+      assert again["systems"][name]["benchmarks"][bench]["orders"] == m["orders"]
+
+
 def test_table_columns_follow_the_paper_then_avg_then_others(evaluated):
   out, results = evaluated
   expected = [label for _, label in PAPER_COLUMNS] + ["Avg", "held_out", "fixture"]

@@ -27,6 +27,7 @@ import numpy as np
 
 from arm_jax.evaluation import metrics
 from arm_jax.evaluation.benchmarks import Example
+from arm_jax.evaluation.journal import Entry, ScopedJournal
 from arm_jax.parsing import parse_verdict
 from arm_jax.prompts import render_direct_judge_prompt, render_judge_prompt, render_rubric_prompt
 from arm_jax.rl.policy import Policy
@@ -149,42 +150,55 @@ def _even_batches(order: Sequence[int], batch_size: int) -> list[list[int]]:
 
 def generate_in_batches(policy: Policy, prompts: Sequence[Sequence[int]],
                         sampling: SamplingParams, key: jax.Array, batch_size: int,
-                        num_samples: int) -> list[list[Generation]]:
+                        num_samples: int,
+                        journal: Optional[ScopedJournal] = None) -> list[list[Generation]]:
   """num_samples Generations per prompt (token ids), in the prompts' order: sorted by length and
   cut into near-equal batches, each padded to one size with a repeated prompt (its outputs
-  dropped) so that each length bucket compiles once."""
+  dropped) so that each length bucket compiles once. With a journal (arm_jax.evaluation.journal)
+  a batch it holds is read instead of sampled (its recorded seconds kept) and each sampled batch
+  is added to it."""
   by_length = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
   batches = _even_batches(by_length, batch_size)
   size = len(batches[0])
   out: list[list[Generation]] = [[] for _ in prompts]
   for b, batch in enumerate(batches):
     rows = [prompts[i] for i in batch] + [prompts[batch[0]]] * (size - len(batch))
-    start = time.perf_counter()
-    sample, texts = policy.generate(rows, sampling, jax.random.fold_in(key, b), num_samples)
-    share = (time.perf_counter() - start) / (len(batch) * num_samples)
+    batch_key = jax.random.fold_in(key, b)
+    name = None if journal is None else journal.key(rows, sampling, batch_key, num_samples)
+    entry = None if journal is None else journal.get(name)
+    if entry is None:
+      start = time.perf_counter()
+      sample, texts = policy.generate(rows, sampling, batch_key, num_samples)
+      entry = Entry(list(texts), [int(x) for x in sample.lengths], time.perf_counter() - start)
+      if journal is not None:
+        journal.put(name, entry)
+    share = entry.seconds / (len(batch) * num_samples)
     for j, i in enumerate(batch):
       for s in range(j * num_samples, (j + 1) * num_samples):
-        out[i].append(Generation(texts[s], int(sample.lengths[s]), share))
+        out[i].append(Generation(entry.texts[s], entry.lengths[s], share))
   return out
 
 
 def policy_rubric_fn(generator: Policy, max_new_tokens: int, batch_size: int,
-                     key: jax.Array) -> RubricFn:
-  """Greedy rubrics from the generator's template (docs/method.md §5)."""
+                     key: jax.Array, journal: Optional[ScopedJournal] = None) -> RubricFn:
+  """Greedy rubrics from the generator's template (docs/method.md §5); `journal`: see
+  generate_in_batches."""
   greedy = SamplingParams(max_new_tokens=max_new_tokens, greedy=True)
 
   def rubric_fn(instructions: Sequence[str]) -> list[Generation]:
     prompts = generator.encode([render_rubric_prompt(generator.template, i)
                                 for i in instructions])
-    return [g[0] for g in generate_in_batches(generator, prompts, greedy, key, batch_size, 1)]
+    return [g[0] for g in generate_in_batches(generator, prompts, greedy, key, batch_size, 1,
+                                              journal)]
 
   return rubric_fn
 
 
 def policy_judge_fn(judge: Policy, sampling: SamplingParams, batch_size: int,
-                    key: jax.Array) -> JudgeFn:
+                    key: jax.Array, journal: Optional[ScopedJournal] = None) -> JudgeFn:
   """Judgments from the judge's template: the rubric judge, or the direct judge when its
-  template is of kind "direct" (requests then carry no rubric)."""
+  template is of kind "direct" (requests then carry no rubric). `journal`: see
+  generate_in_batches."""
 
   def render(r: JudgeRequest) -> str:
     if r.rubric is None:
@@ -198,6 +212,6 @@ def policy_judge_fn(judge: Policy, sampling: SamplingParams, batch_size: int,
       raise ValueError(f"voting over {k} judge samples needs sampling: greedy samples are "
                        "identical; set judge.temperature > 0")
     prompts = judge.encode([render(r) for r in requests])
-    return generate_in_batches(judge, prompts, sampling, key, batch_size, k)
+    return generate_in_batches(judge, prompts, sampling, key, batch_size, k, journal)
 
   return judge_fn
