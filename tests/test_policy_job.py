@@ -23,6 +23,7 @@ import pytest
 from arm_jax import config_sections
 from arm_jax.downstream import job as policy_job
 from arm_jax.downstream.job import run_policy
+from arm_jax.evaluation.journal import ScopedJournal
 from arm_jax.training.loop import run_train
 from test_train_resume import OVERRIDES, interrupt_at, records, tiny_config, trajectory
 
@@ -160,6 +161,40 @@ def test_sigterm_mid_training_saves_exits_and_resumes_exactly(method, rm_run, dp
   monkeypatch.undo()
   assert run_policy(policy_config(rm_run, method), workdir) == ref_done
   assert trajectory(workdir) == trajectory(ref_dir)
+
+
+def test_a_crash_mid_labelling_resumes_without_sampling_a_batch_twice(rm_run, dpo_reference,
+                                                                      tmp_path, monkeypatch):
+  """A crash while the reward model judges iteration 2's pairs: the rerun restores the checkpoint
+  of iteration 1 and reads the batches already sampled from generations.jsonl instead of
+  sampling them again (the journal ends with as many batches as the uninterrupted run's), and
+  ends with the same parameters and records."""
+  ref_dir, ref_done = dpo_reference
+  workdir = str(tmp_path)
+  put = ScopedJournal.put
+  seen = []
+
+  def crashing_put(self, key, entry):
+    seen.append(self.scope)
+    if self.scope == "reward_model.judge" and "policy@label2" in seen:
+      raise RuntimeError("simulated crash")
+    put(self, key, entry)
+
+  monkeypatch.setattr(ScopedJournal, "put", crashing_put)
+  with pytest.raises(RuntimeError, match="simulated crash"):
+    run_policy(policy_config(rm_run, "iterdpo"), workdir)
+  monkeypatch.undo()
+  assert [r["iteration"] for r in records(workdir) if r["phase"] == "label"] == [1]
+  assert run_policy(policy_config(rm_run, "iterdpo"), workdir) == ref_done
+  assert trajectory(workdir) == trajectory(ref_dir)
+  lines = [_lines(os.path.join(d, policy_job.JOURNAL)) for d in (workdir, ref_dir)]
+  assert lines[0] == lines[1]  # the header and each batch once
+  assert 1 < len(seen) - 1 < lines[0] - 1  # the crash came after some batches, before the last
+
+
+def _lines(path):
+  with open(path, encoding="utf-8") as f:
+    return sum(1 for _ in f)
 
 
 @pytest.mark.slow  # the default tier resumes through SIGTERM; this adds two crashes

@@ -28,6 +28,7 @@ import numpy as np
 from arm_jax import multihost
 from arm_jax.core import SFTExample
 from arm_jax.downstream.reward_model import OUTCOMES, Comparison, RewardModel, preference
+from arm_jax.evaluation.journal import ScopedJournal
 from arm_jax.evaluation.runner import generate_in_batches
 from arm_jax.rl import optim
 from arm_jax.rl.dpo import DPOConfig, make_dpo_update, sequence_logprobs
@@ -74,9 +75,11 @@ def label_pairs(reward_model: RewardModel, prompts: Sequence[str], responses_a: 
 
 
 def sample_pairs(policy: Policy, prompts: Sequence[str], sampling: SamplingParams,
-                 key: jax.Array, batch_size: int) -> tuple[list[str], list[str]]:
-  """Two sampled responses per prompt."""
-  out = generate_in_batches(policy, policy.encode(prompts), sampling, key, batch_size, 2)
+                 key: jax.Array, batch_size: int,
+                 journal: ScopedJournal | None = None) -> tuple[list[str], list[str]]:
+  """Two sampled responses per prompt (`journal`: runner.generate_in_batches)."""
+  out = generate_in_batches(policy, policy.encode(prompts), sampling, key, batch_size, 2,
+                            journal)
   return [g[0].text for g in out], [g[1].text for g in out]
 
 

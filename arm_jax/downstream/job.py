@@ -31,7 +31,9 @@ and each iteration, and on SIGTERM) hold the policy, its optimizer state, its re
 position (stage, iteration, step, rubric cache, metrics offset). Prompt windows, batches and
 sampling keys are functions of (seed, iteration or step), so re-running the same command after
 a kill continues where the last checkpoint stopped and ends bit-identical to an uninterrupted
-run.
+run. Between checkpoints, WORKDIR/generations.jsonl keeps every sampled batch (the labelling's
+responses, the reward model's rubrics and judgments, the evaluations' greedy responses) as it
+finishes, so the rerun does not sample those again (arm_jax.evaluation.journal).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from arm_jax.downstream import grpo as grpo_lib
 from arm_jax.downstream.checker import CheckerLabeller
 from arm_jax.downstream.reward_model import Comparison, RewardModel
 from arm_jax.evaluation import ifeval_policy
+from arm_jax.evaluation.journal import ScopedJournal, fingerprint, open_journal
 from arm_jax.evaluation.runner import Generation, generate_in_batches
 from arm_jax.evaluation.systems import load_train_config
 from arm_jax.models import load_pretrained, lora
@@ -79,6 +82,7 @@ STAGES = ("warmstart", "train", "done")
 # template of the method's own.
 POLICY_TEMPLATE = Template("{instruction}", "the prompt as one user turn")
 _WARMUP_STEPS = 30
+JOURNAL = "generations.jsonl"  # in the workdir: every sampled batch, for resuming mid-sampling
 
 
 @dataclasses.dataclass
@@ -406,6 +410,17 @@ class _PolicyRun(RunBase):
     self.ref = None  # the DPO iteration's reference, or GRPO's KL reference
     self.warm_optimizer = optim.OptimizerConfig(learning_rate=a.warmstart_learning_rate,
                                                 warmup_steps=_WARMUP_STEPS)
+    # Sampled batches (labelling, the reward model's rubrics and judgments, evaluations) are
+    # kept as they finish: a rerun after a kill samples only what its checkpoint had not
+    # reached and was not yet sampled (arm_jax.evaluation.journal). Keys name the policy's
+    # position (iteration, evaluation unit), whose weights a resumed run reproduces.
+    self.journal = open_journal(os.path.join(workdir, JOURNAL),
+                                fingerprint(config.to_dict()), log=lambda m: logging.info("%s", m))
+    if isinstance(setup.reward_model, RewardModel):
+      setup.reward_model.journal = self.journal
+
+  def _scope(self, name: str) -> ScopedJournal | None:
+    return None if self.journal is None else self.journal.scoped(name)
 
   def _optimizer(self):
     return optimizer(self.config)
@@ -471,7 +486,7 @@ class _PolicyRun(RunBase):
       return
     greedy = SamplingParams(max_new_tokens=e.max_new_tokens, greedy=True)
     out = generate_in_batches(self.policy, self.policy.encode(self.setup.eval_prompts), greedy,
-                              jax.random.key(0), e.batch_size, 1)
+                              jax.random.key(0), e.batch_size, 1, self._scope(f"policy@eval{unit}"))
     responses = [g[0].text for g in out]
     _write_jsonl(self._eval_path(unit), [dict(prompt=p, response=r, tokens=g[0].tokens)
                                          for p, r, g in zip(self.setup.eval_prompts, responses,
@@ -536,7 +551,7 @@ class _PolicyRun(RunBase):
     prompts = window(self.setup.prompts, size, iteration - 1)
     key = jax.random.fold_in(jax.random.key(int(self.config.seed)), iteration)
     a, b = dpo_lib.sample_pairs(self.policy, prompts, cfg.sampling, jax.random.fold_in(key, 0),
-                                cfg.generate_batch)
+                                cfg.generate_batch, self._scope(f"policy@label{iteration}"))
     pairs = dpo_lib.label_pairs(self.setup.reward_model, prompts, a, b,
                                 jax.random.fold_in(key, 1))
     _write_jsonl(self._pairs_path(iteration), [_comparison_row(c) for c in pairs.comparisons])

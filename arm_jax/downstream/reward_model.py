@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 
 import jax
 
+from arm_jax.evaluation.journal import GenerationJournal, ScopedJournal
 from arm_jax.evaluation.runner import Generation, JudgeRequest, policy_judge_fn, policy_rubric_fn
 from arm_jax.parsing import parse_verdict
 from arm_jax.rl.policy import Policy
@@ -75,6 +76,12 @@ class RewardModel:
     self._key = jax.random.key(seed)
     self._calls = 0
     self.rubrics: dict[str, Generation] = {}  # by prompt, for the model's lifetime
+    # A job's generation journal (arm_jax.evaluation.journal): its sampled batches are kept
+    # and a rerun reads them. The model's weights never change, so one scope per role.
+    self.journal: Optional[GenerationJournal] = None
+
+  def _scope(self, role: str) -> Optional[ScopedJournal]:
+    return None if self.journal is None else self.journal.scoped(f"reward_model.{role}")
 
   def compare(self, prompts: Sequence[str], responses_a: Sequence[str],
               responses_b: Sequence[str], key: Optional[jax.Array] = None) -> list[Comparison]:
@@ -92,14 +99,14 @@ class RewardModel:
     missing = [p for p in dict.fromkeys(prompts) if p not in self.rubrics]
     if missing:
       rubric_fn = policy_rubric_fn(self.generator, self.rubric_max_new_tokens, self.batch_size,
-                                   jax.random.fold_in(key, 0))
+                                   jax.random.fold_in(key, 0), self._scope("generator"))
       self.rubrics.update(zip(missing, rubric_fn(missing)))
     requests = []
     for p, a, b in zip(prompts, responses_a, responses_b):
       rubric = self.rubrics[p].text
       requests += [JudgeRequest(p, rubric, a, b), JudgeRequest(p, rubric, b, a)]
     judge_fn = policy_judge_fn(self.judge, self.judge_sampling, self.batch_size,
-                               jax.random.fold_in(key, 1))
+                               jax.random.fold_in(key, 1), self._scope("judge"))
     outputs = judge_fn(requests, 1)
     out = []
     for i, (p, a, b) in enumerate(zip(prompts, responses_a, responses_b)):
