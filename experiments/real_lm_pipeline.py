@@ -13,10 +13,11 @@ error that says so).
 
 Stages, in order (each runs one command, logged to WORKDIR/logs/<stage>.log; a finished stage
 writes WORKDIR/stages/<stage>.json with its wall time and is skipped afterwards; an interrupted
-one is rerun and resumes where its command resumes: sampling per batch, training and DPO from
-their checkpoints, and its time adds up over attempts: a running stage writes its time so far
-every minute, so even a SIGKILL loses at most that; commands share JAX's persistent compilation
-cache in WORKDIR/xla_cache, so a resumed stage does not compile its programs again):
+one is rerun and resumes where its command resumes: sampling per batch (data, evaluation, DPO's
+labelling and IFEval), training and DPO from their checkpoints, and its time adds up over
+attempts: a running stage writes its time so far every minute, so even a SIGKILL loses at most
+that; commands share JAX's persistent compilation cache in WORKDIR/xla_cache, so a resumed
+stage does not compile its programs again):
   prompts       Synthetic-IF prompts (arm_jax.data.synthetic_if), their base instructions split
                 into the reward model's and the policy's (DPO prompts are fresh: no base
                 instruction of theirs is in the reward model's data)
@@ -668,8 +669,9 @@ class Pipeline:
 
   def stage_evaluate_rm(self) -> dict:
     """One evaluator run per (benchmark, system) cell, each in
-    evaluate_rm/cells/<benchmark>.<system> and skipped once it has its results.json: an
-    interrupted stage (or one spread over machines by --archive) redoes at most one cell. The
+    evaluate_rm/cells/<benchmark>.<system> and skipped once it has its results.json; an
+    interrupted cell (or one spread over machines by --archive) resumes at its first batch
+    not yet sampled (its generations.jsonl: arm_jax.evaluation.journal). The
     evaluator draws each cell's samples from a key of (seed, system, benchmark), so the cells
     equal one run of the whole table. Their results are
     merged into evaluate_rm/results.json."""
