@@ -370,6 +370,8 @@ def programs(config: ml_collections.ConfigDict, cfgs: dict[str, DecoderConfig], 
       update = make_sft_update(m.model, ss.sft_config, sft_opt,
                                shardings=(m.param_shardings, o_sh))
       batch = _seq(mesh, rules, ss.batch_size, 0, ss.max_length)
+      # Every column scored: an upper bound, since run_sft's head window (score_width) is the
+      # data's longest target.
       batch = SequenceBatch(batch.tokens, batch.attention, batch.loss_mask, score_from=1)
       out.append(Program(f"{role}.sft", lambda u=update, p=m.params, o=opt_state, b=batch:
                          u.lower(p, o, b).compile(), "sft", role, (f"{role}.params",),
