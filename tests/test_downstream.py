@@ -142,13 +142,15 @@ def test_compare_judges_both_orders_under_one_cached_rubric(monkeypatch):
   prompt 'biased'; rubrics are counted."""
   rubric_calls, seen = [], []
 
-  def rubric_fn_factory(generator, max_new_tokens, batch_size, key):
+  def rubric_fn_factory(generator, max_new_tokens, batch_size, key, journal):
+    assert journal is None  # the model has no journal unless a job gives it one
     def rubric_fn(instructions):
       rubric_calls.append(list(instructions))
       return [Generation(f"rubric for {i}", 3) for i in instructions]
     return rubric_fn
 
-  def judge_fn_factory(judge, sampling, batch_size, key):
+  def judge_fn_factory(judge, sampling, batch_size, key, journal):
+    assert journal is None
     def judge_fn(requests, k):
       out = []
       for r in requests:
