@@ -39,7 +39,7 @@ from ml_collections import config_flags
 
 from arm_jax.evaluation import benchmarks as benchmarks_lib
 from arm_jax.evaluation import report
-from arm_jax.evaluation.journal import fingerprint, open_journal
+from arm_jax.evaluation import journal as journal_lib
 from arm_jax.evaluation.metrics import ORDERS
 from arm_jax.evaluation.runner import evaluate_examples, policy_judge_fn, policy_rubric_fn
 from arm_jax.evaluation.systems import build_models, system_specs
@@ -72,7 +72,6 @@ def _orders(config: ml_collections.ConfigDict) -> list[str]:
   return orders
 
 
-JOURNAL = "generations.jsonl"  # in the workdir: the sampled batches, for resuming
 PAPER_LIMITS = {"rubric": 1024, "judge": 4096}  # greedy rubrics, sampled judgments (inference)
 
 
@@ -166,8 +165,9 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
       systems={})
   # Every sampled batch is kept in WORKDIR/generations.jsonl: a rerun after a kill samples only
   # what was missing (arm_jax.evaluation.journal). Its fingerprint: the models and templates.
-  journal = open_journal(os.path.join(workdir, JOURNAL), fingerprint(models.info),
-                         log=lambda m: logging.info("%s", m))
+  journal = journal_lib.open_journal(os.path.join(workdir, journal_lib.FILENAME),
+                                     journal_lib.fingerprint(models.info),
+                                     log=lambda m: logging.info("%s", m))
   predictions: list[dict] = []
   rubric_caches: dict[str, dict] = {}  # one rubric per prompt and generator, shared by rows
   for spec in specs:
@@ -178,9 +178,9 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
                   weights=weights, judge_template=judge.template.source, benchmarks={})
     for n in names:
       key = _key(int(config.seed), spec.name, n)
-      scope = {r: None if journal is None else journal.scoped(
-          f"{r}|{'direct' if r == 'judge' and spec.direct else r}|{models.weights(spec, r)}")
-               for r in ("generator", "judge")}
+      kind = {"generator": "generator", "judge": "direct" if spec.direct else "judge"}
+      scope = {r: None if journal is None else journal.scoped(f"{kind[r]}|{weights.get(r)}")
+               for r in kind}
       rubric_fn = None if spec.direct else policy_rubric_fn(
           models.generator(spec), limits["rubric"]["max_new_tokens"], config.batch_size,
           jax.random.fold_in(key, 0), scope["generator"])

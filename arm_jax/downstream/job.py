@@ -59,7 +59,7 @@ from arm_jax.downstream import grpo as grpo_lib
 from arm_jax.downstream.checker import CheckerLabeller
 from arm_jax.downstream.reward_model import Comparison, RewardModel
 from arm_jax.evaluation import ifeval_policy
-from arm_jax.evaluation.journal import ScopedJournal, fingerprint, open_journal
+from arm_jax.evaluation.journal import FILENAME as JOURNAL, ScopedJournal, fingerprint, open_journal
 from arm_jax.evaluation.runner import Generation, generate_in_batches
 from arm_jax.evaluation.systems import load_train_config
 from arm_jax.models import load_pretrained, lora
@@ -82,7 +82,6 @@ STAGES = ("warmstart", "train", "done")
 # template of the method's own.
 POLICY_TEMPLATE = Template("{instruction}", "the prompt as one user turn")
 _WARMUP_STEPS = 30
-JOURNAL = "generations.jsonl"  # in the workdir: every sampled batch, for resuming mid-sampling
 
 
 @dataclasses.dataclass

@@ -30,6 +30,7 @@ import jax
 import numpy as np
 
 FORMAT = "arm_jax.generation_journal/1"
+FILENAME = "generations.jsonl"  # a job's journal, in its workdir
 
 
 def fingerprint(*parts: Any) -> str:
