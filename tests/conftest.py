@@ -21,6 +21,14 @@ def pytest_configure(config):
   config.addinivalue_line("markers", "slow: slow tier, skipped unless --runslow or -m slow")
 
 
+def pytest_xdist_auto_num_workers(config):
+  """`-n auto`: one worker per core, at most 4. Each worker holds its own JAX client with 8 host
+  devices, and the SmolLM2 parity tests a few GB each: more workers would contend for memory."""
+  del config
+  return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                    else os.cpu_count() or 1))
+
+
 def pytest_addoption(parser):
   parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
 
