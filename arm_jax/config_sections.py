@@ -534,6 +534,15 @@ RESUMABLE_KEYS = (
 )
 
 
+# The keys a training run may also change while none of its RL updates has been made (a
+# checkpoint of the warm start, or the one saved as it ends): the RL optimizers' settings, which
+# nothing computed before the first RL update reads. A warm start of hours can so be followed by
+# RL at another rate without repeating it (arm_jax.training.loop.check_resume).
+BEFORE_RL_KEYS = tuple(f"{role}.{key}" for role in ("judge", "generator")
+                       for key in ("learning_rate", "warmup_steps", "weight_decay",
+                                   "max_grad_norm"))
+
+
 def _resumable(key: str) -> bool:
   return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS)
 
@@ -553,13 +562,15 @@ def fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return {k: v for k, v in _flat(config).items() if not _resumable(k)}
 
 
-def resume_changes(saved: dict[str, Any], config: ml_collections.ConfigDict) -> list[str]:
+def resume_changes(saved: dict[str, Any], config: ml_collections.ConfigDict,
+                   rl_begun: bool = True) -> list[str]:
   """'key: the run has X, the config says Y' for each fingerprinted key whose value differs
   from the `saved` fingerprint. A key only one side has (a field added or removed since the run
-  started) is not compared."""
+  started) is not compared, nor are the BEFORE_RL_KEYS of a run whose RL has not begun."""
   now = fingerprint(config)
+  free = () if rl_begun else BEFORE_RL_KEYS
   return [f"{k}: the run has {saved[k]!r}, the config says {now[k]!r}"
-          for k in sorted(set(saved) & set(now)) if saved[k] != now[k]]
+          for k in sorted(set(saved) & set(now)) if saved[k] != now[k] and k not in free]
 
 
 # --- validation ----------------------------------------------------------------------------------

@@ -223,3 +223,29 @@ def test_beta_zero_needs_no_reference_and_beta_needs_one():
         params, optax.sgd(1.0).init(params), batch)
   with pytest.raises(ValueError, match="advantage"):
     GRPOConfig(group_size=4, advantage="ppo")
+
+
+def test_update_reports_each_inner_updates_schedule_step_and_its_rate():
+  """update_count is the learning-rate schedule's step of each inner update; a skipped
+  (non-finite) update leaves it, and with_learning_rate turns it into the rate applied."""
+  from arm_jax.rl import optim  # noqa: PLC0415
+  model, params = tiny_model()
+  batch = rollout(model, params, sequences(n=8), REWARDS[:8], perturb=0.1)
+  cfg = optim.OptimizerConfig(learning_rate=1e-3, warmup_steps=4)
+  opt = optim.make_optimizer(cfg)
+  update = make_update(model, GRPOConfig(group_size=4, beta=0.0, mu=2), opt, donate=False)
+  p, s, m1 = update(params, opt.init(params), batch)
+  p, s, m2 = update(p, s, batch)
+  bad = batch._replace(rewards=batch.rewards.at[0].set(jnp.nan))
+  _, _, m3 = update(p, s, bad)
+  assert [np.asarray(m["update_count"]).tolist() for m in (m1, m2, m3)] == \
+      [[0, 1], [2, 3], [4, 4]]
+  assert np.asarray(m3["skipped_nonfinite"]).tolist() == [1.0, 1.0]
+  # The trainer's records: the first inner update's rate, 1e-3 x 2/4 for the second call.
+  host = {k: float(np.ravel(v)[0]) for k, v in m2.items()}
+  host["update_count_first"] = host["update_count"]
+  rec = optim.with_learning_rate(host, cfg)
+  assert rec["learning_rate"] == pytest.approx(5e-4) and "update_count" not in rec
+  assert "update_count" not in make_update(model, GRPOConfig(group_size=4, beta=0.0, mu=1),
+                                           optax.sgd(1.0), donate=False)(
+      params, optax.sgd(1.0).init(params), batch)[2]  # a fixed-rate optimizer has no schedule

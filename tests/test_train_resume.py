@@ -316,6 +316,40 @@ def test_resume_accepts_changes_to_the_resumable_keys(reference, tmp_path):
     assert json.load(f)["checkpoint"]["every_steps"] == 7  # the new config is the run's now
 
 
+def test_rl_rates_may_change_until_the_first_rl_update(reference, tmp_path):
+  """From the checkpoint saved as the warm start ends, RL may start at another rate: the run
+  trains with it (its RL records carry it and its judge ends elsewhere), a resume of the
+  finished run with the new rate passes, and from then on the old rate is refused."""
+  ref_dir, ref_done = reference
+  # The toy's RL rates warm up linearly from 0 over 10 updates, 2 updates (mu) per step: the
+  # judge's steps start at updates 0 and 2, 5e-4 x 0/10 and x 2/10.
+  assert [r["learning_rate"] for r in records(ref_dir) if r["phase"] == "judge"] == \
+      pytest.approx([0.0, 1e-4])
+  workdir = _copy(ref_dir, tmp_path)
+  directory = os.path.join(workdir, checkpoints.CHECKPOINTS_DIR)
+  for name in os.listdir(directory):
+    if name.isdigit() and int(name) > SFT_STEPS:
+      shutil.rmtree(os.path.join(directory, name))
+  assert max(int(n) for n in os.listdir(directory) if n.isdigit()) == SFT_STEPS
+  faster = tiny_config(dict(OVERRIDES, **{"judge.learning_rate": 2e-3,
+                                          "judge.warmup_steps": 0}))
+  reseeded = tiny_config(dict(OVERRIDES, **{"judge.learning_rate": 2e-3}))
+  reseeded.seed = 1  # other keys are still refused, and the message names what may change
+  with pytest.raises(ValueError, match=r"seed: the run has 0, the config says 1\. .*before its "
+                                       r"first RL update also judge\.learning_rate") as error:
+    run_train(reseeded, workdir)
+  assert "judge.learning_rate: the run" not in str(error.value)
+  done = run_train(faster, workdir)
+  assert [r["learning_rate"] for r in records(workdir) if r["phase"] == "judge"] == \
+      pytest.approx([2e-3, 2e-3])
+  assert done["judge_checksum"] != ref_done["judge_checksum"]
+  assert trajectory(workdir)[:SFT_STEPS + 1] == trajectory(ref_dir)[:SFT_STEPS + 1]
+  assert run_train(faster, workdir) == done  # the run's fingerprint is the new config's
+  with pytest.raises(ValueError, match=r"judge\.learning_rate: the run has 0\.002, the config "
+                                       r"says 0\.0005"):
+    run_train(tiny_config(), workdir)
+
+
 def test_every_resumable_key_is_a_config_field():
   """RESUMABLE_KEYS names fields of the schemas (a misspelt one would protect nothing)."""
   from arm_jax import config_sections as cs  # noqa: PLC0415

@@ -324,14 +324,18 @@ def iteration_config(config: ml_collections.ConfigDict) -> dpo_lib.IterationConf
       max_length=d.max_length, pad_multiple=d.pad_multiple, seed=int(config.seed))
 
 
-def optimizer(config: ml_collections.ConfigDict):
-  """The policy's AdamW: grpo's settings, or dpo's (each iteration starts a fresh state)."""
+def optimizer_config(config: ml_collections.ConfigDict) -> optim.OptimizerConfig:
+  """The policy's AdamW settings: grpo's, or dpo's (each iteration starts a fresh state)."""
   if config.method == "grpo":
     g = config.grpo
-    return optim.make_optimizer(optim.OptimizerConfig(
-        learning_rate=g.learning_rate, weight_decay=g.weight_decay,
-        max_grad_norm=g.max_grad_norm, warmup_steps=g.warmup_steps))
-  return optim.make_optimizer(iteration_config(config).optimizer)
+    return optim.OptimizerConfig(learning_rate=g.learning_rate, weight_decay=g.weight_decay,
+                                 max_grad_norm=g.max_grad_norm, warmup_steps=g.warmup_steps)
+  return iteration_config(config).optimizer
+
+
+def optimizer(config: ml_collections.ConfigDict):
+  """The policy's AdamW (optimizer_config)."""
+  return optim.make_optimizer(optimizer_config(config))
 
 
 def check_batches(config: ml_collections.ConfigDict, model) -> None:
@@ -621,7 +625,8 @@ class _PolicyRun(RunBase):
       metrics = grpo_lib.grpo_step(self.policy, self.setup.reward_model, phase, update, prompts,
                                    jax.random.fold_in(root, s), self.config.generate_batch)
       self.meta["step"] = s + 1
-      self.record(dict(metrics, phase="grpo", step=s))
+      self.record(dict(optim.with_learning_rate(metrics, optimizer_config(self.config)),
+                       phase="grpo", step=s))
       if self._due(s + 1, steps):
         self.evaluate(s + 1)
       if self._step_done():

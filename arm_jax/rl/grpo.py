@@ -130,6 +130,7 @@ def make_update(model: Decoder, cfg: GRPOConfig, optimizer: optax.GradientTransf
     grad_norm = optax.global_norm(grads)
     loss = aux["loss_sum"].sum() / denom
     finite = optim.finite_step(loss, grad_norm)
+    count = optim.update_count(opt_state)  # the schedule's step for this update
     params, opt_state = optim.apply_gradients(optimizer, grads, opt_state, params, finite)
     tokens = jnp.maximum(aux["tokens"].sum(), 1.0)
     metrics = dict(loss=loss, grad_norm=grad_norm, grad_variance=variance,
@@ -137,6 +138,8 @@ def make_update(model: Decoder, cfg: GRPOConfig, optimizer: optax.GradientTransf
                    kl=aux["kl"].sum() / tokens, clip_fraction=aux["clipped"].sum() / tokens,
                    entropy=aux["entropy"].sum() / tokens,
                    ratio_deviation=aux["ratio_dev"].sum() / tokens)
+    if count is not None:
+      metrics["update_count"] = count
     return params, opt_state, metrics
 
   def update(params, opt_state, batch: RolloutBatch):

@@ -65,6 +65,26 @@ def init_state(optimizer: optax.GradientTransformation, params: Any) -> Any:
   return optimizer.init(lora.trainable(params))
 
 
+def update_count(opt_state: Any) -> jax.Array | None:
+  """How many updates `opt_state` has applied: its learning-rate schedule's step (make_optimizer
+  always has one), which a skipped non-finite update leaves as it was; None for an optimizer
+  without exactly one schedule (a fixed-rate optax one)."""
+  is_schedule = lambda s: isinstance(s, optax.ScaleByScheduleState)  # noqa: E731
+  counts = [s.count for s in jax.tree.leaves(opt_state, is_leaf=is_schedule) if is_schedule(s)]
+  return counts[0] if len(counts) == 1 else None
+
+
+def with_learning_rate(metrics: dict, cfg: OptimizerConfig) -> dict:
+  """A GRPO update's host `metrics` with its schedule step (update_count; the first inner
+  update's with mu > 1) replaced by the learning rate that update applied."""
+  metrics = dict(metrics)
+  count = metrics.pop("update_count_first", metrics.get("update_count"))
+  metrics.pop("update_count", None)
+  if count is not None:
+    metrics["learning_rate"] = float(learning_rate_schedule(cfg)(int(count)))
+  return metrics
+
+
 def opt_state_shardings(optimizer: optax.GradientTransformation, params: Any,
                         param_shardings: Any, replicated: jax.sharding.Sharding) -> Any:
   """Moments follow their parameter's sharding; counters and other scalars are replicated.

@@ -138,6 +138,9 @@ class AlternatingTrainer:
                                           cfg.generator, cfg.judge_greedy_max_new_tokens,
                                           self.update_fn("generator"), batch, step_key,
                                           cfg.rewards)
+        # The rate of the step's (first) update, as the SFT and DPO records have it.
+        metrics = optim.with_learning_rate(metrics, self.cfg.judge_optimizer if phase.role ==
+                                           "judge" else self.cfg.generator_optimizer)
         metrics.update(phase=phase.index, round=phase.round, role=phase.role, step=step)
         self.log_fn(metrics)
         history.append(metrics)

@@ -89,16 +89,31 @@ class Preemption:
     signal.signal(signal.SIGTERM, self._previous)
 
 
+def rl_begun(meta: dict) -> bool:
+  """Whether the training run at checkpoint `meta` has made an RL update: not during its warm
+  start, nor at the checkpoint saved as the warm start ends (stage "rl", phase 0, step 0). A
+  policy job's checkpoints (other stages) count as begun."""
+  stage = meta.get("stage", "")
+  if stage in ("sft_generator", "sft_judge"):
+    return False
+  return not (stage == "rl" and meta.get("phase") == 0 and meta.get("step") == 0)
+
+
 def _refuse_changes(workdir: str, meta: dict, config: ml_collections.ConfigDict) -> None:
   """A ValueError naming each fingerprinted key whose value differs from the run's in `meta`
   (config_sections.fingerprint; checkpoints written before fingerprints are not checked)."""
-  changes = config_sections.resume_changes(meta["config"], config) if "config" in meta else []
+  begun = config.get("job") != "train" or rl_begun(meta)
+  changes = (config_sections.resume_changes(meta["config"], config, rl_begun=begun)
+             if "config" in meta else [])
   if changes:
+    before_rl = "" if begun else (
+        f", and before its first RL update also {', '.join(config_sections.BEFORE_RL_KEYS)}")
     raise ValueError(
         f"{workdir} holds a run started with another config, and resuming it with this one "
         f"would not continue it: {'; '.join(changes)}. Set these back, or use another "
         f"--workdir for a new run (a resume may change only "
-        f"{', '.join(config_sections.RESUMABLE_KEYS)}: arm_jax.config_sections.RESUMABLE_KEYS)")
+        f"{', '.join(config_sections.RESUMABLE_KEYS)}: arm_jax.config_sections.RESUMABLE_KEYS"
+        f"{before_rl})")
 
 
 def check_resume(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -185,6 +200,8 @@ class RunBase:
         failed.append(self._set_aside(step, e))
         continue
       self.meta = meta
+      # The config's fingerprint from here: the same but for keys changed before RL began.
+      self.meta["config"] = config_sections.fingerprint(self.config)
       self.writer.truncate(meta["metrics_offset"])
       return step, meta, state
     if failed:
