@@ -120,9 +120,9 @@ OPTIONAL = ("ifeval_prompts",)
 COSTS = {
     "sample_prompt": 9.5,  # 4 samples x up to 384 tokens, 16 prompts per call: the lower end of
     # what calls measured (docs/results.md: they vary with their prompts)
-    "sft_judge_step": 45.0,  # 8 rows of ~1100 tokens (estimated: forward+backward of 8 x 512 took
-    # 19.5 s here, bench_train_step.py)
-    "sft_generator_step": 8.0,  # 8 rows of ~400 tokens
+    "sft_judge_step": 95.0,  # 8 rows of 400-1900 tokens, in two halves: the median step of the
+    # 2026-12 run's judge warm start (docs/results.md)
+    "sft_generator_step": 40.0,  # 8 rows of ~400 tokens: the median of that run's 90 steps
     "rl_step": 55.0,  # one GRPO update, 8 rollouts, either policy (generation included)
     "round_eval": 240.0,  # the run's greedy held-out curve, 32 pairs
     "eval_pair": 30.0,  # one pair, four systems, three orders, five votes for the trained one
