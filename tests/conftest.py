@@ -33,7 +33,16 @@ def pytest_addoption(parser):
   parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
 
 
+# xdist (`--dist loadgroup`, pytest.ini) runs each group on one worker: a test file is a group,
+# and files that share a session fixture one group, so that the fixture runs once.
+_GROUPS = {"test_train_resume.py": "tiny_toy_run", "test_multihost.py": "tiny_toy_run"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
+  for item in items:
+    name = os.path.basename(str(item.path))
+    item.add_marker(pytest.mark.xdist_group(_GROUPS.get(name, name)))
   if config.getoption("--runslow") or "slow" in (config.getoption("-m") or ""):
     return
   skip = pytest.mark.skip(reason="slow tier: pass --runslow")

@@ -24,7 +24,7 @@ import pytest
 
 from arm_jax import multihost
 from arm_jax.launch import _free_port
-from test_train_resume import OVERRIDES, SFT_STEPS, TOY, records, tiny_config, trajectory
+from test_train_resume import OVERRIDES, SFT_STEPS, TOY, records, trajectory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = [sys.executable, "-m", "arm_jax.launch", "--processes", "2", "--devices_per_process",
@@ -116,18 +116,6 @@ def two_processes(tmp_path_factory):
   return workdir, records(workdir)[-1], seconds, output
 
 
-@pytest.fixture(scope="module")
-def short_run(tmp_path_factory):
-  """Workdir of the tiny toy run cut to 8 + 8 warm-start steps and one RL step per phase, on
-  this process's 8 devices: a trained pair and a round for the evaluator, in less than half the
-  two-process run's time (what is trained does not matter to a 1-vs-2-process comparison)."""
-  from arm_jax.training.loop import run_train  # noqa: PLC0415
-  workdir = str(tmp_path_factory.mktemp("short_run"))
-  run_train(tiny_config(dict(OVERRIDES, **{"warmstart.steps": 8, "warmstart.generator_steps": 8,
-                                           "schedule.steps_per_phase": 1})), workdir)
-  return workdir
-
-
 @pytest.mark.slow  # a two-process training run (~150 s on CI); the evaluator and the probes below
 # run on two processes in the default tier
 def test_two_processes_match_one_process(two_processes, tiny_toy_run):
@@ -199,10 +187,11 @@ def test_sigterm_to_one_process_then_sigkill_of_both_resume_exactly(two_processe
   assert trajectory(workdir) == trajectory(ref_dir)  # each record once, bit-identical
 
 
-def test_evaluate_on_two_processes_equals_one(short_run, tmp_path):
-  """`python -m arm_jax.evaluate` of a trained pair, on 2 x 4 and on 1 x 8 processes."""
+def test_evaluate_on_two_processes_equals_one(tiny_toy_run, tmp_path):
+  """`python -m arm_jax.evaluate` of the one-process run, on 2 x 4 and on 1 x 8 processes (the
+  run is test_train_resume.py's too: conftest.py keeps both files on one xdist worker)."""
   args = ["--config", os.path.join(REPO, "configs", "evaluate_toy.py"),
-          f"--config.trained.workdir={short_run}",
+          f"--config.trained.workdir={tiny_toy_run[0]}",
           "--config.benchmark_specs.held_out.max_examples=4", "--config.batch_size=8",
           "--config.system_specs.trained.votes=2"]
   outs = {}
