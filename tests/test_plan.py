@@ -149,13 +149,14 @@ def test_select_matches_names_prefixes_and_patterns_and_names_what_matches_nothi
 def test_a_preset_argument_and_a_program_selection(tiny, tmp_path):
   path, _, _ = tiny
   out_path = tmp_path / "plan.json"
+  # One program (each compiles for the TPU here: about 25 s on two cores).
   assert plan.main(["--config", f"{path}:fsdp4", "--topology", "v5p-8", "--programs",
-                    "*.update", "--out", str(out_path)]) == 0
+                    "j*.update", "--out", str(out_path)]) == 0
   with open(out_path) as f:
     written = json.load(f)
   assert written["config"]["mesh_shape"] == [1, 4, 1]  # get_config("fsdp4")
-  assert [r["program"] for r in written["programs"]] == ["generator.update", "judge.update"]
-  assert written["selected"] == "*.update" and written["fits"]
+  assert [r["program"] for r in written["programs"]] == ["judge.update"]
+  assert written["selected"] == "j*.update" and written["fits"]
   with pytest.raises(FileNotFoundError, match=r"no such file"):
     plan.load_config_file(str(tmp_path / "missing.py:fsdp4"))
 
