@@ -137,6 +137,7 @@ def test_grpo_rewards_rollouts_and_evaluates_every_two_steps(grpo_reference):
     assert 0 <= r["reward_mean"] <= 1 and {"kl", "consistency_rate", "flat_groups"} <= set(r)
     # Eq. 16: rewards are in {0, 0.5, 1}, so a mean over 4 x 2 rollouts is a multiple of 1/16.
     assert (r["reward_mean"] * 16) == pytest.approx(round(r["reward_mean"] * 16))
+    assert r["learning_rate"] == pytest.approx(3e-4)  # configs/policy_toy.py, no warmup
   assert [e["unit"] for e in rs if e["phase"] == "eval"] == [0, 2, 4]
   assert done["phase"] == "done"
 
