@@ -31,8 +31,8 @@ EXTRAS_REQUIRE = {
     # libtpu: tests/test_plan.py compiles TPU programs on the CPU (arm_jax.plan).
     # nbclient, nbformat, ipykernel: tests/test_notebook.py runs the Colab notebook headless.
     "test": ["pytest>=8", "pytest-xdist==3.8.0", "torch==2.13.0", "accelerate==1.15.0",
-             "nltk==3.10.4", "langdetect==1.0.9", "emoji==2.16.0", "syllapy==0.8.0", "libtpu==0.0.42.1",
-             "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
+             "nltk==3.10.4", "langdetect==1.0.9", "emoji==2.16.0", "syllapy==0.8.0",
+             "libtpu==0.0.42.1", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"],
     # The TPU compiler (jax[tpu]'s libtpu): TPU runs, and `python -m arm_jax.plan` on any host.
     "tpu": ["libtpu==0.0.42.1"],
     # The offline IFEval and IFBench checkers (arm_jax.data.ifeval, arm_jax.data.ifbench,
