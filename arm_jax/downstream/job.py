@@ -327,9 +327,7 @@ def iteration_config(config: ml_collections.ConfigDict) -> dpo_lib.IterationConf
 def optimizer_config(config: ml_collections.ConfigDict) -> optim.OptimizerConfig:
   """The policy's AdamW settings: grpo's, or dpo's (each iteration starts a fresh state)."""
   if config.method == "grpo":
-    g = config.grpo
-    return optim.OptimizerConfig(learning_rate=g.learning_rate, weight_decay=g.weight_decay,
-                                 max_grad_norm=g.max_grad_norm, warmup_steps=g.warmup_steps)
+    return train_setup.optimizer_config(config.grpo)
   return iteration_config(config).optimizer
 
 

@@ -107,7 +107,8 @@ def phase_config(c: ml_collections.ConfigDict) -> phases.PhaseConfig:
   return phases.PhaseConfig(grpo, sampling, c.prompts_per_step)
 
 
-def _optimizer(c: ml_collections.ConfigDict) -> optim.OptimizerConfig:
+def optimizer_config(c: ml_collections.ConfigDict) -> optim.OptimizerConfig:
+  """The AdamW settings of a GRPO section (training's judge / generator, the policy job's grpo)."""
   return optim.OptimizerConfig(learning_rate=c.learning_rate, weight_decay=c.weight_decay,
                                max_grad_norm=c.max_grad_norm, warmup_steps=c.warmup_steps)
 
@@ -119,7 +120,8 @@ def trainer_config(config: ml_collections.ConfigDict) -> TrainerConfig:
                                        steps_per_phase=s.steps_per_phase,
                                        epochs_per_phase=s.epochs_per_phase, seed=config.seed),
       judge=phase_config(config.judge), generator=phase_config(config.generator),
-      judge_optimizer=_optimizer(config.judge), generator_optimizer=_optimizer(config.generator),
+      judge_optimizer=optimizer_config(config.judge),
+      generator_optimizer=optimizer_config(config.generator),
       rewards=phases.RewardConfig(format_reward=config.rewards.format_reward,
                                   format_weight=config.rewards.format_weight,
                                   validity_weight=config.rewards.validity_weight,
