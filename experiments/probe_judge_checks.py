@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -65,6 +66,28 @@ def decisions(tokenizer, target: str) -> list[tuple[int, str, str]]:
   return out
 
 
+def _kind_of(prompts_path: str) -> dict[str, str]:
+  """Each constraint's rubric wording (arm_jax.data.verifier_sft.describe) -> its IFEval id."""
+  from arm_jax.data.verifier_sft import describe  # noqa: PLC0415
+  out = {}
+  with open(prompts_path, encoding="utf-8") as f:
+    for line in f:
+      if line.strip():
+        row = json.loads(line)
+        for iid, kwargs in zip(row["instruction_id_list"], row["kwargs"]):
+          out[describe(iid, kwargs)] = iid
+  return out
+
+
+def hard_rule_kinds(prompt: str, kind_of: dict[str, str]) -> list[str]:
+  """The IFEval id of each hard rule of the rubric in a judge prompt, in rubric order."""
+  found = re.findall(r"The response must follow this instruction: (.*) \[Hard Rule\]", prompt)
+  missing = [d for d in found if d not in kind_of]
+  if missing or not found:
+    raise ValueError(f"hard rules not among the prompts' constraints: {missing or prompt[:200]}")
+  return [kind_of[d] for d in found]
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
   p.add_argument("--train_workdir", required=True)
@@ -72,6 +95,9 @@ def main(argv=None) -> int:
   p.add_argument("--checkpoints", default="base,warm_start,latest",
                  help="'base' (the run's starting weights) or checkpoint selectors")
   p.add_argument("--max_rows", type=int, default=48)
+  p.add_argument("--prompts", default="",
+                 help="the Synthetic-IF prompt rows (IFEval format): checks counted per "
+                      "constraint kind too")
   p.add_argument("--out", default="", help="write the figures as JSON here too")
   a = p.parse_args(argv)
 
@@ -95,6 +121,10 @@ def main(argv=None) -> int:
   if len({choice["Met"], choice["Not"]}) < 2 or len({choice["A"], choice["B"]}) < 2:
     raise ValueError(f"the choices share a first token: {choice}")
   marks = [decisions(tokenizer, r["target"]) for r in rows]
+  kinds = [None] * len(rows)
+  if a.prompts:
+    kind_of = _kind_of(a.prompts)
+    kinds = [hard_rule_kinds(r["prompt"], kind_of) for r in rows]
 
   def forward(params, tokens):
     positions = jnp.arange(tokens.shape[1])[None]
@@ -114,7 +144,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     tally = {k: [0, 0] for k in ("check_Met", "check_Not", "winner")}
     prefers_met = 0
-    for row, mark in zip(encoded, marks):
+    per_kind: dict[str, list[int]] = {}
+    for row, mark, row_kinds in zip(encoded, marks, kinds):
       length = -(-len(row.tokens) // 128) * 128  # one compile per 128 tokens of length
       tokens = np.zeros((1, length), np.int32)
       tokens[0, :len(row.tokens)] = row.tokens
@@ -127,6 +158,12 @@ def main(argv=None) -> int:
         tally[name][0] += guess == truth
         tally[name][1] += 1
         prefers_met += kind == "check" and guess == "Met"
+        if kind == "check" and row_kinds is not None:
+          rule = sum(k == "check" for o, k, _ in mark if o < offset) % len(row_kinds)
+          t = per_kind.setdefault(row_kinds[rule], [0, 0, 0])
+          t[0] += guess == truth
+          t[1] += 1
+          t[2] += truth == "Met"
     checks = tally["check_Met"][1] + tally["check_Not"][1]
     results[selector] = dict(
         step=step, rows=len(encoded),
@@ -136,6 +173,8 @@ def main(argv=None) -> int:
         met_share_truth=tally["check_Met"][1] / checks, met_share_judge=prefers_met / checks,
         winner_accuracy=tally["winner"][0] / max(1, tally["winner"][1]),
         seconds=time.perf_counter() - t0)
+    if per_kind:  # kind: [checks right, checks, of which met]
+      results[selector]["kinds"] = dict(sorted(per_kind.items()))
     print(json.dumps({selector: results[selector]}), flush=True)
   if a.out:
     with open(a.out, "w", encoding="utf-8") as f:
