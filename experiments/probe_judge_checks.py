@@ -126,11 +126,15 @@ def main(argv=None) -> int:
     kind_of = _kind_of(a.prompts)
     kinds = [hard_rule_kinds(r["prompt"], kind_of) for r in rows]
 
+  words = tuple(choice)  # Met, Not, A, B
+  columns = jnp.asarray([choice[w] for w in words])
+
   def forward(params, tokens):
     positions = jnp.arange(tokens.shape[1])[None]
     hidden = model.apply({"params": params}, tokens, attention_mask=jnp.ones_like(tokens, bool),
                          positions=positions, return_hidden=True)
-    return hidden[0] @ head_weight(params, model.config, vocab_major=True).T  # [t, vocab]
+    head = head_weight(params, model.config, vocab_major=True)[columns]  # the 4 choices' rows
+    return hidden[0] @ head.T  # [t, 4]: logits of Met, Not, A, B
 
   forward = jax.jit(forward)
   start = {"generator": setup.generator.params, "judge": judge.params}
@@ -153,7 +157,8 @@ def main(argv=None) -> int:
       for offset, kind, truth in mark:
         at = row.prompt_len + offset  # the decision token's column; logits[at - 1] predict it
         pair = ("Met", "Not") if kind == "check" else ("A", "B")
-        guess = pair[int(logits[at - 1, choice[pair[1]]] > logits[at - 1, choice[pair[0]]])]
+        first, second = (logits[at - 1, words.index(w)] for w in pair)
+        guess = pair[int(second > first)]
         name = f"check_{truth}" if kind == "check" else "winner"
         tally[name][0] += guess == truth
         tally[name][1] += 1
