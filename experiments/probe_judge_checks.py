@@ -8,11 +8,20 @@ Every earlier token is the verifier's, so a check's accuracy here is the judge's
 the responses, with the oracle rubric and no sampling. The base model (the run's starting
 weights, LoRA adapters at zero) is the reference row.
 
+Judgments written with evidence (`verifier_sft --evidence`: "- Criterion 2 [Hard Rule]:
+Justification: 0 placeholders in square brackets, so it is not met.") put the decision (" met"
+/ " not") after the evidence; teacher-forced, that reads the decision given the verifier's
+evidence. `--generate` scores what matters for a judge that writes its own: after the verifier's
+judgment up to a hard-rule line's "Justification:", the judge writes the rest of the line
+greedily and its result is compared with the checker's (`generated`; `evidence_exact` is the
+share of lines whose evidence it wrote as the verifier did).
+
   python -m arm_jax.data.verifier_sft --prompts runs/real_lm/prompts/reward_model.jsonl \\
       --pairs runs/real_lm/pairs/pairs_held_out.jsonl --out /tmp/held_out_sft.jsonl \\
       --rubric_template rubric_generator_compact --judge_template judge_compact
   python experiments/probe_judge_checks.py --train_workdir runs/real_lm/train \\
-      --rows /tmp/held_out_sft.jsonl --checkpoints base,warm_start,latest --max_rows 48
+      --rows /tmp/held_out_sft.jsonl --checkpoints base,warm_start,latest --max_rows 48 \\
+      [--generate]
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import os
 import re
 import sys
 import time
+from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -34,27 +44,48 @@ from arm_jax.core import SFTExample  # noqa: E402
 from arm_jax.evaluation import systems  # noqa: E402
 from arm_jax.models.decoder import head_weight  # noqa: E402
 from arm_jax.rl.sft import tokenize_sft  # noqa: E402
+from arm_jax.sampling import Sampler, SamplingParams, completions_text  # noqa: E402
 from arm_jax.training import checkpoints  # noqa: E402
 from arm_jax.training import setup as train_setup  # noqa: E402
 
-CHECK = "Justification: "  # a hard-rule line: "... [Hard Rule]: Justification: Met: ..."
+CHECK = "Justification:"  # a hard-rule line: "... [Hard Rule]: Justification: Met: ..."
 WINNER = "Winner: Response"
+# A check's result: "Met: ..." / "Not met: ..." (verifier_sft's plain judgments) or, after the
+# evidence read (verifier_sft --evidence), "..., so it is met." / "..., so it is not met.".
+PLAIN = re.compile(r"^ (Met|Not met)\b")
+AFTER_EVIDENCE = re.compile(r", so it is (met|not met)\.")
 
 
-def decisions(tokenizer, target: str) -> list[tuple[int, str, str]]:
-  """(token offset in the target, kind, truth) of each decision: kind "check" (truth "Met" or
-  "Not") or "winner" (truth "A" or "B"). The offset is the length of the target's prefix in
-  tokens, checked to tokenize as a prefix of the whole target."""
+def read_check(text: str) -> tuple[Optional[str], Optional[int], str]:
+  """(truth "Met"/"Not" or None, character offset of the decision's space, evidence) of the
+  text after a hard-rule line's "Justification:"; evidence is '' in the plain format."""
+  plain = PLAIN.match(text)
+  if plain:
+    return ("Met" if plain.group(1) == "Met" else "Not"), 0, ""
+  found = AFTER_EVIDENCE.search(text)
+  if found:
+    return ("Met" if found.group(1) == "met" else "Not"), found.start(1) - 1, text[1:found.start()]
+  return None, None, ""
+
+
+def decisions(tokenizer, target: str) -> list[tuple[int, str, str, int]]:
+  """(token offset in the target, kind, truth, character offset) of each decision: kind "check"
+  (truth "Met" or "Not"; the token " Met"/" Not", or " met"/" not" after evidence) or "winner"
+  (truth "A" or "B"). The token offset is the length of the target's prefix in tokens, checked to
+  tokenize as a prefix of the whole target; the character offset is where the hard-rule line's
+  text after "Justification:" begins (for a winner, its decision's)."""
   whole = list(tokenizer.encode(target, add_special_tokens=False))
   out, line_start = [], 0
   for line in target.split("\n"):
     begin, line_start = line_start, line_start + len(line) + 1
     if "[Hard Rule]: " + CHECK in line:
-      after = line.index(CHECK) + len(CHECK)
-      at = begin + after - 1  # the space goes with the decision token (" Met", " Not")
-      kind, truth = "check", "Not" if line[after:].startswith("Not met") else "Met"
+      after = begin + line.index(CHECK) + len(CHECK)
+      truth, at, _ = read_check(target[after:begin + len(line)])
+      if truth is None:
+        raise ValueError(f"a hard-rule line without a result: {line!r}")
+      kind, at, where = "check", after + at, after
     elif line.startswith(WINNER):
-      at = begin + len(WINNER)
+      at = where = begin + len(WINNER)
       kind, truth = "winner", line[len(WINNER):].strip()
     else:
       continue
@@ -62,7 +93,7 @@ def decisions(tokenizer, target: str) -> list[tuple[int, str, str]]:
     if whole[:len(prefix)] != prefix:
       raise ValueError(f"the prefix before a {kind} decision does not tokenize as a prefix of "
                        f"the target: {target[max(0, at - 40):at + 10]!r}")
-    out.append((len(prefix), kind, truth))
+    out.append((len(prefix), kind, truth, where))
   return out
 
 
@@ -88,6 +119,92 @@ def hard_rule_kinds(prompt: str, kind_of: dict[str, str]) -> list[str]:
   return [kind_of[d] for d in found]
 
 
+class Tally:
+  """Counts of decisions right, overall and per kind of check."""
+
+  def __init__(self):
+    self.counts = {k: [0, 0] for k in ("check_Met", "check_Not", "winner")}
+    self.prefers_met = 0
+    self.unparsed = 0
+    self.per_kind: dict[str, list[int]] = {}  # kind: [checks right, checks, of which met]
+
+  def add(self, kind: str, truth: str, guess: Optional[str], rule_kind: Optional[str]) -> None:
+    name = f"check_{truth}" if kind == "check" else "winner"
+    self.counts[name][0] += guess == truth
+    self.counts[name][1] += 1
+    self.prefers_met += kind == "check" and guess == "Met"
+    self.unparsed += guess is None
+    if kind == "check" and rule_kind is not None:
+      t = self.per_kind.setdefault(rule_kind, [0, 0, 0])
+      t[0] += guess == truth
+      t[1] += 1
+      t[2] += truth == "Met"
+
+  def figures(self) -> dict:
+    c = self.counts
+    checks = c["check_Met"][1] + c["check_Not"][1]
+    out = dict(check_accuracy=(c["check_Met"][0] + c["check_Not"][0]) / max(1, checks),
+               checks=checks, accuracy_when_met=c["check_Met"][0] / max(1, c["check_Met"][1]),
+               accuracy_when_not_met=c["check_Not"][0] / max(1, c["check_Not"][1]),
+               met_share_truth=c["check_Met"][1] / max(1, checks),
+               met_share_judge=self.prefers_met / max(1, checks))
+    if c["winner"][1]:
+      out["winner_accuracy"] = c["winner"][0] / c["winner"][1]
+    if self.unparsed:
+      out["unparsed"] = self.unparsed
+    if self.per_kind:
+      out["kinds"] = dict(sorted(self.per_kind.items()))
+    return out
+
+
+def _rule_kind(mark, n: int, row_kinds) -> Optional[str]:
+  """The IFEval id of the hard rule that decision n of a judgment checks (None: no kinds)."""
+  if row_kinds is None or mark[n][1] != "check":
+    return None
+  return row_kinds[sum(k == "check" for _, k, _, _ in mark[:n]) % len(row_kinds)]
+
+
+def generated_checks(sampler, params, tokenizer, rows, encoded, marks, kinds,
+                     max_new_tokens: int, batch_size: int) -> dict:
+  """Each check written by the judge itself: the verifier's judgment up to a hard-rule line's
+  "Justification:" is fed, the judge writes the rest of the line greedily, and its result
+  ("Met"/"Not met", or after its own evidence ", so it is (not) met.") is compared with the
+  checker's. `evidence_exact`: the share of checks whose evidence the judge wrote as the
+  verifier did (evidence format only)."""
+  items = []  # (context tokens, truth, oracle evidence, rule kind)
+  for row, r, mark, row_kinds in zip(encoded, rows, marks, kinds):
+    target = r["target"]
+    for n, (_, kind, truth, where) in enumerate(mark):
+      if kind != "check":
+        continue
+      context = list(row.tokens[:row.prompt_len]) + list(
+          tokenizer.encode(target[:where], add_special_tokens=False))
+      oracle = read_check(target[where:target.index("\n", where)])[2]
+      items.append((context, truth, oracle, _rule_kind(mark, n, row_kinds)))
+  order = sorted(range(len(items)), key=lambda i: len(items[i][0]))  # alike lengths together
+  texts = [""] * len(items)
+  sampling = SamplingParams(max_new_tokens=max_new_tokens, greedy=True)
+  for begin in range(0, len(order), batch_size):
+    chunk = order[begin:begin + batch_size]
+    out = sampler(params, [items[i][0] for i in chunk], sampling, jax.random.PRNGKey(0))
+    for i, text in zip(chunk, completions_text(tokenizer, out)):
+      texts[i] = text.split("\n")[0]
+  tally, exact, with_evidence = Tally(), 0, 0
+  for (_, truth, oracle, rule_kind), text in zip(items, texts):
+    guess, _, written = read_check(text)
+    tally.add("check", truth, guess, rule_kind)
+    if oracle:
+      with_evidence += 1
+      exact += written == oracle
+  out = tally.figures()
+  out["unparsed"] = tally.unparsed
+  if with_evidence:
+    out["evidence_exact"] = exact / with_evidence
+  out["examples"] = [dict(truth=t, oracle=o, written=w) for (_, t, o, _), w in
+                     list(zip(items, texts))[:6]]
+  return out
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
   p.add_argument("--train_workdir", required=True)
@@ -98,6 +215,12 @@ def main(argv=None) -> int:
   p.add_argument("--prompts", default="",
                  help="the Synthetic-IF prompt rows (IFEval format): checks counted per "
                       "constraint kind too")
+  p.add_argument("--generate", action="store_true",
+                 help="also let the judge write each check line itself (greedy) after the "
+                      "verifier's judgment up to it, and score the result it writes")
+  p.add_argument("--generate_tokens", type=int, default=48,
+                 help="new tokens per check line (the line's end stops it sooner)")
+  p.add_argument("--batch_size", type=int, default=8, help="check lines per generation call")
   p.add_argument("--out", default="", help="write the figures as JSON here too")
   a = p.parse_args(argv)
 
@@ -114,29 +237,29 @@ def main(argv=None) -> int:
                                  max_length=int(config.warmstart.max_length))
   if report.skipped or report.truncated:
     raise ValueError(f"{a.rows}: rows do not fit max_length: {report.summary()}")
-  choice = {}
-  for word in ("Met", "Not", "A", "B"):
-    ids = tokenizer.encode(" " + word, add_special_tokens=False)
-    choice[word] = ids[0]
-  if len({choice["Met"], choice["Not"]}) < 2 or len({choice["A"], choice["B"]}) < 2:
+  words = ("Met", "Not", "met", "not", "A", "B")
+  choice = {w: tokenizer.encode(" " + w, add_special_tokens=False)[0] for w in words}
+  if len(set(choice.values())) < len(words):
     raise ValueError(f"the choices share a first token: {choice}")
   marks = [decisions(tokenizer, r["target"]) for r in rows]
   kinds = [None] * len(rows)
   if a.prompts:
     kind_of = _kind_of(a.prompts)
     kinds = [hard_rule_kinds(r["prompt"], kind_of) for r in rows]
-
-  words = tuple(choice)  # Met, Not, A, B
   columns = jnp.asarray([choice[w] for w in words])
 
   def forward(params, tokens):
     positions = jnp.arange(tokens.shape[1])[None]
     hidden = model.apply({"params": params}, tokens, attention_mask=jnp.ones_like(tokens, bool),
                          positions=positions, return_hidden=True)
-    head = head_weight(params, model.config, vocab_major=True)[columns]  # the 4 choices' rows
-    return hidden[0] @ head.T  # [t, 4]: logits of Met, Not, A, B
+    head = head_weight(params, model.config, vocab_major=True)[columns]  # the choices' rows
+    return hidden[0] @ head.T  # [t, 6]: logits of each of `words`
 
   forward = jax.jit(forward)
+  # Free generation stops at the end of a line: every token whose text holds a newline.
+  newline_ids = [i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i])]
+  line_sampler = Sampler(model, stop_ids=newline_ids + list(model.config.eos_token_ids),
+                         pad_id=judge.pad_id)
   start = {"generator": setup.generator.params, "judge": judge.params}
   results = {}
   for selector in a.checkpoints.split(","):
@@ -146,40 +269,28 @@ def main(argv=None) -> int:
       step = checkpoints.resolve(a.train_workdir, selector, "--checkpoints")
       params = checkpoints.restore_policies(a.train_workdir, start, step)[0]["judge"]
     t0 = time.perf_counter()
-    tally = {k: [0, 0] for k in ("check_Met", "check_Not", "winner")}
-    prefers_met = 0
-    per_kind: dict[str, list[int]] = {}
+    tally = Tally()
     for row, mark, row_kinds in zip(encoded, marks, kinds):
       length = -(-len(row.tokens) // 128) * 128  # one compile per 128 tokens of length
       tokens = np.zeros((1, length), np.int32)
       tokens[0, :len(row.tokens)] = row.tokens
       logits = np.asarray(forward(params, jnp.asarray(tokens)))
-      for offset, kind, truth in mark:
+      for n, (offset, kind, truth, _) in enumerate(mark):
         at = row.prompt_len + offset  # the decision token's column; logits[at - 1] predict it
-        pair = ("Met", "Not") if kind == "check" else ("A", "B")
+        token = tokenizer.decode([row.tokens[at]]).strip()
+        pair = ("A", "B") if kind == "winner" else (("Met", "Not") if token in ("Met", "Not")
+                                                     else ("met", "not"))
         first, second = (logits[at - 1, words.index(w)] for w in pair)
-        guess = pair[int(second > first)]
-        name = f"check_{truth}" if kind == "check" else "winner"
-        tally[name][0] += guess == truth
-        tally[name][1] += 1
-        prefers_met += kind == "check" and guess == "Met"
-        if kind == "check" and row_kinds is not None:
-          rule = sum(k == "check" for o, k, _ in mark if o < offset) % len(row_kinds)
-          t = per_kind.setdefault(row_kinds[rule], [0, 0, 0])
-          t[0] += guess == truth
-          t[1] += 1
-          t[2] += truth == "Met"
-    checks = tally["check_Met"][1] + tally["check_Not"][1]
-    results[selector] = dict(
-        step=step, rows=len(encoded),
-        check_accuracy=(tally["check_Met"][0] + tally["check_Not"][0]) / checks,
-        checks=checks, accuracy_when_met=tally["check_Met"][0] / max(1, tally["check_Met"][1]),
-        accuracy_when_not_met=tally["check_Not"][0] / max(1, tally["check_Not"][1]),
-        met_share_truth=tally["check_Met"][1] / checks, met_share_judge=prefers_met / checks,
-        winner_accuracy=tally["winner"][0] / max(1, tally["winner"][1]),
-        seconds=time.perf_counter() - t0)
-    if per_kind:  # kind: [checks right, checks, of which met]
-      results[selector]["kinds"] = dict(sorted(per_kind.items()))
+        guess = pair[int(second > first)].capitalize()
+        tally.add(kind, truth, guess, _rule_kind(mark, n, row_kinds))
+    results[selector] = dict(step=step, rows=len(encoded), **tally.figures(),
+                             seconds=time.perf_counter() - t0)
+    if a.generate:
+      t0 = time.perf_counter()
+      results[selector]["generated"] = generated_checks(
+          line_sampler, params, tokenizer, rows, encoded, marks, kinds, a.generate_tokens,
+          a.batch_size)
+      results[selector]["generated"]["seconds"] = time.perf_counter() - t0
     print(json.dumps({selector: results[selector]}), flush=True)
   if a.out:
     with open(a.out, "w", encoding="utf-8") as f:
