@@ -11,7 +11,8 @@ from arm_jax.tokenizer import load_tokenizer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "experiments"))
-from probe_judge_checks import decisions, read_check  # noqa: E402  pylint: disable=wrong-import-position
+from probe_judge_checks import (  # noqa: E402  pylint: disable=wrong-import-position
+    decisions, read_check)
 
 
 @pytest.fixture(scope="module")

@@ -174,7 +174,8 @@ def evidence(instruction_id: str, kwargs: dict[str, Any], response: str) -> str:
       code = langdetect.detect(text)
     except langdetect.LangDetectException:
       return "its language cannot be told"
-    names = sys.modules[f"{ifeval._PACKAGE}.instructions"]._LANGUAGES  # pylint: disable=protected-access
+    module = sys.modules[f"{ifeval._PACKAGE}.instructions"]  # pylint: disable=protected-access
+    names = module._LANGUAGES  # pylint: disable=protected-access
     return f"it is written in {names.get(code, code)}"
   if kind == "nth_paragraph_first_word":
     paragraphs = [p for p in re.split(r"\n\n", text) if p.strip()]
