@@ -190,16 +190,23 @@ def generated_checks(sampler, params, tokenizer, rows, encoded, marks, kinds,
     for i, text in zip(chunk, completions_text(tokenizer, out)):
       texts[i] = text.split("\n")[0]
   tally, exact, with_evidence = Tally(), 0, 0
+  exact_kinds: dict[str, list[int]] = {}  # kind: [evidence written as the verifier's, checks]
   for (_, truth, oracle, rule_kind), text in zip(items, texts):
     guess, _, written = read_check(text)
     tally.add("check", truth, guess, rule_kind)
     if oracle:
       with_evidence += 1
       exact += written == oracle
+      if rule_kind is not None:
+        t = exact_kinds.setdefault(rule_kind, [0, 0])
+        t[0] += written == oracle
+        t[1] += 1
   out = tally.figures()
   out["unparsed"] = tally.unparsed
   if with_evidence:
     out["evidence_exact"] = exact / with_evidence
+  if exact_kinds:
+    out["evidence_exact_kinds"] = dict(sorted(exact_kinds.items()))
   out["examples"] = [dict(truth=t, oracle=o, written=w) for (_, t, o, _), w in
                      list(zip(items, texts))[:6]]
   return out
