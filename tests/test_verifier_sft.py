@@ -144,6 +144,17 @@ def test_evidence_quotes_or_counts_what_the_check_reads(iid, kwargs, response, e
   assert verifier_sft.evidence(iid, kwargs, response) == expected
 
 
+def test_every_ifeval_instruction_has_evidence_and_others_are_an_error():
+  registry = ifeval.checker_module("instructions_registry")
+  rows, _ = synthetic_if.build_prompts(limit=400)
+  kwargs = {i: k for r in rows for i, k in zip(r["instruction_id_list"], r["kwargs"])}
+  assert set(kwargs) == set(registry.INSTRUCTION_DICT)  # the prompts draw every instruction
+  for iid, k in kwargs.items():
+    assert verifier_sft.evidence(iid, k, "Some words, here.\n\nMore [x] *y*.")
+  with pytest.raises(ValueError, match="keywords:made_up"):
+    verifier_sft.evidence("keywords:made_up", {}, "text")
+
+
 def test_counted_evidence_and_the_rule_give_the_checkers_result():
   """For rules that compare a count with a threshold, the count the evidence states decides the
   rule exactly as IFEval's checker does (an independent implementation of the same reading)."""

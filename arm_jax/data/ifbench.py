@@ -94,8 +94,7 @@ def _pos_tag(tokens: Sequence[str]) -> list[tuple[str, str]]:
 
 def _shims() -> dict[str, types.ModuleType]:
   """The lighteval modules IFBench's files import, stood in for while they load."""
-  ifeval.load_checker()
-  util_src = sys.modules[f"{ifeval._PACKAGE}.instructions_util"]  # pylint: disable=protected-access
+  util_src = ifeval.checker_module("instructions_util")
   util = types.ModuleType("lighteval.tasks.tasks.ifeval.instructions_utils")
   util.__dict__.update({k: v for k, v in vars(util_src).items() if not k.startswith("__")})
   util.count_stopwords = _count_stopwords

@@ -80,10 +80,16 @@ def load_checker() -> types.ModuleType:
   return importlib.import_module(f"{_PACKAGE}.evaluation")
 
 
+def checker_module(name: str) -> types.ModuleType:
+  """A module of the loaded checker package (load_checker): "instructions_registry",
+  "instructions_util", "instructions", "evaluation"."""
+  load_checker()
+  return sys.modules[f"{_PACKAGE}.{name}"]
+
+
 def instruction_ids() -> list[str]:
   """Every instruction id the checker knows."""
-  load_checker()
-  return sorted(sys.modules[f"{_PACKAGE}.instructions_registry"].INSTRUCTION_DICT)
+  return sorted(checker_module("instructions_registry").INSTRUCTION_DICT)
 
 
 def read_prompts(path: str | None = None) -> list[Any]:

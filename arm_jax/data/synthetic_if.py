@@ -77,8 +77,7 @@ def normalize(text: str) -> str:
 
 def conflicts() -> dict[str, set[str]]:
   """Instruction id -> the ids it cannot be combined with (itself included), symmetric."""
-  ifeval.load_checker()
-  registry = sys.modules[f"{ifeval._PACKAGE}.instructions_registry"]  # pylint: disable=protected-access
+  registry = ifeval.checker_module("instructions_registry")
   out = {k: set(v) | {k} for k, v in registry.INSTRUCTION_CONFLICTS.items()}
   for key, others in list(out.items()):
     for other in others:
@@ -116,7 +115,7 @@ def constrain(base: str, ids: Sequence[str], seed: int, redrawn: Optional[dict[s
   the checker rebuilds them: IFEval's builder can draw `nth_paragraph = num_paragraphs + 1`,
   which its own check then replaces by a random paragraph. Such draws are redrawn (counted in
   `redrawn`)."""
-  registry = sys.modules[f"{ifeval._PACKAGE}.instructions_registry"]  # pylint: disable=protected-access
+  registry = ifeval.checker_module("instructions_registry")
   state = random.getstate()
   try:
     random.seed(seed)

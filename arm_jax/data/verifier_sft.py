@@ -48,8 +48,7 @@ PRINCIPLES = (
 
 def describe(instruction_id: str, kwargs: dict[str, Any]) -> str:
   """The constraint as IFEval's builder words it for these arguments, on one line."""
-  ifeval.load_checker()
-  registry = sys.modules[f"{ifeval._PACKAGE}.instructions_registry"]  # pylint: disable=protected-access
+  registry = ifeval.checker_module("instructions_registry")
   instruction = registry.INSTRUCTION_DICT[instruction_id](instruction_id)
   return re.sub(r"\s+", " ", instruction.build_description(**kwargs)).strip()
 
@@ -80,8 +79,8 @@ def _listed(items: Sequence[str], limit: int = 3) -> str:
   return shown + (", ..." if len(items) > limit else "")
 
 
-def _count(n: int, noun: str, plural: str = "") -> str:
-  return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+def _count(n: int, noun: str) -> str:
+  return f"{n} {noun if n == 1 else noun + 's'}"
 
 
 def _word_with(words: Sequence[str], test) -> Optional[str]:
@@ -94,8 +93,10 @@ def evidence(instruction_id: str, kwargs: dict[str, Any], response: str) -> str:
   with "... can help with?"", "a comma in "Paris, France"". It mirrors the checker's own
   measurement (the same regular expressions and counters) so that the judgment's decision
   follows from text the judge can copy or count; the decision itself stays the checker's."""
-  ifeval.load_checker()
-  util = sys.modules[f"{ifeval._PACKAGE}.instructions_util"]  # pylint: disable=protected-access
+  registry = ifeval.checker_module("instructions_registry")
+  if instruction_id not in registry.INSTRUCTION_DICT:
+    raise ValueError(f"{instruction_id!r} is not an IFEval instruction: no evidence to read")
+  util = ifeval.checker_module("instructions_util")
   text, k = response, kwargs
   words = text.split()
   if not text.strip():
@@ -154,8 +155,7 @@ def evidence(instruction_id: str, kwargs: dict[str, Any], response: str) -> str:
     return f"the title {_quote(found[0].split())}" if found else "no title in <<double " \
         "angular brackets>>"
   if kind == "existence":
-    low = text.lower()
-    return "; ".join(f'"{w}" ' + ("appears" if re.search(w, low, flags=re.IGNORECASE) else
+    return "; ".join(f'"{w}" ' + ("appears" if re.search(w, text, flags=re.IGNORECASE) else
                                   "is missing") for w in k["keywords"])
   if kind == "forbidden_words":
     hits = [w for w in k["forbidden_words"] if re.search(r"\b" + w + r"\b", text,
@@ -174,8 +174,7 @@ def evidence(instruction_id: str, kwargs: dict[str, Any], response: str) -> str:
       code = langdetect.detect(text)
     except langdetect.LangDetectException:
       return "its language cannot be told"
-    module = sys.modules[f"{ifeval._PACKAGE}.instructions"]  # pylint: disable=protected-access
-    names = module._LANGUAGES  # pylint: disable=protected-access
+    names = ifeval.checker_module("instructions")._LANGUAGES  # pylint: disable=protected-access
     return f"it is written in {names.get(code, code)}"
   if kind == "nth_paragraph_first_word":
     paragraphs = [p for p in re.split(r"\n\n", text) if p.strip()]
@@ -201,7 +200,7 @@ def evidence(instruction_id: str, kwargs: dict[str, Any], response: str) -> str:
   if kind == "quotation":
     stripped = text.strip()
     return f"it starts with {stripped[:1]!r} and ends with {stripped[-1:]!r}"
-  return f"it starts with {_start(text)} and ends with {_end(text)}"
+  raise ValueError(f"no evidence writer for IFEval instruction {instruction_id!r}")
 
 
 def _lines(follows: Sequence[bool], n_principles: int,
