@@ -44,6 +44,18 @@ def test_advantages_hand_values():
     advantages.grpo(jnp.asarray(REWARDS), 5)
 
 
+def test_zero_std_fraction_counts_the_groups_without_signal():
+  # groups [1,0,0,1], [2,2,2,2], [0,1,1,1]: one of three has equal rewards; in pairs, the
+  # six groups [1,0] [0,1] [2,2] [2,2] [0,1] [1,1] have three
+  assert float(advantages.zero_std_fraction(jnp.asarray(REWARDS), 4)) == pytest.approx(1 / 3)
+  assert float(advantages.zero_std_fraction(jnp.asarray(REWARDS), 2)) == pytest.approx(1 / 2)
+  assert float(advantages.zero_std_fraction(jnp.asarray(REWARDS), 12)) == 0.0
+  for g in (2, 4):  # the same groups are those every variant gives zero advantage
+    adv = np.asarray(advantages.compute("grpo", jnp.asarray(REWARDS), g)).reshape(-1, g)
+    assert float(advantages.zero_std_fraction(jnp.asarray(REWARDS), g)) == pytest.approx(
+        np.mean(np.all(adv == 0, axis=1)))
+
+
 def np_loss(logp, old, ref, adv, mask, eps_low, eps_high, beta, agg):
   ratio = np.exp(logp - old)
   a = adv[:, None]
@@ -163,6 +175,8 @@ def test_update_gradient_matches_reference_and_accumulation_is_exact(kind, agg, 
       np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-5 * scale, rtol=0)
     np.testing.assert_allclose(float(metrics["loss"][0]), float(loss), rtol=1e-5, atol=1e-7)
     assert float(metrics["clip_fraction"][0]) > 0  # the perturbation makes some tokens clip
+    # REWARDS[:8] in groups of 4: [1, 0, 0, 1] and [2, 2, 2, 2], the second without signal
+    assert float(metrics["zero_std_groups"]) == 0.5
 
 
 def test_mu_steps_equal_sequential_single_steps():

@@ -107,7 +107,7 @@ def test_two_steps_of_each_phase_report_every_metric(single):
                                                         ("generator", 0), ("generator", 1)]
   keys = {"reward_mean", "reward_std", "accuracy", "clip_fraction", "kl", "entropy",
           "grad_norm", "grad_variance", "completion_length_mean", "seconds_generation",
-          "seconds_reward", "seconds_update", "loss", "skipped_nonfinite"}
+          "seconds_reward", "seconds_update", "loss", "skipped_nonfinite", "zero_std_groups"}
   for h in history:
     assert keys <= set(h), keys - set(h)
     assert all(np.isfinite(h[k]) for k in keys), h

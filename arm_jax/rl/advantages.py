@@ -45,6 +45,14 @@ def rloo(rewards: jax.Array, group_size: int, eps: float = 1e-6) -> jax.Array:
 ADVANTAGES: dict[str, Callable[..., jax.Array]] = {"grpo": grpo, "drgrpo": drgrpo, "rloo": rloo}
 
 
+def zero_std_fraction(rewards: jax.Array, group_size: int) -> jax.Array:
+  """Share of groups whose rewards are all equal: their advantages are zero under every
+  variant, so they give the policy gradient nothing (TRL logs it as frac_reward_zero_std;
+  DAPO's dynamic sampling drops such groups)."""
+  r = _groups(rewards, group_size)
+  return (r.max(axis=1) == r.min(axis=1)).astype(jnp.float32).mean()
+
+
 def compute(kind: str, rewards: jax.Array, group_size: int, eps: float = 1e-6) -> jax.Array:
   if kind not in ADVANTAGES:
     raise ValueError(f"advantage={kind!r}; expected one of {sorted(ADVANTAGES)}")

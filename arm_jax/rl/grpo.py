@@ -165,6 +165,7 @@ def make_update(model: Decoder, cfg: GRPOConfig, optimizer: optax.GradientTransf
     rewards = batch.rewards.astype(jnp.float32)
     metrics = dict(per_step, reward_mean=rewards.mean(), reward_std=rewards.std(),
                    advantage_abs_mean=jnp.abs(advantages).mean(),
+                   zero_std_groups=adv_lib.zero_std_fraction(rewards, cfg.group_size),
                    completion_tokens=mask.sum(axis=1).astype(jnp.float32).mean())
     return params, opt_state, metrics
 
