@@ -123,8 +123,9 @@ COSTS = {
     "sft_judge_step": 95.0,  # 8 rows of 400-1900 tokens, in two halves: the median step of the
     # 2026-12 run's judge warm start (docs/results.md)
     "sft_generator_step": 40.0,  # 8 rows of ~400 tokens: the median of that run's 90 steps
-    "rl_step": 55.0,  # one GRPO update, 8 rollouts, either policy (generation included)
-    "round_eval": 240.0,  # the run's greedy held-out curve, 32 pairs
+    "rl_step": 110.0,  # one GRPO update, 8 rollouts, either policy (generation included): the
+    # 2026-12 run's medians were 96-124 s (judge) and 112-132 s (generator) per round
+    "round_eval": 180.0,  # the run's greedy held-out curve, 18 pairs: 169-187 s in that run
     "eval_pair": 30.0,  # one pair, four systems, three orders, five votes for the trained one
     "dpo_prompt": 6.0,  # two samples + both orders judged by the reward model + the update
     "dpo_prompt_checker": 2.5,  # two samples + the checker + the update
