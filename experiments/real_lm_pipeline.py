@@ -730,11 +730,7 @@ class Pipeline:
             f"--config.reward_model.checkpoint={'warm_start' if labeller == 'sft' else 'latest'}"]
     self.command(stage, o + self.flags.get("policy", []))
     evals = sorted(f for f in os.listdir(os.path.join(work, "eval")) if f.endswith(".json"))
-    labels = [r for r in read_jsonl(os.path.join(work, "metrics.jsonl"))
-              if r.get("phase") == "label"]
-    return dict(evals=[os.path.join(stage, "eval", f) for f in evals],
-                labels=[{k: r.get(k) for k in ("iteration", "pairs", "kept", "inconsistent")}
-                        for r in labels])
+    return dict(evals=[os.path.join(stage, "eval", f) for f in evals], labels=label_rows(work))
 
   @staticmethod
   def _shipped() -> str:
@@ -761,6 +757,16 @@ class Pipeline:
 
 # --- the report -----------------------------------------------------------------------------------
 
+LABEL_KEYS = ("iteration", "prompts", "kept", "identical", "unparseable", "inconsistent",
+              "consistency_rate")
+
+
+def label_rows(work: str) -> list[dict]:
+  """A policy job's labelling records (its metrics.jsonl, phase "label"): per iteration, the
+  prompts sampled and what the labeller kept or dropped (arm_jax.downstream.reward_model)."""
+  return [{k: r.get(k) for k in LABEL_KEYS}
+          for r in read_jsonl(os.path.join(work, "metrics.jsonl")) if r.get("phase") == "label"]
+
 def _ifeval_side(path: str) -> dict:
   with open(path, encoding="utf-8") as f:
     return json.load(f)
@@ -779,6 +785,16 @@ def build_report(p: Pipeline) -> dict:
   if stages["evaluate_rm"]:
     with open(p.path(stages["evaluate_rm"]["outputs"]["results"]), encoding="utf-8") as f:
       out["reward_model"] = reward_model_rows(json.load(f))
+  labels = {}
+  for stage, labeller in LABELLERS.items():
+    if stages[stage]:  # the job's own records: a stage record of an older pipeline lacks keys
+      metrics = p.path(stage, "metrics.jsonl")
+      rows = (label_rows(p.path(stage)) if os.path.isfile(metrics)
+              else stages[stage]["outputs"].get("labels", []))
+      if rows:
+        labels[labeller] = rows
+  if labels:
+    out["dpo_labels"] = labels
   base = stages["dpo_checker"]
   policies = {}
   if base:
@@ -830,7 +846,7 @@ def reward_model_rows(results: dict) -> list[dict]:
 
 
 def _pct(x: Optional[float]) -> str:
-  return "-" if x is None else f"{100 * x:.1f}"
+  return "-" if x is None or math.isnan(x) else f"{100 * x:.1f}"
 
 
 def report_markdown(r: dict) -> str:
@@ -876,6 +892,15 @@ def report_markdown(r: dict) -> str:
               f"{_pct(x['voting']) if x['votes'] > 1 else ''} | {_pct(x['ord1'])} | "
               f"{_pct(x['ord2'])} | {_pct(x['position_bias'])} | "
               f"{_pct(x['parse_failure_rate'])} |" for x in r["reward_model"]]
+    lines.append("")
+  if "dpo_labels" in r:
+    lines += ["## DPO pairs (two samples per prompt; a pair is kept when the labeller prefers the "
+              "same response in both orders)", "",
+              "| labeller | iteration | prompts | kept | identical | unparseable | inconsistent | "
+              "consistency |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {x['iteration']} | {x['prompts']} | {x['kept']} | {x['identical']} | "
+              f"{x['unparseable']} | {x['inconsistent']} | {_pct(x['consistency_rate'])} |"
+              for name, rows in r["dpo_labels"].items() for x in rows]
     lines.append("")
   if "ifeval" in r:
     from arm_jax.evaluation import ifeval_policy  # pylint: disable=import-outside-toplevel

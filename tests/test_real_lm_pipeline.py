@@ -500,8 +500,23 @@ def test_the_report_compares_each_dpo_policy_with_the_base_on_the_same_prompts(t
                          ("dpo_rl", 30.0)):
     record = dict(stage=stage, seconds=seconds, outputs=dict(evals=evals.get(stage, [])))
     (tmp_path / "stages" / f"{stage}.json").write_text(json.dumps(record))
+  # The RL labeller's job kept 2 of 8 pairs in iteration 1 and 0 of 8 in iteration 2 (its
+  # metrics.jsonl); the SFT labeller's stage has no job left, only its stage record's labels.
+  (tmp_path / "dpo_rl").mkdir()
+  (tmp_path / "dpo_rl" / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in (
+      dict(phase="dpo", iteration=1, step=0, loss=0.69),
+      dict(phase="label", iteration=1, prompts=8, kept=2, identical=1, unparseable=1,
+           inconsistent=4, consistency_rate=2 / 6),
+      dict(phase="label", iteration=2, prompts=8, kept=0, identical=0, unparseable=8,
+           inconsistent=0, consistency_rate=float("nan")))) + "\n")
+  record = json.loads((tmp_path / "stages" / "dpo_sft.json").read_text())
+  record["outputs"]["labels"] = [dict(iteration=1, prompts=8, kept=5, identical=0,
+                                      unparseable=0, inconsistent=3, consistency_rate=5 / 8)]
+  (tmp_path / "stages" / "dpo_sft.json").write_text(json.dumps(record))
   report = pipeline.build_report(p)
   assert report["total_seconds"] == 103.0
+  assert [x["kept"] for x in report["dpo_labels"]["rl"]] == [2, 0]
+  assert "checker" not in report["dpo_labels"]  # its stage record has no labels, its job no dir
   assert list(report["ifeval"]) == ["base", "checker", "sft", "rl"]
   # The recount: `better` follows 4 more of 30 prompts' strict instructions (0, 3 were already
   # followed, 1, 2, 4, 5 are new) and 3 more loose ones (1, 3, 5).
@@ -520,6 +535,9 @@ def test_the_report_compares_each_dpo_policy_with_the_base_on_the_same_prompts(t
   assert lines["| rl"].endswith("| +11.7 [+3.3, +23.3] | +0.0 [+0.0, +0.0] |")
   assert lines["| sft"].endswith("| +0.0 [+0.0, +0.0] | -11.7 [-23.3, -3.3] |")
   assert lines["| base"].endswith("|  |  |")
+  assert "| rl | 1 | 8 | 2 | 1 | 1 | 4 | 33.3 |" in text
+  assert "| rl | 2 | 8 | 0 | 0 | 8 | 0 | - |" in text  # nothing judged: no rate
+  assert "| sft | 1 | 8 | 5 | 0 | 0 | 3 | 62.5 |" in text
 
 
 def test_reward_model_rows_take_mixed_voting_orders_and_bias_from_the_evaluators_results():
