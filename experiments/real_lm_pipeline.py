@@ -849,6 +849,12 @@ def _pct(x: Optional[float]) -> str:
   return "-" if x is None or math.isnan(x) else f"{100 * x:.1f}"
 
 
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+  """A report section: its heading, a markdown table of `rows` under `columns`, a blank line."""
+  return ([f"## {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] +
+          ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""])
+
+
 def report_markdown(r: dict) -> str:
   lines = ["# Rubric-ARM on SmolLM2-135M with Synthetic-IF: the pipeline's report", ""]
   lines += ["## Sizes", "", "```", json.dumps(r["sizes"]), "```", ""]
@@ -876,54 +882,47 @@ def report_markdown(r: dict) -> str:
                    f"{r['ifeval_pairs']['prompts']} prompts")
     lines.append("")
   if "train" in r:
-    lines += ["## Training curve (greedy judgments on the run's own held-out pairs; round 0 = "
-              "after the SFT warm start)", "",
-              "| round | step | pairs | judge accuracy | verdict rate |", "|---|---|---|---|---|"]
-    lines += [f"| {c['round']} | {c['global_step']} | {c['pairs']} | "
-              f"{_pct(c['judge_accuracy'])} | {_pct(c['verdict_rate'])} |"
-              for c in r["train"]["curve"]]
-    lines.append("")
+    lines += _table("Training curve (greedy judgments on the run's own held-out pairs; round 0 = "
+                    "after the SFT warm start)",
+                    ("round", "step", "pairs", "judge accuracy", "verdict rate"),
+                    [(c["round"], c["global_step"], c["pairs"], _pct(c["judge_accuracy"]),
+                      _pct(c["verdict_rate"])) for c in r["train"]["curve"]])
   if "reward_model" in r:
-    lines += ["## Reward model (arm_jax.evaluate; pairwise accuracy %, judgments sampled at "
-              "temperature 1)", "",
-              "| system | benchmark | pairs | Mixed | voting | Ord-1 | Ord-2 | position bias | "
-              "parse failures |", "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {x['system']} | {x['benchmark']} | {x['examples']} | {_pct(x['mixed'])} | "
-              f"{_pct(x['voting']) if x['votes'] > 1 else ''} | {_pct(x['ord1'])} | "
-              f"{_pct(x['ord2'])} | {_pct(x['position_bias'])} | "
-              f"{_pct(x['parse_failure_rate'])} |" for x in r["reward_model"]]
-    lines.append("")
+    lines += _table("Reward model (arm_jax.evaluate; pairwise accuracy %, judgments sampled at "
+                    "temperature 1)",
+                    ("system", "benchmark", "pairs", "Mixed", "voting", "Ord-1", "Ord-2",
+                     "position bias", "parse failures"),
+                    [(x["system"], x["benchmark"], x["examples"], _pct(x["mixed"]),
+                      _pct(x["voting"]) if x["votes"] > 1 else "", _pct(x["ord1"]),
+                      _pct(x["ord2"]), _pct(x["position_bias"]),
+                      _pct(x["parse_failure_rate"])) for x in r["reward_model"]])
   if "dpo_labels" in r:
-    lines += ["## DPO pairs (two samples per prompt; a pair is kept when the labeller prefers the "
-              "same response in both orders)", "",
-              "| labeller | iteration | prompts | kept | identical | unparseable | inconsistent | "
-              "consistency |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {x['iteration']} | {x['prompts']} | {x['kept']} | {x['identical']} | "
-              f"{x['unparseable']} | {x['inconsistent']} | {_pct(x['consistency_rate'])} |"
-              for name, rows in r["dpo_labels"].items() for x in rows]
-    lines.append("")
+    lines += _table("DPO pairs (two samples per prompt; a pair is kept when the labeller prefers "
+                    "the same response in both orders)",
+                    ("labeller", "iteration", "prompts", "kept", "identical", "unparseable",
+                     "inconsistent", "consistency"),
+                    [(name, x["iteration"], x["prompts"], x["kept"], x["identical"],
+                      x["unparseable"], x["inconsistent"], _pct(x["consistency_rate"]))
+                     for name, rows in r["dpo_labels"].items() for x in rows])
   if "ifeval" in r:
     from arm_jax.evaluation import ifeval_policy  # pylint: disable=import-outside-toplevel
-    head = ("| policy | " + " | ".join(ifeval_policy.FIGURES) +
-            " | average vs base | average vs checker (the oracle) |")
-    lines += ["## IFEval (541 prompts unless sized down; 95% bootstrap intervals over prompts, "
-              "paired for the differences)", "", head,
-              "|" + "---|" * (len(ifeval_policy.FIGURES) + 3)]
 
     def diff(row, key):
       d = row.get(key, {}).get("average")
       return (f"{100 * d['difference']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
               if d else "")
 
-    for name, row in r["ifeval"].items():
-      cells = [f"{_pct(row[f])} [{_pct(row['ci'][f][0])}, {_pct(row['ci'][f][1])}]"
-               for f in ifeval_policy.FIGURES]
-      lines.append(f"| {name} | " + " | ".join(cells) +
-                   f" | {diff(row, 'vs_base')} | {diff(row, 'vs_checker')} |")
-    lines.append("")
-  lines += ["## Wall time (2-core CPU)", "", "| stage | seconds |", "|---|---|"]
-  lines += [f"| {s} | {'' if v is None else f'{v:.0f}'} |" for s, v in r["stages"].items()]
-  lines += [f"| total | {r['total_seconds']:.0f} |", ""]
+    lines += _table("IFEval (541 prompts unless sized down; 95% bootstrap intervals over prompts, "
+                    "paired for the differences)",
+                    ("policy", *ifeval_policy.FIGURES, "average vs base",
+                     "average vs checker (the oracle)"),
+                    [(name, *[f"{_pct(row[f])} [{_pct(row['ci'][f][0])}, "
+                              f"{_pct(row['ci'][f][1])}]" for f in ifeval_policy.FIGURES],
+                      diff(row, "vs_base"), diff(row, "vs_checker"))
+                     for name, row in r["ifeval"].items()])
+  lines += _table("Wall time (2-core CPU)", ("stage", "seconds"),
+                  [(s, "" if v is None else f"{v:.0f}") for s, v in r["stages"].items()] +
+                  [("total", f"{r['total_seconds']:.0f}")])
   return "\n".join(lines)
 
 
