@@ -12,6 +12,7 @@ scalar per numeric field, tagged "<phase>/<field>", flushed per record.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
@@ -99,6 +100,11 @@ class MetricsWriter:
       return
     # Imported here: tensorboardX imports torch when it is installed (over a second per start).
     from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+    # tensorboardX warns at every non-finite scalar ("NaN or Inf found in input tensor"): once a
+    # step for a metric that is undefined by design (grad_variance with one micro-batch). The
+    # value is written as it is (_scalars) and metrics.jsonl has it as null, so the warning
+    # says nothing the curve does not.
+    logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
     os.makedirs(self._tensorboard_dir, exist_ok=True)
     # tensorboardX names the file by the second and the host; a suffix keeps a resume within
     # the same second from overwriting the previous file.
