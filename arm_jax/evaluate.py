@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import time
 import zlib
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
 import ml_collections
@@ -109,10 +110,27 @@ def _key(seed: int, *names: str) -> jax.Array:
 
 
 def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                 train_config: Optional[ml_collections.ConfigDict] = None) -> dict:
+                 train_config: Optional[ml_collections.ConfigDict] = None,
+                 should_stop: Optional[Callable[[], bool]] = None) -> Optional[dict]:
   """Evaluates every configured system on every configured benchmark; writes the outputs into
   `workdir` and returns results.json's content. `train_config` replaces loading the training
-  run's config from `trained.config` (for notebooks and tests)."""
+  run's config from `trained.config` (for notebooks and tests).
+
+  Stopped early, it returns None without tables: after SIGTERM (or once `should_stop` says so)
+  it finishes the batch it is sampling, writes it to the journal and returns; the same command
+  then resumes after it (arm_jax.evaluation.journal)."""
+  with journal_lib.stop_on_sigterm(lambda m: logging.warning("%s", m)) as sigterm:
+    stop = sigterm if should_stop is None else (lambda: sigterm() or should_stop())
+    try:
+      return _evaluate(config, workdir, train_config, stop)
+    except journal_lib.Stopped as stopped:
+      logging.warning("%s", stopped)
+      return None
+
+
+def _evaluate(config: ml_collections.ConfigDict, workdir: str,
+              train_config: Optional[ml_collections.ConfigDict],
+              should_stop: Callable[[], bool]) -> dict:
   if config.get("job") != "evaluate":
     raise ValueError(f"config.job={config.get('job')!r}: the evaluator takes an evaluation "
                      "config (job 'evaluate'), e.g. configs/evaluate_smollm2.py")
@@ -167,7 +185,7 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # what was missing (arm_jax.evaluation.journal). Its fingerprint: the models and templates.
   journal = journal_lib.open_journal(os.path.join(workdir, journal_lib.FILENAME),
                                      journal_lib.fingerprint(models.info),
-                                     log=lambda m: logging.info("%s", m))
+                                     log=lambda m: logging.info("%s", m), should_stop=should_stop)
   predictions: list[dict] = []
   rubric_caches: dict[str, dict] = {}  # one rubric per prompt and generator, shared by rows
   for spec in specs:
@@ -215,7 +233,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   xla_options.configure_process()
   multihost.initialize()
-  run_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+  if run_evaluate(flags.FLAGS.config, flags.FLAGS.workdir) is None:
+    return 128 + signal.SIGTERM  # stopped, no tables written: the status a SIGTERM would give
+  return 0
 
 
 if __name__ == "__main__":

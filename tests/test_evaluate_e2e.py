@@ -136,6 +136,25 @@ def test_a_killed_evaluation_resumes_and_writes_the_same_tables(evaluated, toy_w
       assert again["systems"][name]["benchmarks"][bench]["orders"] == m["orders"]
 
 
+def test_a_stopped_evaluation_keeps_its_last_batch_and_resumes_to_the_same_tables(
+    evaluated, toy_workdir, fixture_jsonl, tmp_path):
+  """Asked to stop (what SIGTERM does in the command), the evaluator returns None once the batch
+  it was sampling is in the journal, with no tables; the same command then samples only the
+  rest and writes what the uninterrupted run wrote."""
+  out, results = evaluated
+  reads = []
+  stopped = run_evaluate(_eval_config(toy_workdir[0], fixture_jsonl), str(tmp_path),
+                         should_stop=lambda: reads.append(1) or len(reads) == 2)
+  assert stopped is None and not (tmp_path / "results.json").exists()
+  with open(tmp_path / "generations.jsonl", encoding="utf-8") as f:
+    assert len(f.readlines()) == 1 + 2  # the header and the two batches sampled
+  again = run_evaluate(_eval_config(toy_workdir[0], fixture_jsonl), str(tmp_path))
+  assert again["journal"]["batches_reused"] == 2
+  assert again["journal"]["batches_sampled"] == results["journal"]["batches_sampled"] - 2
+  assert _read_jsonl(tmp_path / "predictions.jsonl") == _read_jsonl(
+      os.path.join(out, "predictions.jsonl"))
+
+
 def test_table_columns_follow_the_paper_then_avg_then_others(evaluated):
   out, results = evaluated
   expected = [label for _, label in PAPER_COLUMNS] + ["Avg", "held_out", "fixture"]

@@ -6,12 +6,15 @@ contract with generate_in_batches needs no model.
 """
 
 import json
+import os
+import signal
 import types
 
 import jax
 import numpy as np
+import pytest
 
-from arm_jax.evaluation.journal import GenerationJournal, fingerprint
+from arm_jax.evaluation.journal import GenerationJournal, Stopped, fingerprint, stop_on_sigterm
 from arm_jax.evaluation.runner import generate_in_batches
 from arm_jax.sampling import SamplingParams
 
@@ -91,3 +94,29 @@ def test_bad_lines_are_skipped_and_counted_and_a_foreign_journal_is_kept_aside(t
 def test_fingerprint_is_stable_and_order_free():
   assert fingerprint({"a": 1, "b": [2, 3]}) == fingerprint({"b": [2, 3], "a": 1})
   assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+def test_a_stop_request_ends_after_the_batch_in_flight_is_written(tmp_path):
+  """should_stop is read after each append: the batch sampled when it turned True is kept, and
+  the rerun samples only the batches after it."""
+  path = tmp_path / "g.jsonl"
+  want, _, _ = _run(tmp_path / "whole.jsonl")
+  policy, asked = Policy(), []
+  journal = GenerationJournal(str(path), "models-a", log=lambda _: None,
+                              should_stop=lambda: policy.calls == 2 and not asked.append(1))
+  with pytest.raises(Stopped, match=r"2 batches there\): the same command resumes"):
+    generate_in_batches(policy, PROMPTS, SAMPLING, jax.random.key(0), 3, 2,
+                        journal.scoped("judge|trained@5"))
+  assert policy.calls == 2 and len(path.read_text().splitlines()) == 3  # header + 2 batches
+  got, calls, journal = _run(path)
+  assert got == want and calls == 2 and journal.stats()["batches_reused"] == 2
+
+
+def test_stop_on_sigterm_turns_a_sigterm_into_a_flag_and_restores_the_handler():
+  before = signal.getsignal(signal.SIGTERM)
+  logs = []
+  with stop_on_sigterm(logs.append) as stop:
+    assert not stop()
+    os.kill(os.getpid(), signal.SIGTERM)  # the default handler would end this process
+    assert stop() and "SIGTERM" in logs[0]
+  assert signal.getsignal(signal.SIGTERM) is before

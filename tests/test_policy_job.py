@@ -164,33 +164,40 @@ def test_sigterm_mid_training_saves_exits_and_resumes_exactly(method, rm_run, dp
   assert trajectory(workdir) == trajectory(ref_dir)
 
 
-def test_a_crash_mid_labelling_resumes_without_sampling_a_batch_twice(rm_run, dpo_reference,
-                                                                      tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["crash", "sigterm"])
+def test_a_crash_or_sigterm_mid_labelling_resumes_without_sampling_a_batch_twice(
+    rm_run, dpo_reference, tmp_path, monkeypatch, how):
   """A crash while the reward model judges iteration 2's pairs: the rerun restores the checkpoint
   of iteration 1 and reads the batches already sampled from generations.jsonl instead of
   sampling them again (the journal ends with as many batches as the uninterrupted run's), and
-  ends with the same parameters and records."""
+  ends with the same parameters and records. A SIGTERM there stops the job (None) once the
+  batch being judged is written, and resumes the same way."""
   ref_dir, ref_done = dpo_reference
   workdir = str(tmp_path)
   put = ScopedJournal.put
   seen = []
 
-  def crashing_put(self, key, entry):
+  def interrupted_put(self, key, entry):
     seen.append(self.scope)
     if self.scope == "reward_model.judge" and "policy@label2" in seen:
-      raise RuntimeError("simulated crash")
+      if how == "crash":
+        raise RuntimeError("simulated crash")
+      os.kill(os.getpid(), signal.SIGTERM)  # as the batch is written: the job stops after it
     put(self, key, entry)
 
-  monkeypatch.setattr(ScopedJournal, "put", crashing_put)
-  with pytest.raises(RuntimeError, match="simulated crash"):
-    run_policy(policy_config(rm_run, "iterdpo"), workdir)
+  monkeypatch.setattr(ScopedJournal, "put", interrupted_put)
+  if how == "crash":
+    with pytest.raises(RuntimeError, match="simulated crash"):
+      run_policy(policy_config(rm_run, "iterdpo"), workdir)
+  else:
+    assert run_policy(policy_config(rm_run, "iterdpo"), workdir) is None
   monkeypatch.undo()
   assert [r["iteration"] for r in records(workdir) if r["phase"] == "label"] == [1]
   assert run_policy(policy_config(rm_run, "iterdpo"), workdir) == ref_done
   assert trajectory(workdir) == trajectory(ref_dir)
   lines = [_lines(os.path.join(d, policy_job.JOURNAL)) for d in (workdir, ref_dir)]
   assert lines[0] == lines[1]  # the header and each batch once
-  assert 1 < len(seen) - 1 < lines[0] - 1  # the crash came after some batches, before the last
+  assert 1 < len(seen) - 1 < lines[0] - 1  # the stop came after some batches, before the last
 
 
 def _lines(path):

@@ -59,7 +59,8 @@ from arm_jax.downstream import grpo as grpo_lib
 from arm_jax.downstream.checker import CheckerLabeller
 from arm_jax.downstream.reward_model import Comparison, RewardModel
 from arm_jax.evaluation import ifeval_policy
-from arm_jax.evaluation.journal import FILENAME as JOURNAL, ScopedJournal, fingerprint, open_journal
+from arm_jax.evaluation.journal import (FILENAME as JOURNAL, ScopedJournal, Stopped, fingerprint,
+                                       open_journal)
 from arm_jax.evaluation.runner import Generation, generate_in_batches
 from arm_jax.evaluation.systems import load_train_config
 from arm_jax.models import load_pretrained, lora
@@ -415,8 +416,11 @@ class _PolicyRun(RunBase):
     # kept as they finish: a rerun after a kill samples only what its checkpoint had not
     # reached and was not yet sampled (arm_jax.evaluation.journal). Keys name the policy's
     # position (iteration, evaluation unit), whose weights a resumed run reproduces.
+    # After SIGTERM the job stops once the batch it is sampling is written (run_policy): a
+    # labelling or evaluation pass can outlast the grace a scheduler gives before SIGKILL.
     self.journal = open_journal(os.path.join(workdir, JOURNAL),
-                                fingerprint(config.to_dict()), log=lambda m: logging.info("%s", m))
+                                fingerprint(config.to_dict()), log=lambda m: logging.info("%s", m),
+                                should_stop=lambda: self.preemption.signalled)
     if isinstance(setup.reward_model, RewardModel):
       setup.reward_model.journal = self.journal
 
@@ -654,5 +658,8 @@ def run_policy(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
     if run.meta["stage"] == "train" and not train():
       return None
     return run.finish({"policy": run.policy.params})
+  except Stopped as stopped:  # mid-sampling: the journal holds what the last checkpoint lacks
+    logging.warning("preempted: %s", stopped)
+    return None
   finally:
     run.close()

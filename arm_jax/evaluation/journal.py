@@ -11,8 +11,11 @@ of the key). What the scope does not name (which model files, which training run
 journal's fingerprint, on its first line: a journal with another fingerprint is set aside
 (renamed, not deleted) and a new one started.
 
-A batch whose line was cut by a kill mid-write is sampled again: the torn tail is counted,
-logged and cut off so that appends stay whole lines. Lines that do not parse elsewhere are
+A job asked to stop (SIGTERM) stops once its batch in flight is written: the journal reads its
+`should_stop` after each append and raises `Stopped` when it says so, so nothing sampled is lost
+(the evaluator installs the handler with `stop_on_sigterm`; the policy job passes its own
+preemption flag). A batch whose line was cut by a kill mid-write is sampled again: the torn tail
+is counted, logged and cut off so that appends stay whole lines. Lines that do not parse elsewhere are
 skipped and counted. One process writes; with several processes (multi-host) a journal is not
 used, since each process would have to skip the same batches (the jobs then resume at their
 own checkpoints as before).
@@ -20,11 +23,14 @@ own checkpoints as before).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
-from typing import Any, Callable, Optional, Sequence
+import signal
+import threading
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import jax
 import numpy as np
@@ -39,6 +45,32 @@ def fingerprint(*parts: Any) -> str:
   return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+class Stopped(Exception):
+  """The job was asked to stop and its last sampled batch is written: the same command resumes
+  after it."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(log: Callable[[str], None] = print) -> Iterator[Callable[[], bool]]:
+  """While inside: SIGTERM sets a flag instead of killing the process; yields the flag's reader
+  (a journal's should_stop). The previous handler comes back on exit. Off the main thread, where
+  Python cannot take signals, the reader stays False."""
+  got = threading.Event()
+  if threading.current_thread() is not threading.main_thread():
+    yield got.is_set
+    return
+
+  def handle(signum, frame):  # noqa: ARG001
+    log("SIGTERM: stopping once the batch being sampled is written to the journal")
+    got.set()
+
+  previous = signal.signal(signal.SIGTERM, handle)
+  try:
+    yield got.is_set
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
   texts: list[str]
@@ -50,10 +82,12 @@ class GenerationJournal:
   """An append-only JSONL of sampled batches (see the module docstring)."""
 
   def __init__(self, path: str, fingerprint_: str,
-               log: Callable[[str], None] = print):
+               log: Callable[[str], None] = print,
+               should_stop: Optional[Callable[[], bool]] = None):
     self.path = path
     self.fingerprint = fingerprint_
     self.log = log
+    self.should_stop = should_stop
     self.entries: dict[str, Entry] = {}
     self.reused = self.written = 0
     self.torn = self.bad_lines = 0
@@ -119,6 +153,9 @@ class GenerationJournal:
       f.flush()
       os.fsync(f.fileno())
     self.written += 1
+    if self.should_stop is not None and self.should_stop():
+      raise Stopped(f"stopped as asked once a sampled batch was written to {self.path} "
+                    f"({len(self.entries)} batches there): the same command resumes after them")
 
   def stats(self) -> dict:
     return dict(path=self.path, batches_reused=self.reused, batches_sampled=self.written,
@@ -144,11 +181,12 @@ class ScopedJournal:
     self.journal.put(key, entry)
 
 
-def open_journal(path: str, fingerprint_: str,
-                 log: Callable[[str], None] = print) -> Optional[GenerationJournal]:
+def open_journal(path: str, fingerprint_: str, log: Callable[[str], None] = print,
+                 should_stop: Optional[Callable[[], bool]] = None
+                 ) -> Optional[GenerationJournal]:
   """The journal at `path`, or None with several processes (see the module docstring)."""
   if jax.process_count() > 1:
     log(f"{jax.process_count()} processes: no generation journal; an interrupted run resumes "
         "at its checkpoints only")
     return None
-  return GenerationJournal(path, fingerprint_, log)
+  return GenerationJournal(path, fingerprint_, log, should_stop)
