@@ -16,9 +16,9 @@ A job asked to stop (SIGTERM) stops once its batch in flight is written: the jou
 (the evaluator installs the handler with `stop_on_sigterm`; the policy job passes its own
 preemption flag). A batch whose line was cut by a kill mid-write is sampled again: the torn tail
 is counted, logged and cut off so that appends stay whole lines. Lines that do not parse
-elsewhere are skipped and counted. One process writes; with several processes (multi-host) a journal is not
-used, since each process would have to skip the same batches (the jobs then resume at their
-own checkpoints as before).
+elsewhere are skipped and counted. One process writes; with several processes (multi-host) a
+journal is not used, since each process would have to skip the same batches (the jobs then
+resume at their own checkpoints as before).
 """
 
 from __future__ import annotations
