@@ -767,6 +767,7 @@ def label_rows(work: str) -> list[dict]:
   return [{k: r.get(k) for k in LABEL_KEYS}
           for r in read_jsonl(os.path.join(work, "metrics.jsonl")) if r.get("phase") == "label"]
 
+
 def _ifeval_side(path: str) -> dict:
   with open(path, encoding="utf-8") as f:
     return json.load(f)
@@ -790,7 +791,8 @@ def build_report(p: Pipeline) -> dict:
     if stages[stage]:  # the job's own records: a stage record of an older pipeline lacks keys
       metrics = p.path(stage, "metrics.jsonl")
       rows = (label_rows(p.path(stage)) if os.path.isfile(metrics)
-              else stages[stage]["outputs"].get("labels", []))
+              else [{k: r.get(k) for k in LABEL_KEYS}
+                    for r in stages[stage]["outputs"].get("labels", [])])
       if rows:
         labels[labeller] = rows
   if labels:
@@ -901,8 +903,8 @@ def report_markdown(r: dict) -> str:
                     "the same response in both orders)",
                     ("labeller", "iteration", "prompts", "kept", "identical", "unparseable",
                      "inconsistent", "consistency"),
-                    [(name, x["iteration"], x["prompts"], x["kept"], x["identical"],
-                      x["unparseable"], x["inconsistent"], _pct(x["consistency_rate"]))
+                    [(name, *("-" if x[k] is None else x[k] for k in LABEL_KEYS[:-1]),
+                      _pct(x["consistency_rate"]))
                      for name, rows in r["dpo_labels"].items() for x in rows])
   if "ifeval" in r:
     from arm_jax.evaluation import ifeval_policy  # pylint: disable=import-outside-toplevel

@@ -120,3 +120,11 @@ def test_stop_on_sigterm_turns_a_sigterm_into_a_flag_and_restores_the_handler():
     os.kill(os.getpid(), signal.SIGTERM)  # the default handler would end this process
     assert stop() and "SIGTERM" in logs[0]
   assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_with_several_processes_sigterm_keeps_its_handler(monkeypatch):
+  """No journal reads the flag there (open_journal): a SIGTERM must still end the process."""
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  before = signal.getsignal(signal.SIGTERM)
+  with stop_on_sigterm(lambda _: None) as stop:
+    assert signal.getsignal(signal.SIGTERM) is before and not stop()

@@ -511,7 +511,8 @@ def test_the_report_compares_each_dpo_policy_with_the_base_on_the_same_prompts(t
            inconsistent=0, consistency_rate=float("nan")))) + "\n")
   record = json.loads((tmp_path / "stages" / "dpo_sft.json").read_text())
   record["outputs"]["labels"] = [dict(iteration=1, prompts=8, kept=5, identical=0,
-                                      unparseable=0, inconsistent=3, consistency_rate=5 / 8)]
+                                      unparseable=0, inconsistent=3, consistency_rate=5 / 8),
+                                 dict(iteration=2, pairs=None, kept=4, inconsistent=4)]  # older
   (tmp_path / "stages" / "dpo_sft.json").write_text(json.dumps(record))
   report = pipeline.build_report(p)
   assert report["total_seconds"] == 103.0
@@ -538,6 +539,7 @@ def test_the_report_compares_each_dpo_policy_with_the_base_on_the_same_prompts(t
   assert "| rl | 1 | 8 | 2 | 1 | 1 | 4 | 33.3 |" in text
   assert "| rl | 2 | 8 | 0 | 0 | 8 | 0 | - |" in text  # nothing judged: no rate
   assert "| sft | 1 | 8 | 5 | 0 | 0 | 3 | 62.5 |" in text
+  assert "| sft | 2 | - | 4 | - | - | 4 | - |" in text  # an older record lacks keys
 
 
 def test_reward_model_rows_take_mixed_voting_orders_and_bias_from_the_evaluators_results():

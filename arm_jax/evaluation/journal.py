@@ -54,9 +54,10 @@ class Stopped(Exception):
 def stop_on_sigterm(log: Callable[[str], None] = print) -> Iterator[Callable[[], bool]]:
   """While inside: SIGTERM sets a flag instead of killing the process; yields the flag's reader
   (a journal's should_stop). The previous handler comes back on exit. Off the main thread, where
-  Python cannot take signals, the reader stays False."""
+  Python cannot take signals, and with several processes, which keep no journal (open_journal)
+  to read the flag, the handler is left as it is and the reader stays False."""
   got = threading.Event()
-  if threading.current_thread() is not threading.main_thread():
+  if threading.current_thread() is not threading.main_thread() or jax.process_count() > 1:
     yield got.is_set
     return
 
