@@ -16,12 +16,18 @@ judgment up to a hard-rule line's "Justification:", the judge writes the rest of
 greedily and its result is compared with the checker's (`generated`; `evidence_exact` is the
 share of lines whose evidence it wrote as the verifier did).
 
+`--probe_rows` asks whether the information is there at all: a logistic regression on the
+judge's final hidden state at each check's decision token (the state its " Met" / " Not" logits
+are read from), fit on the checks of other pairs' rows (ones no checkpoint trained on) and
+scored on --rows' checks, against each constraint kind's majority (a read-out that learnt only
+which kinds are usually met scores that).
+
   python -m arm_jax.data.verifier_sft --prompts runs/real_lm/prompts/reward_model.jsonl \\
       --pairs runs/real_lm/pairs/pairs_held_out.jsonl --out /tmp/held_out_sft.jsonl \\
       --rubric_template rubric_generator_compact --judge_template judge_compact
   python experiments/probe_judge_checks.py --train_workdir runs/real_lm/train \\
       --rows /tmp/held_out_sft.jsonl --checkpoints base,warm_start,latest --max_rows 48 \\
-      [--generate]
+      [--generate] [--prompts runs/real_lm/prompts/reward_model.jsonl --probe_rows ROWS]
 """
 
 from __future__ import annotations
@@ -212,6 +218,67 @@ def generated_checks(sampler, params, tokenizer, rows, encoded, marks, kinds,
   return out
 
 
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iterations: int = 50) -> np.ndarray:
+  """L2-regularized logistic regression by Newton's method: weights [d + 1] (the last the bias,
+  not penalized) minimizing mean log-loss + l2/2 |w|^2 over rows x [n, d], labels y in {0, 1}."""
+  xb = np.concatenate([x, np.ones((len(x), 1))], axis=1).astype(np.float64)
+  w = np.zeros(xb.shape[1])
+  penalty = np.full(xb.shape[1], l2)
+  penalty[-1] = 0.0
+  for _ in range(iterations):
+    p = 1.0 / (1.0 + np.exp(-(xb @ w)))
+    grad = xb.T @ (p - y) / len(y) + penalty * w
+    hess = (xb.T * (p * (1 - p))) @ xb / len(y) + np.diag(penalty) + 1e-9 * np.eye(len(w))
+    step = np.linalg.solve(hess, grad)
+    w -= step
+    if np.max(np.abs(step)) < 1e-10:
+      break
+  return w
+
+
+def predict_logistic(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+  return (x @ w[:-1] + w[-1]) > 0
+
+
+def linear_probe(train_x, train_y, train_kinds, test_x, test_y, test_kinds,
+                 l2_grid=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), folds: int = 5, seed: int = 0) -> dict:
+  """How well a linear read-out of the hidden states tells met from not met, against the
+  constraint kind's own prior. Features are standardized by the training rows; l2 is chosen by
+  `folds`-fold cross-validation on them. Returns held-out accuracies overall and per kind:
+  `probe` (the read-out), `kind_prior` (each kind's majority in the training rows, the overall
+  majority for a kind they lack) and `majority` (the overall one)."""
+  train_x, test_x = np.asarray(train_x, np.float64), np.asarray(test_x, np.float64)
+  train_y, test_y = np.asarray(train_y, np.float64), np.asarray(test_y, bool)
+  mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+  zx, zt = (train_x - mean) / std, (test_x - mean) / std
+  fold = np.random.default_rng(seed).permutation(len(zx)) % folds
+  cv = {}
+  for l2 in l2_grid:
+    right = 0
+    for f in range(folds):
+      w = fit_logistic(zx[fold != f], train_y[fold != f], l2)
+      right += int(np.sum(predict_logistic(w, zx[fold == f]) == train_y[fold == f].astype(bool)))
+    cv[l2] = right / len(zx)
+  best = max(l2_grid, key=lambda l: (cv[l], l))  # ties: the stronger penalty
+  guess = predict_logistic(fit_logistic(zx, train_y, best), zt)
+  overall = bool(train_y.mean() >= 0.5)
+  prior = {}
+  for k in set(train_kinds):
+    ys = [y for y, kk in zip(train_y, train_kinds) if kk == k]
+    prior[k] = bool(np.mean(ys) >= 0.5)
+  by_prior = np.array([prior.get(k, overall) for k in test_kinds])
+  kinds = {}
+  for k in sorted(set(test_kinds)):
+    m = np.array([kk == k for kk in test_kinds])
+    kinds[k] = dict(checks=int(m.sum()), met=int(test_y[m].sum()),
+                    probe=float(np.mean(guess[m] == test_y[m])),
+                    kind_prior=float(np.mean(by_prior[m] == test_y[m])))
+  return dict(train_checks=len(zx), test_checks=len(zt), l2=best, cv_accuracy=cv,
+              probe=float(np.mean(guess == test_y)),
+              kind_prior=float(np.mean(by_prior == test_y)),
+              majority=float(np.mean(test_y == overall)), kinds=kinds)
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
   p.add_argument("--train_workdir", required=True)
@@ -228,31 +295,45 @@ def main(argv=None) -> int:
   p.add_argument("--generate_tokens", type=int, default=48,
                  help="new tokens per check line (the line's end stops it sooner)")
   p.add_argument("--batch_size", type=int, default=8, help="check lines per generation call")
+  p.add_argument("--probe_rows", default="",
+                 help="verifier SFT rows of other pairs (ones no checkpoint trained on, e.g. "
+                      "the RL split's): a logistic regression on the judge's hidden state at "
+                      "each check's decision token is fit on these and scored on --rows "
+                      "(needs --prompts, for the kind-prior baseline)")
+  p.add_argument("--probe_max_rows", type=int, default=256)
   p.add_argument("--out", default="", help="write the figures as JSON here too")
   a = p.parse_args(argv)
+  if a.probe_rows and not a.prompts:
+    p.error("--probe_rows needs --prompts (each check's constraint kind)")
 
   config = systems.load_train_config("", (), a.train_workdir)
   setup = train_setup.build(config)
   judge = setup.judge
   model, tokenizer = judge.model, judge.tokenizer
-  with open(a.rows, encoding="utf-8") as f:
-    rows = [json.loads(line) for line in f if line.strip()]
-  rows = [r for r in rows if r["role"] == "judge"][:a.max_rows]
-  if not rows:
-    raise ValueError(f"{a.rows}: no judge rows")
-  encoded, report = tokenize_sft(tokenizer, [SFTExample(r["prompt"], r["target"]) for r in rows],
-                                 max_length=int(config.warmstart.max_length))
-  if report.skipped or report.truncated:
-    raise ValueError(f"{a.rows}: rows do not fit max_length: {report.summary()}")
+  kind_of = _kind_of(a.prompts) if a.prompts else None
+
+  def read_rows(path, limit):
+    with open(path, encoding="utf-8") as f:
+      rows = [json.loads(line) for line in f if line.strip()]
+    rows = [r for r in rows if r["role"] == "judge"][:limit]
+    if not rows:
+      raise ValueError(f"{path}: no judge rows")
+    encoded, report = tokenize_sft(tokenizer, [SFTExample(r["prompt"], r["target"])
+                                               for r in rows],
+                                   max_length=int(config.warmstart.max_length))
+    if report.skipped or report.truncated:
+      raise ValueError(f"{path}: rows do not fit max_length: {report.summary()}")
+    marks = [decisions(tokenizer, r["target"]) for r in rows]
+    kinds = ([hard_rule_kinds(r["prompt"], kind_of) for r in rows] if kind_of
+             else [None] * len(rows))
+    return rows, encoded, marks, kinds
+
+  rows, encoded, marks, kinds = read_rows(a.rows, a.max_rows)
+  probe_set = read_rows(a.probe_rows, a.probe_max_rows)[1:] if a.probe_rows else None
   words = ("Met", "Not", "met", "not", "A", "B")
   choice = {w: tokenizer.encode(" " + w, add_special_tokens=False)[0] for w in words}
   if len(set(choice.values())) < len(words):
     raise ValueError(f"the choices share a first token: {choice}")
-  marks = [decisions(tokenizer, r["target"]) for r in rows]
-  kinds = [None] * len(rows)
-  if a.prompts:
-    kind_of = _kind_of(a.prompts)
-    kinds = [hard_rule_kinds(r["prompt"], kind_of) for r in rows]
   columns = jnp.asarray([choice[w] for w in words])
 
   def forward(params, tokens):
@@ -260,7 +341,29 @@ def main(argv=None) -> int:
     hidden = model.apply({"params": params}, tokens, attention_mask=jnp.ones_like(tokens, bool),
                          positions=positions, return_hidden=True)
     head = head_weight(params, model.config, vocab_major=True)[columns]  # the choices' rows
-    return hidden[0] @ head.T  # [t, 6]: logits of each of `words`
+    return hidden[0] @ head.T, hidden[0]  # [t, 6]: logits of each of `words`; [t, embed]
+
+  def teacher_forced(params, encoded, marks, kinds):
+    """The judge's choice at each decision, tallied; and each check's (hidden state that
+    predicts its decision token, truth is met, rule kind)."""
+    tally, features = Tally(), []
+    for row, mark, row_kinds in zip(encoded, marks, kinds):
+      length = -(-len(row.tokens) // 128) * 128  # one compile per 128 tokens of length
+      tokens = np.zeros((1, length), np.int32)
+      tokens[0, :len(row.tokens)] = row.tokens
+      logits, hidden = (np.asarray(x) for x in forward(params, jnp.asarray(tokens)))
+      for n, (offset, kind, truth, _) in enumerate(mark):
+        at = row.prompt_len + offset  # the decision token's column; logits[at - 1] predict it
+        token = tokenizer.decode([row.tokens[at]]).strip()
+        pair = ("A", "B") if kind == "winner" else (("Met", "Not") if token in ("Met", "Not")
+                                                     else ("met", "not"))
+        first, second = (logits[at - 1, words.index(w)] for w in pair)
+        guess = pair[int(second > first)].capitalize()
+        rule_kind = _rule_kind(mark, n, row_kinds)
+        tally.add(kind, truth, guess, rule_kind)
+        if kind == "check":
+          features.append((hidden[at - 1], truth == "Met", rule_kind))
+    return tally, features
 
   forward = jax.jit(forward)
   # Free generation stops at the end of a line: every token whose text holds a newline.
@@ -276,22 +379,16 @@ def main(argv=None) -> int:
       step = checkpoints.resolve(a.train_workdir, selector, "--checkpoints")
       params = checkpoints.restore_policies(a.train_workdir, start, step)[0]["judge"]
     t0 = time.perf_counter()
-    tally = Tally()
-    for row, mark, row_kinds in zip(encoded, marks, kinds):
-      length = -(-len(row.tokens) // 128) * 128  # one compile per 128 tokens of length
-      tokens = np.zeros((1, length), np.int32)
-      tokens[0, :len(row.tokens)] = row.tokens
-      logits = np.asarray(forward(params, jnp.asarray(tokens)))
-      for n, (offset, kind, truth, _) in enumerate(mark):
-        at = row.prompt_len + offset  # the decision token's column; logits[at - 1] predict it
-        token = tokenizer.decode([row.tokens[at]]).strip()
-        pair = ("A", "B") if kind == "winner" else (("Met", "Not") if token in ("Met", "Not")
-                                                     else ("met", "not"))
-        first, second = (logits[at - 1, words.index(w)] for w in pair)
-        guess = pair[int(second > first)].capitalize()
-        tally.add(kind, truth, guess, _rule_kind(mark, n, row_kinds))
+    tally, features = teacher_forced(params, encoded, marks, kinds)
     results[selector] = dict(step=step, rows=len(encoded), **tally.figures(),
                              seconds=time.perf_counter() - t0)
+    if probe_set is not None:
+      t0 = time.perf_counter()
+      train = teacher_forced(params, *probe_set)[1]
+      results[selector]["linear_probe"] = linear_probe(
+          [f[0] for f in train], [f[1] for f in train], [f[2] for f in train],
+          [f[0] for f in features], [f[1] for f in features], [f[2] for f in features])
+      results[selector]["linear_probe"]["seconds"] = time.perf_counter() - t0
     if a.generate:
       t0 = time.perf_counter()
       results[selector]["generated"] = generated_checks(

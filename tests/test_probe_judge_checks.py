@@ -3,6 +3,7 @@
 import os
 import sys
 
+import numpy as np
 import pytest
 
 from arm_jax import assets
@@ -12,7 +13,7 @@ from arm_jax.tokenizer import load_tokenizer
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "experiments"))
 from probe_judge_checks import (  # noqa: E402  pylint: disable=wrong-import-position
-    decisions, read_check)
+    decisions, fit_logistic, linear_probe, read_check)
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +58,46 @@ def test_each_hard_rule_check_and_the_winner_are_found_at_their_token(tokenizer,
 ])
 def test_a_written_check_line_is_read_for_its_result_and_evidence(text, expected):
   assert read_check(text) == expected
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.1])
+def test_logistic_fit_is_the_penalized_optimum(l2):
+  """The Newton solution zeroes the gradient of mean log-loss + l2/2 |w|^2 (bias free),
+  computed here on its own; with no penalty it recovers the generating weights."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(4000, 3))
+  true = np.array([2.0, -1.0, 0.5, 0.3])
+  y = (rng.random(4000) < 1 / (1 + np.exp(-(x @ true[:3] + true[3])))).astype(float)
+  w = fit_logistic(x, y, l2)
+  p = 1 / (1 + np.exp(-(x @ w[:3] + w[3])))
+  grad = np.concatenate([x.T @ (p - y) / len(y) + l2 * w[:3], [np.mean(p - y)]])
+  assert np.max(np.abs(grad)) < 1e-8
+  if l2 == 0.0:
+    np.testing.assert_allclose(w, true, atol=0.15)
+  else:
+    assert np.linalg.norm(w[:3]) < np.linalg.norm(fit_logistic(x, y, 0.0)[:3])
+
+
+def test_linear_probe_against_the_kind_prior():
+  """Labels set by feature 0's sign are read out exactly; the kind prior is each kind's
+  training majority, counted here by hand."""
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(300, 4))
+  y = x[:, 0] > 0
+  kinds = ["a" if i % 3 else "b" for i in range(300)]
+  # kind "a" is mostly met in training, "b" mostly not
+  y_train = np.where(np.array(kinds) == "a", True, False)
+  y_train[:10] = ~y_train[:10]
+  out = linear_probe(x[:200], y[:200], kinds[:200], x[200:], y[200:], kinds[200:])
+  assert out["probe"] > 0.95 and out["train_checks"] == 200 and out["test_checks"] == 100
+  prior = {k: np.mean([t for t, kk in zip(y[:200], kinds[:200]) if kk == k]) >= 0.5
+           for k in "ab"}
+  expect = np.mean([t == prior[k] for t, k in zip(y[200:], kinds[200:])])
+  assert out["kind_prior"] == pytest.approx(expect)
+  assert out["majority"] == pytest.approx(np.mean(y[200:] == (np.mean(y[:200]) >= 0.5)))
+  assert sum(v["checks"] for v in out["kinds"].values()) == 100
+  # labels set by the kind, features that are noise: the kind prior is exact, and the read-out,
+  # which does not see the kind, about the overall majority's 2/3
+  noise = linear_probe(rng.normal(size=(200, 4)), y_train[:200], kinds[:200],
+                       rng.normal(size=(100, 4)), y_train[200:], kinds[200:])
+  assert noise["kind_prior"] == 1.0 and noise["probe"] < 0.8
