@@ -758,7 +758,8 @@ class Pipeline:
 # --- the report -----------------------------------------------------------------------------------
 
 LABEL_KEYS = ("iteration", "prompts", "kept", "identical", "unparseable", "inconsistent",
-              "consistency_rate")
+              "consistency_rate", "seconds_sampling", "seconds_labelling")
+COUNT_KEYS = LABEL_KEYS[:6]
 
 
 def label_rows(work: str) -> list[dict]:
@@ -902,9 +903,11 @@ def report_markdown(r: dict) -> str:
     lines += _table("DPO pairs (two samples per prompt; a pair is kept when the labeller prefers "
                     "the same response in both orders)",
                     ("labeller", "iteration", "prompts", "kept", "identical", "unparseable",
-                     "inconsistent", "consistency"),
-                    [(name, *("-" if x[k] is None else x[k] for k in LABEL_KEYS[:-1]),
-                      _pct(x["consistency_rate"]))
+                     "inconsistent", "consistency", "sampling s", "labelling s"),
+                    [(name, *("-" if x[k] is None else x[k] for k in COUNT_KEYS),
+                      _pct(x["consistency_rate"]),
+                      *("-" if x[k] is None else f"{x[k]:.0f}"
+                        for k in ("seconds_sampling", "seconds_labelling")))
                      for name, rows in r["dpo_labels"].items() for x in rows])
   if "ifeval" in r:
     from arm_jax.evaluation import ifeval_policy  # pylint: disable=import-outside-toplevel

@@ -100,6 +100,7 @@ def test_iterdpo_labels_trains_and_evaluates_each_iteration(rm_run, dpo_referenc
     assert r["kept"] + r["inconsistent"] + r["unparseable"] + r["identical"] == 64
     assert r["kept"] >= 16  # the judge writes verdicts: DPO has pairs to train on
     assert r["consistency_rate"] == r["kept"] / (r["kept"] + r["inconsistent"])
+    assert r["seconds_sampling"] > 0 and r["seconds_labelling"] > 0
   # The pairs file holds every comparison; its kept pairs are the ones DPO trained on.
   for it, r in ((1, labels[0]), (2, labels[1])):
     with open(os.path.join(workdir, "pairs", f"iteration_{it}.jsonl"), encoding="utf-8") as f:
@@ -110,6 +111,9 @@ def test_iterdpo_labels_trains_and_evaluates_each_iteration(rm_run, dpo_referenc
     assert all(x["pairs"] == r["kept"] - x["too_long"] for x in steps)
   dpo = [r for r in rs if r["phase"] == "dpo"]
   assert {"dpo_loss", "accuracy", "margin", "chosen_reward", "nll", "grad_norm"} <= set(dpo[0])
+  # each step's padded length (dpo.pad_multiple 16, max_length 128) and its wall time
+  assert all(x["length"] % 16 == 0 and 16 <= x["length"] <= 128 and x["seconds"] > 0
+             for x in dpo)
   # The first step of an iteration starts at its reference: margin 0, loss log 2 + 0.2 NLL.
   first = dpo[0]
   assert first["margin"] == pytest.approx(0.0, abs=1e-5)
@@ -117,7 +121,7 @@ def test_iterdpo_labels_trains_and_evaluates_each_iteration(rm_run, dpo_referenc
   evals = [r for r in rs if r["phase"] == "eval"]
   assert [e["unit"] for e in evals] == [0, 1, 2]
   assert evals[0]["win_rate_vs_start"] == 0.5
-  assert all(0 <= e["constraint_share"] <= 1 for e in evals)
+  assert all(0 <= e["constraint_share"] <= 1 and e["seconds"] > 0 for e in evals)
   for unit in (0, 1, 2):
     assert os.path.isfile(os.path.join(workdir, "eval", f"{unit:05d}.jsonl"))
   assert set(done) == {"phase", "policy_checksum"} and rs[-1]["phase"] == "done"

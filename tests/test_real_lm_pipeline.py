@@ -506,7 +506,8 @@ def test_the_report_compares_each_dpo_policy_with_the_base_on_the_same_prompts(t
   (tmp_path / "dpo_rl" / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in (
       dict(phase="dpo", iteration=1, step=0, loss=0.69),
       dict(phase="label", iteration=1, prompts=8, kept=2, identical=1, unparseable=1,
-           inconsistent=4, consistency_rate=2 / 6),
+           inconsistent=4, consistency_rate=2 / 6, seconds_sampling=61.4,
+           seconds_labelling=120.6),
       dict(phase="label", iteration=2, prompts=8, kept=0, identical=0, unparseable=8,
            inconsistent=0, consistency_rate=float("nan")))) + "\n")
   record = json.loads((tmp_path / "stages" / "dpo_sft.json").read_text())
@@ -536,10 +537,10 @@ def test_the_report_compares_each_dpo_policy_with_the_base_on_the_same_prompts(t
   assert lines["| rl"].endswith("| +11.7 [+3.3, +23.3] | +0.0 [+0.0, +0.0] |")
   assert lines["| sft"].endswith("| +0.0 [+0.0, +0.0] | -11.7 [-23.3, -3.3] |")
   assert lines["| base"].endswith("|  |  |")
-  assert "| rl | 1 | 8 | 2 | 1 | 1 | 4 | 33.3 |" in text
-  assert "| rl | 2 | 8 | 0 | 0 | 8 | 0 | - |" in text  # nothing judged: no rate
-  assert "| sft | 1 | 8 | 5 | 0 | 0 | 3 | 62.5 |" in text
-  assert "| sft | 2 | - | 4 | - | - | 4 | - |" in text  # an older record lacks keys
+  assert "| rl | 1 | 8 | 2 | 1 | 1 | 4 | 33.3 | 61 | 121 |" in text
+  assert "| rl | 2 | 8 | 0 | 0 | 8 | 0 | - | - | - |" in text  # nothing judged: no rate
+  assert "| sft | 1 | 8 | 5 | 0 | 0 | 3 | 62.5 | - | - |" in text
+  assert "| sft | 2 | - | 4 | - | - | 4 | - | - | - |" in text  # an older record lacks keys
 
 
 def test_reward_model_rows_take_mixed_voting_orders_and_bias_from_the_evaluators_results():

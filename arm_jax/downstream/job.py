@@ -42,6 +42,7 @@ import dataclasses
 import importlib
 import json
 import os
+import time
 from typing import Callable, Optional
 
 import jax
@@ -490,6 +491,7 @@ class _PolicyRun(RunBase):
     if self.setup.score is None or unit in self.meta["evals"] or (unit == 0 and not e.at_start):
       return
     greedy = SamplingParams(max_new_tokens=e.max_new_tokens, greedy=True)
+    start = time.perf_counter()
     out = generate_in_batches(self.policy, self.policy.encode(self.setup.eval_prompts), greedy,
                               jax.random.key(0), e.batch_size, 1, self._scope(f"policy@eval{unit}"))
     responses = [g[0].text for g in out]
@@ -508,7 +510,8 @@ class _PolicyRun(RunBase):
       with open(self._eval_path(unit)[:-1], "w", encoding="utf-8") as f:
         json.dump(dict(figures, **side), f, indent=1)
     self.record(dict(figures, phase="eval", unit=unit,
-                     mean_tokens=float(np.mean([g[0].tokens for g in out]))))
+                     mean_tokens=float(np.mean([g[0].tokens for g in out])),
+                     seconds=time.perf_counter() - start))
     logging.info("eval after %d: %s", unit, {k: v for k, v in figures.items()
                                              if isinstance(v, float)})
     self.meta["evals"].append(unit)
@@ -555,13 +558,18 @@ class _PolicyRun(RunBase):
     size = d.prompts_per_iteration or len(self.setup.prompts)
     prompts = window(self.setup.prompts, size, iteration - 1)
     key = jax.random.fold_in(jax.random.key(int(self.config.seed)), iteration)
+    t0 = time.perf_counter()
     a, b = dpo_lib.sample_pairs(self.policy, prompts, cfg.sampling, jax.random.fold_in(key, 0),
                                 cfg.generate_batch, self._scope(f"policy@label{iteration}"))
+    t1 = time.perf_counter()
     pairs = dpo_lib.label_pairs(self.setup.reward_model, prompts, a, b,
                                 jax.random.fold_in(key, 1))
+    t2 = time.perf_counter()
     _write_jsonl(self._pairs_path(iteration), [_comparison_row(c) for c in pairs.comparisons])
+    # the seconds a journal-resumed call spends include only what it sampled again
     self.record(dict(phase="label", iteration=iteration, prompts=len(prompts), **pairs.counts,
-                     consistency_rate=pairs.consistency_rate))
+                     consistency_rate=pairs.consistency_rate, seconds_sampling=t1 - t0,
+                     seconds_labelling=t2 - t1))
     self.ref = jax.tree.map(jnp.copy, self.policy.params)
     self.policy.params = jax.tree.map(jnp.copy, self.policy.params)
     self.policy.opt_state = init_opt_state(self._optimizer(), self.policy)
@@ -595,10 +603,12 @@ class _PolicyRun(RunBase):
       for s in range(self.meta["step"], steps):
         c, r = dpo_lib.pair_batch(chosen, rejected, cfg.batch_size, cfg.seed, k, s,
                                   cfg.pad_multiple)
-        metrics = dpo_lib.train_step(self.policy, cfg, self.ref, c, r)
+        t0 = time.perf_counter()
+        metrics = dpo_lib.train_step(self.policy, cfg, self.ref, c, r)  # synced: floats
         self.meta["step"] = s + 1
         self.record(dict(metrics, phase="dpo", iteration=k, step=s, pairs=len(chosen),
-                         too_long=too_long))
+                         too_long=too_long, length=max(c.tokens.shape[1], r.tokens.shape[1]),
+                         seconds=time.perf_counter() - t0))
         if self._step_done():
           return False
       if self._due(k, iterations):
