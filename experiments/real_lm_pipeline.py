@@ -1116,10 +1116,33 @@ class PeriodicSync:
       self._thread.join()
 
 
+def skipped_summary(skipped: dict[str, str]) -> str:
+  """sync_archive's `skipped` for a log line: a checkpoint step left out whole is one entry
+  (its files over the limit and how many files it has), every other file its own; temporary
+  files are not named."""
+  steps: dict[str, list] = {}  # step dir: [[(file, size text) over the limit], files in all]
+  others = []
+  for rel, why in skipped.items():
+    step = _STEP_DIR.match(rel)
+    too_big = re.match(r"[\d.]+ MB > ", why) is not None
+    if step and (too_big or why.startswith("its checkpoint step")):
+      entry = steps.setdefault(step.group(0), [[], 0])
+      entry[1] += 1
+      if too_big:
+        entry[0].append((rel[len(step.group(0)):], why.split(" > ")[0]))
+    elif why != "temporary":
+      others.append(f"{rel} ({why})")
+  for step, (big, count) in steps.items():
+    named = ", ".join(f"{f} {size}" for f, size in big)
+    others.append(f"checkpoint step {step} whole, {count} files ({len(big)} over the limit: "
+                  f"{named})")
+  return "; ".join(others)
+
+
 def _sync(args: argparse.Namespace) -> None:
   with _SYNC_LOCK:
     out = sync_archive(args.workdir, args.archive)
-  skipped = "; ".join(f"{k} ({v})" for k, v in out["skipped"].items() if v != "temporary")
+  skipped = skipped_summary(out["skipped"])
   print(f"[archive] {args.archive}: {out['copied']} files written, {out['unchanged']} unchanged, "
         f"{out['removed']} removed, {out['bytes'] / 1e6:.1f} MB in all"
         + (f"; skipped {skipped}" if skipped else ""), flush=True)

@@ -113,6 +113,9 @@ def test_an_archive_restores_a_workdir_on_a_fresh_machine_and_does_not_churn(tmp
       "dpo_rl/checkpoints/9/big.bin": "3.0 MB > 2 MB",
       "dpo_rl/checkpoints/9/meta.json": "its checkpoint step dpo_rl/checkpoints/9/ has a file "
                                         "over 2 MB"}
+  # the log names the left-out step once, with its big file, not each of its files
+  assert pipeline.skipped_summary(out["skipped"]) == (
+      "checkpoint step dpo_rl/checkpoints/9/ whole, 2 files (1 over the limit: big.bin 3.0 MB)")
   stored = _tree(archive)
   assert "pairs/responses.jsonl.gz" in stored and "plan.json.gz" in stored
   parts = sorted(n for n in stored if n.startswith("train/checkpoints/7/state/array.bin"))
@@ -650,3 +653,13 @@ def test_every_stage_runs_end_to_end_with_a_tiny_model(tmp_path, monkeypatch):
   assert pipeline.main(["--workdir", str(fresh), "--stages", "report"]) == 0
   again = json.loads((fresh / "report.json").read_text())
   assert again["ifeval"] == report["ifeval"] and again["reward_model"] == report["reward_model"]
+
+
+def test_the_skipped_summary_keeps_every_other_reason():
+  skipped = {"a/checkpoints/5/x/y": "130.0 MB > 100 MB", "a/checkpoints/5/z": "its checkpoint "
+             "step a/checkpoints/5/ has a file over 100 MB", "a/checkpoints/5/w": "150.2 MB > "
+             "100 MB", "logs/big.log": "120.0 MB > 100 MB", "s.json": "vanished during the sync",
+             "t/tmp": "temporary"}
+  assert pipeline.skipped_summary(skipped) == (
+      "logs/big.log (120.0 MB > 100 MB); s.json (vanished during the sync); checkpoint step "
+      "a/checkpoints/5/ whole, 3 files (2 over the limit: x/y 130.0 MB, w 150.2 MB)")
