@@ -532,3 +532,23 @@ def test_a_lora_policy_checkpoints_adapters_only_and_resumes_exactly(tmp_path, m
   monkeypatch.undo()
   assert run_policy(config(), work) == done
   assert trajectory(work) == trajectory(ref_dir)
+
+
+def test_an_iteration_with_fewer_pairs_than_a_batch_leaves_the_policy_and_says_so(
+    rm_run, tmp_path, caplog):
+  """64 prompts and dpo.batch_size 128: no DPO step, a warning names why, and the policy after
+  the iteration is the warm-started one (its evaluation writes the same responses)."""
+  workdir = str(tmp_path / "dpo_no_steps")
+  with caplog.at_level("WARNING"):
+    done = run_policy(policy_config(rm_run, "dpo", {"dpo.batch_size": 128}), workdir)
+  assert done["phase"] == "done"
+  rs = records(workdir)
+  label = [r for r in rs if r["phase"] == "label"]
+  assert len(label) == 1 and not [r for r in rs if r["phase"] == "dpo"]
+  assert any("fewer than dpo.batch_size=128: no DPO step" in r.getMessage()
+             and f"{label[0]['kept']} usable pairs" in r.getMessage() for r in caplog.records)
+  assert [r["unit"] for r in rs if r["phase"] == "eval"] == [0, 1]
+  with open(os.path.join(workdir, "eval", "00000.jsonl"), encoding="utf-8") as f:
+    before = f.read()
+  with open(os.path.join(workdir, "eval", "00001.jsonl"), encoding="utf-8") as f:
+    assert f.read() == before

@@ -600,6 +600,10 @@ class _PolicyRun(RunBase):
         if too_long:
           logging.warning("iteration %d: %d kept pairs longer than dpo.max_length=%d skipped",
                           k, too_long, cfg.max_length)
+        if not steps:
+          logging.warning("iteration %d: %d usable pairs, fewer than dpo.batch_size=%d: no DPO "
+                          "step, the policy is unchanged this iteration (the label record "
+                          "counts why pairs were dropped)", k, len(chosen), cfg.batch_size)
       for s in range(self.meta["step"], steps):
         c, r = dpo_lib.pair_batch(chosen, rejected, cfg.batch_size, cfg.seed, k, s,
                                   cfg.pad_multiple)
