@@ -20,7 +20,9 @@ share of lines whose evidence it wrote as the verifier did).
 judge's final hidden state at each check's decision token (the state its " Met" / " Not" logits
 are read from), fit on the checks of other pairs' rows (ones no checkpoint trained on) and
 scored on --rows' checks, against each constraint kind's majority (a read-out that learnt only
-which kinds are usually met scores that).
+which kinds are usually met scores that). `--probe_layers` fits the same read-out on the
+residual stream after each chosen block, at the same tokens: whether the check is readable
+anywhere in depth, not only where the head reads it.
 
   python -m arm_jax.data.verifier_sft --prompts runs/real_lm/prompts/reward_model.jsonl \\
       --pairs runs/real_lm/pairs/pairs_held_out.jsonl --out /tmp/held_out_sft.jsonl \\
@@ -48,7 +50,7 @@ import numpy as np  # noqa: E402
 
 from arm_jax.core import SFTExample  # noqa: E402
 from arm_jax.evaluation import systems  # noqa: E402
-from arm_jax.models.decoder import head_weight  # noqa: E402
+from arm_jax.models.decoder import Block, head_weight, unstack_layers  # noqa: E402
 from arm_jax.rl.sft import tokenize_sft  # noqa: E402
 from arm_jax.sampling import Sampler, SamplingParams, completions_text  # noqa: E402
 from arm_jax.training import checkpoints  # noqa: E402
@@ -279,6 +281,40 @@ def linear_probe(train_x, train_y, train_kinds, test_x, test_y, test_kinds,
               majority=float(np.mean(test_y == overall)), kinds=kinds)
 
 
+def layer_states(model, params, tokens):
+  """Each block's output (the residual stream after layer i, before the final norm), stacked
+  [layers, b, t, embed], for a model in any layout: it is run with unrolled, un-rematted layers
+  and flax's captured intermediates. Positions count every token (no padding)."""
+  cfg = model.config.replace(scan_layers=False, remat_policy="none")
+  unrolled = model.clone(config=cfg)
+  params = unstack_layers(params) if model.config.scan_layers else params
+  _, state = unrolled.apply(
+      {"params": params}, tokens, attention_mask=jnp.ones_like(tokens, bool),
+      positions=jnp.broadcast_to(jnp.arange(tokens.shape[1])[None], tokens.shape),
+      return_hidden=True, mutable=["intermediates"],
+      capture_intermediates=lambda module, method: isinstance(module, Block))
+  found = state["intermediates"]
+  # a block returns (x, (k, v)); flax keeps each call's output in a tuple
+  return jnp.stack([found[f"layers_{i}"]["__call__"][0][0] for i in range(cfg.num_layers)])
+
+
+def parse_layers(text: str, num_layers: int) -> list[int]:
+  """--probe_layers: "all" or comma-separated block indices (0-based; negative from the end)
+  -> sorted distinct indices in [0, num_layers)."""
+  if text == "all":
+    return list(range(num_layers))
+  out = set()
+  for part in text.split(","):
+    try:
+      i = int(part)
+    except ValueError:
+      raise ValueError(f"--probe_layers: {part!r} is not a layer index (or 'all')") from None
+    if not -num_layers <= i < num_layers:
+      raise ValueError(f"--probe_layers: layer {i} is outside the model's {num_layers} layers")
+    out.add(i % num_layers)
+  return sorted(out)
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
   p.add_argument("--train_workdir", required=True)
@@ -301,10 +337,16 @@ def main(argv=None) -> int:
                       "each check's decision token is fit on these and scored on --rows "
                       "(needs --prompts, for the kind-prior baseline)")
   p.add_argument("--probe_max_rows", type=int, default=256)
+  p.add_argument("--probe_layers", default="",
+                 help="also probe the residual stream after these blocks ('all' or indices "
+                      "such as 4,14,-1), at the same decision tokens: where in depth, if "
+                      "anywhere, the check is linearly readable")
   p.add_argument("--out", default="", help="write the figures as JSON here too")
   a = p.parse_args(argv)
   if a.probe_rows and not a.prompts:
     p.error("--probe_rows needs --prompts (each check's constraint kind)")
+  if a.probe_layers and not a.probe_rows:
+    p.error("--probe_layers needs --probe_rows")
 
   config = systems.load_train_config("", (), a.train_workdir)
   setup = train_setup.build(config)
@@ -343,15 +385,19 @@ def main(argv=None) -> int:
     head = head_weight(params, model.config, vocab_major=True)[columns]  # the choices' rows
     return hidden[0] @ head.T, hidden[0]  # [t, 6]: logits of each of `words`; [t, embed]
 
-  def teacher_forced(params, encoded, marks, kinds):
+  def teacher_forced(params, encoded, marks, kinds, deep=False):
     """The judge's choice at each decision, tallied; and each check's (hidden state that
-    predicts its decision token, truth is met, rule kind)."""
+    predicts its decision token, truth is met, rule kind, and with `deep` the residual stream
+    after each of `layers` there [len(layers), embed])."""
     tally, features = Tally(), []
-    for row, mark, row_kinds in zip(encoded, marks, kinds):
+    for i, (row, mark, row_kinds) in enumerate(zip(encoded, marks, kinds)):
+      if i and i % 64 == 0:
+        print(f"[probe] {i} of {len(encoded)} rows read", file=sys.stderr, flush=True)
       length = -(-len(row.tokens) // 128) * 128  # one compile per 128 tokens of length
       tokens = np.zeros((1, length), np.int32)
       tokens[0, :len(row.tokens)] = row.tokens
       logits, hidden = (np.asarray(x) for x in forward(params, jnp.asarray(tokens)))
+      stream = np.asarray(deep_states(params, jnp.asarray(tokens))) if deep else None
       for n, (offset, kind, truth, _) in enumerate(mark):
         at = row.prompt_len + offset  # the decision token's column; logits[at - 1] predict it
         token = tokenizer.decode([row.tokens[at]]).strip()
@@ -362,10 +408,15 @@ def main(argv=None) -> int:
         rule_kind = _rule_kind(mark, n, row_kinds)
         tally.add(kind, truth, guess, rule_kind)
         if kind == "check":
-          features.append((hidden[at - 1], truth == "Met", rule_kind))
+          # copies: a view would keep the row's whole [t, ...] arrays alive
+          features.append((hidden[at - 1].copy(), truth == "Met", rule_kind,
+                           None if stream is None else stream[:, at - 1].copy()))
     return tally, features
 
   forward = jax.jit(forward)
+  layers = parse_layers(a.probe_layers, model.config.num_layers) if a.probe_layers else []
+  deep_states = jax.jit(lambda params, tokens: layer_states(model, params, tokens)[
+      jnp.asarray(layers, jnp.int32), 0])  # [len(layers), t, embed]
   # Free generation stops at the end of a line: every token whose text holds a newline.
   newline_ids = [i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i])]
   line_sampler = Sampler(model, stop_ids=newline_ids + list(model.config.eos_token_ids),
@@ -379,15 +430,23 @@ def main(argv=None) -> int:
       step = checkpoints.resolve(a.train_workdir, selector, "--checkpoints")
       params = checkpoints.restore_policies(a.train_workdir, start, step)[0]["judge"]
     t0 = time.perf_counter()
-    tally, features = teacher_forced(params, encoded, marks, kinds)
+    deep = bool(layers) and probe_set is not None
+    tally, features = teacher_forced(params, encoded, marks, kinds, deep)
     results[selector] = dict(step=step, rows=len(encoded), **tally.figures(),
                              seconds=time.perf_counter() - t0)
     if probe_set is not None:
       t0 = time.perf_counter()
-      train = teacher_forced(params, *probe_set)[1]
+      train = teacher_forced(params, *probe_set, deep)[1]
+      labels = ([f[1] for f in train], [f[2] for f in train])
+      tests = ([f[1] for f in features], [f[2] for f in features])
       results[selector]["linear_probe"] = linear_probe(
-          [f[0] for f in train], [f[1] for f in train], [f[2] for f in train],
-          [f[0] for f in features], [f[1] for f in features], [f[2] for f in features])
+          [f[0] for f in train], *labels, [f[0] for f in features], *tests)
+      if deep:  # one read-out per layer, on the same checks and folds
+        results[selector]["linear_probe"]["layers"] = {
+            str(layer): {k: v for k, v in linear_probe(
+                [f[3][j] for f in train], *labels, [f[3][j] for f in features], *tests).items()
+                         if k in ("probe", "l2", "cv_accuracy", "kinds")}
+            for j, layer in enumerate(layers)}
       results[selector]["linear_probe"]["seconds"] = time.perf_counter() - t0
     if a.generate:
       t0 = time.perf_counter()

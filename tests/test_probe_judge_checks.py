@@ -101,3 +101,47 @@ def test_linear_probe_against_the_kind_prior():
   noise = linear_probe(rng.normal(size=(200, 4)), y_train[:200], kinds[:200],
                        rng.normal(size=(100, 4)), y_train[200:], kinds[200:])
   assert noise["kind_prior"] == 1.0 and noise["probe"] < 0.8
+
+
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_layer_states_are_the_blocks_outputs(scan_layers):
+  """The last block's output, final-normed, is the model's own hidden state; the first is one
+  block applied to the embeddings; and the LoRA layout (scanned or not) changes neither."""
+  import jax  # noqa: PLC0415
+  import jax.numpy as jnp  # noqa: PLC0415
+  from probe_judge_checks import layer_states  # noqa: PLC0415
+  from arm_jax.models.decoder import Block, RMSNorm, unstack_layers  # noqa: PLC0415
+  from rl_fixtures import tiny_model  # noqa: PLC0415
+
+  model, params = tiny_model(seed=3, num_layers=3, scan_layers=scan_layers, lora_rank=2,
+                             remat_policy="full" if scan_layers else "none")
+  # non-zero adapters, so a layout slip that drops them shows
+  params = jax.tree_util.tree_map_with_path(
+      lambda path, x: x + 0.05 if "lora_b" in str(path[-1]) else x, params)
+  tokens = jnp.asarray(np.random.RandomState(0).randint(2, 64, (2, 9)), jnp.int32)
+  states = np.asarray(layer_states(model, params, tokens))
+  assert states.shape == (3, 2, 9, 32)
+  positions = jnp.broadcast_to(jnp.arange(9)[None], tokens.shape)
+  hidden = model.apply({"params": params}, tokens, attention_mask=jnp.ones_like(tokens, bool),
+                       positions=positions, return_hidden=True)
+  cfg = model.config
+  normed = RMSNorm(cfg.rms_norm_eps, "embed", jnp.float32, jnp.float32).apply(
+      {"params": params["final_norm"]}, jnp.asarray(states[-1]))
+  np.testing.assert_allclose(normed, hidden, atol=1e-5)
+  first_layer = unstack_layers(params)["layers_0"] if scan_layers else params["layers_0"]
+  x0 = jnp.take(params["embedding"], tokens, axis=0)
+  one, _ = Block(cfg.replace(scan_layers=False)).apply(
+      {"params": first_layer}, x0, positions, jnp.ones_like(tokens, bool), None, None, None,
+      None)
+  np.testing.assert_allclose(states[0], one, atol=1e-5)
+  assert np.abs(states[1] - states[0]).max() > 1e-3  # a later layer is another state
+
+
+def test_probe_layers_are_parsed_and_bad_ones_named():
+  from probe_judge_checks import parse_layers  # noqa: PLC0415
+  assert parse_layers("all", 4) == [0, 1, 2, 3]
+  assert parse_layers("3,-1,0", 30) == [0, 3, 29]
+  with pytest.raises(ValueError, match="layer 30 is outside"):
+    parse_layers("30", 30)
+  with pytest.raises(ValueError, match="'x' is not a layer index"):
+    parse_layers("1,x", 30)
