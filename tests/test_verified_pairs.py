@@ -224,3 +224,16 @@ def test_sampling_appends_resumes_and_refuses_other_settings(tmp_path):
   assert after.startswith(before) and len(after.splitlines()) == 4
   with pytest.raises(ValueError, match=r"--seed: the file has 0, this run 1"):
     verified.main([*args, "--seed", "1"])
+
+
+def test_the_datasheet_gives_the_longer_response_baseline():
+  """Chosen lengths 10, 3, 5 against rejected 4, 8, 5: longer in 1 of 3, one tie, so a judge
+  that prefers length scores (1 + 0.5) / 3 = 50.0%; the sides the records put them on do not
+  matter."""
+  records = [verified.pair_record("s", f"p{i}", [], "x" * c, "y" * r)
+             for i, (c, r) in enumerate(((10, 4), (3, 8), (5, 5)))]
+  assert {r.winner for r in records} == {"A", "B"}  # both sides are exercised
+  text = verified.length_summary(records)
+  assert text.endswith("the chosen one is longer in 1 of 3 pairs (1 ties): preferring the "
+                       "longer response scores 50.0%")
+  assert text.startswith("chosen median 5, p90 10; rejected median 5, p90 8")

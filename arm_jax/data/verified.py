@@ -365,8 +365,10 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   return args
 
 
-def _lengths(records: Sequence[Record]) -> str:
-  """Median and 90th percentile of the chosen and rejected responses' lengths, in characters."""
+def length_summary(records: Sequence[Record]) -> str:
+  """Median and 90th percentile of the chosen and rejected responses' lengths, in characters,
+  and how often the chosen one is the longer: the accuracy of a judge that prefers length (a
+  tie counts a half), the floor a reward model must clear on these labels."""
   if not records:
     return "none"
   def stats(xs):
@@ -374,7 +376,11 @@ def _lengths(records: Sequence[Record]) -> str:
     return f"median {xs[len(xs) // 2]}, p90 {xs[min(len(xs) - 1, int(0.9 * len(xs)))]}"
   chosen = [len(r.response_a if r.winner == "A" else r.response_b) for r in records]
   rejected = [len(r.response_b if r.winner == "A" else r.response_a) for r in records]
-  return f"chosen {stats(chosen)}; rejected {stats(rejected)}"
+  longer = sum(c > r for c, r in zip(chosen, rejected))
+  ties = sum(c == r for c, r in zip(chosen, rejected))
+  return (f"chosen {stats(chosen)}; rejected {stats(rejected)}; the chosen one is longer in "
+          f"{longer} of {len(records)} pairs ({ties} ties): preferring the longer response "
+          f"scores {(longer + ties / 2) / len(records):.1%}")
 
 
 def datasheet(args: argparse.Namespace, check: Verifier, stats: Stats, report: dict,
@@ -461,7 +467,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       built = build([pairs_path], "canonical", os.path.join(args.out, name) if name else args.out,
                     overwrite=True)
       report["rows_written"] += built["rows_written"]
-  extra["lengths"] = _lengths(records)
+  extra["lengths"] = length_summary(records)
   extra["seconds"] = time.perf_counter() - start
   summary = {"benchmark": check.name, "criterion": args.criterion, **dataclasses.asdict(stats),
              **extra, "dataset": os.path.abspath(args.out), "rows_written": report["rows_written"]}
