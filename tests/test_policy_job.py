@@ -534,6 +534,7 @@ def test_a_lora_policy_checkpoints_adapters_only_and_resumes_exactly(tmp_path, m
   assert trajectory(work) == trajectory(ref_dir)
 
 
+@pytest.mark.slow  # a third toy policy run (~30 s); the default tier is near its 15 minutes
 def test_an_iteration_with_fewer_pairs_than_a_batch_leaves_the_policy_and_says_so(
     rm_run, tmp_path, caplog):
   """64 prompts and dpo.batch_size 128: no DPO step, a warning names why, and the policy after
