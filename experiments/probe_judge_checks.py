@@ -430,7 +430,7 @@ def main(argv=None) -> int:
       step = checkpoints.resolve(a.train_workdir, selector, "--checkpoints")
       params = checkpoints.restore_policies(a.train_workdir, start, step)[0]["judge"]
     t0 = time.perf_counter()
-    deep = bool(layers) and probe_set is not None
+    deep = bool(layers)  # --probe_layers requires --probe_rows
     tally, features = teacher_forced(params, encoded, marks, kinds, deep)
     results[selector] = dict(step=step, rows=len(encoded), **tally.figures(),
                              seconds=time.perf_counter() - t0)
